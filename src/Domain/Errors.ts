@@ -1,0 +1,50 @@
+/**
+ * Every failure a caller can see, as tagged errors. The one map to HTTP
+ * status codes lives in `Http/Errors.ts`.
+ */
+import * as Data from "effect/Data"
+
+export class SessionNotFound extends Data.TaggedError("SessionNotFound")<{ readonly id: string }> {
+  override get message() {
+    return `session ${this.id} not found`
+  }
+}
+
+export class SessionExists extends Data.TaggedError("SessionExists")<{ readonly id: string }> {
+  override get message() {
+    return `session ${this.id} already exists`
+  }
+}
+
+/** Input that does not fit its schema; `message` names the offending field. */
+export class InvalidInput extends Data.TaggedError("InvalidInput")<{ readonly message: string }> {}
+
+export class PayloadTooLarge extends Data.TaggedError("PayloadTooLarge")<{ readonly limit: number }> {
+  override get message() {
+    return `request body exceeds the limit of ${this.limit} bytes`
+  }
+}
+
+export class NoSandbox extends Data.TaggedError("NoSandbox")<{ readonly id: string }> {
+  override get message() {
+    return `session ${this.id} has no sandbox connected`
+  }
+}
+
+export class PermissionConflict extends Data.TaggedError("PermissionConflict")<{
+  readonly requestId: string
+  readonly reason: "unknown" | "answered"
+}> {
+  override get message() {
+    return this.reason === "unknown"
+      ? `no permission request ${this.requestId} in this session`
+      : `permission request ${this.requestId} was already answered`
+  }
+}
+
+/** The store could not be read or written (disk full, locked, gone). */
+export class StoreError extends Data.TaggedError("StoreError")<{ readonly cause: unknown }> {
+  override get message() {
+    return `the session store is unavailable: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}

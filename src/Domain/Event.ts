@@ -1,0 +1,130 @@
+/**
+ * The sandbox → server event vocabulary (PROTOCOL.md, "Events") and its decoder.
+ */
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { InvalidInput } from "./Errors.js"
+
+const Str = Schema.String
+const OptStr = Schema.optional(Schema.String)
+const NonNegative = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
+
+export const PlanEntry = Schema.Struct({
+  content: Str,
+  status: Schema.Literal("pending", "in_progress", "completed")
+})
+export type PlanEntry = typeof PlanEntry.Type
+
+export const StopReason = Schema.Literal("end_turn", "max_tokens", "refusal", "cancelled", "error")
+
+const ev = <T extends string, F extends Schema.Struct.Fields>(type: T, fields: F) =>
+  Schema.Struct({ type: Schema.Literal(type), ...fields })
+
+export const TextDelta = ev("text_delta", { delta: Str, partId: OptStr })
+export const ReasoningDelta = ev("reasoning_delta", { delta: Str, partId: OptStr })
+export const ToolCallStart = ev("tool_call_start", { toolCallId: Str, name: Str, input: OptStr })
+export const ToolCallInputDelta = ev("tool_call_input_delta", { toolCallId: Str, delta: Str })
+export const ToolCallEnd = ev("tool_call_end", {
+  toolCallId: Str,
+  output: OptStr,
+  isError: Schema.optional(Schema.Boolean)
+})
+export const PermissionRequest = ev("permission_request", {
+  requestId: Str,
+  toolCallId: OptStr,
+  title: Str,
+  options: Schema.optional(Schema.Array(Schema.Unknown))
+})
+export const Plan = ev("plan", { entries: Schema.Array(PlanEntry) })
+export const FileChange = ev("file_change", {
+  path: Str,
+  action: Schema.Literal("create", "modify", "delete"),
+  diff: OptStr
+})
+export const ErrorEvent = ev("error", { message: Str, code: Schema.optional(Schema.Union(Str, Schema.Number)) })
+export const Usage = ev("usage", {
+  inputTokens: NonNegative,
+  outputTokens: NonNegative,
+  costUsd: Schema.optional(NonNegative)
+})
+export const Summary = ev("summary", { text: Str })
+export const TurnStart = ev("turn_start", {})
+export const TurnEnd = ev("turn_end", { stopReason: Schema.optional(StopReason) })
+export const Heartbeat = ev("heartbeat", {})
+export const Custom = ev("custom", { name: Str, data: Schema.optional(Schema.Unknown) })
+
+const members = {
+  text_delta: TextDelta,
+  reasoning_delta: ReasoningDelta,
+  tool_call_start: ToolCallStart,
+  tool_call_input_delta: ToolCallInputDelta,
+  tool_call_end: ToolCallEnd,
+  permission_request: PermissionRequest,
+  plan: Plan,
+  file_change: FileChange,
+  error: ErrorEvent,
+  usage: Usage,
+  summary: Summary,
+  turn_start: TurnStart,
+  turn_end: TurnEnd,
+  heartbeat: Heartbeat,
+  custom: Custom
+} as const
+
+export const Event = Schema.Union(...Object.values(members))
+export type Event = typeof Event.Type
+export type EventType = Event["type"]
+export const eventTypes = Object.keys(members) as ReadonlyArray<EventType>
+
+/** Decoders compiled once: decoding is on the ingest hot path. */
+const decoders = Object.fromEntries(
+  Object.entries(members).map(([type, schema]) => [type, Schema.decodeUnknownEither(schema as Schema.Schema<any, any>)])
+) as Record<EventType, (u: unknown) => Either.Either<Event, ParseResult.ParseError>>
+
+/** `a.b[2]: Expected string, actual 5`: the field first, so the message names it. */
+export const formatParseError = (error: ParseResult.ParseError, prefix = ""): string => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  if (issue === undefined) return `${prefix || "body"}: invalid`
+  const path = formatPath(prefix, issue.path)
+  return `${path || "body"}: ${issue.message}`
+}
+
+export const formatPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
+    prefix
+  )
+
+const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+export const decodeEvent = (u: unknown, prefix = ""): Either.Either<Event, InvalidInput> => {
+  const where = prefix === "" ? "event" : prefix
+  if (!isRecord(u)) return Either.left(new InvalidInput({ message: `${where} must be a JSON object` }))
+  const type = u.type
+  if (typeof type !== "string") {
+    return Either.left(new InvalidInput({ message: `${formatPath(prefix, ["type"])}: must be a string, one of ${eventTypes.join(", ")}` }))
+  }
+  const decode = Object.hasOwn(decoders, type) ? decoders[type as EventType] : undefined
+  if (decode === undefined) {
+    return Either.left(
+      new InvalidInput({ message: `${formatPath(prefix, ["type"])}: unknown event type "${type.slice(0, 64)}", expected one of ${eventTypes.join(", ")}` })
+    )
+  }
+  return Either.mapLeft(decode(u), (e) => new InvalidInput({ message: formatParseError(e, prefix) }))
+}
+
+/** A body is one event or a non-empty array of them (a batch, all or nothing). */
+export const decodeEvents = (u: unknown, maxBatch = 10_000): Either.Either<ReadonlyArray<Event>, InvalidInput> => {
+  if (!Array.isArray(u)) return Either.map(decodeEvent(u), (e) => [e])
+  if (u.length === 0) return Either.left(new InvalidInput({ message: "batch must contain at least one event" }))
+  if (u.length > maxBatch) return Either.left(new InvalidInput({ message: `batch has ${u.length} events, at most ${maxBatch} allowed` }))
+  const out: Array<Event> = []
+  for (let i = 0; i < u.length; i++) {
+    const r = decodeEvent(u[i], `[${i}]`)
+    if (Either.isLeft(r)) return r as Either.Either<never, InvalidInput>
+    out.push(r.right)
+  }
+  return Either.right(out)
+}

@@ -1,0 +1,58 @@
+/**
+ * The one map from failures to HTTP status codes and JSON error bodies:
+ * `{ "error": { "code": "not_found", "message": "session a1 not found" } }`.
+ */
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type {
+  InvalidInput,
+  NoSandbox,
+  PayloadTooLarge,
+  PermissionConflict,
+  SessionExists,
+  SessionNotFound,
+  StoreError
+} from "../Domain/Errors.js"
+
+export type AppError =
+  | SessionNotFound
+  | SessionExists
+  | InvalidInput
+  | PayloadTooLarge
+  | NoSandbox
+  | PermissionConflict
+  | StoreError
+
+export const errorBody = (code: string, message: string) => ({ error: { code, message } })
+
+export const jsonError = (status: number, code: string, message: string, headers?: Record<string, string>) =>
+  HttpServerResponse.unsafeJson(errorBody(code, message), { status, ...(headers ? { headers } : {}) })
+
+const statusOf = {
+  SessionNotFound: [404, "not_found"],
+  SessionExists: [409, "conflict"],
+  InvalidInput: [400, "bad_request"],
+  PayloadTooLarge: [413, "payload_too_large"],
+  NoSandbox: [409, "no_sandbox"],
+  PermissionConflict: [409, "conflict"],
+  StoreError: [503, "store_unavailable"]
+} as const satisfies Record<AppError["_tag"], readonly [number, string]>
+
+export const toResponse = (error: AppError): HttpServerResponse.HttpServerResponse => {
+  const [status, code] = statusOf[error._tag]
+  return jsonError(status, code, error.message, error._tag === "StoreError" ? { "retry-after": "1" } : undefined)
+}
+
+/** Handler failures become JSON; a defect is a 500 JSON body, logged, never a crash. */
+export const handle = <R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, AppError, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
+  effect.pipe(
+    Effect.catchAll((e) => Effect.succeed(toResponse(e))),
+    Effect.catchAllDefect((defect) =>
+      Effect.logError("request failed", Cause.die(defect)).pipe(
+        Effect.as(jsonError(500, "internal", "internal server error"))
+      )
+    )
+  )

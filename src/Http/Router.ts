@@ -1,0 +1,155 @@
+/**
+ * The routes of PROTOCOL.md. Each decodes its input and calls Sessions;
+ * failures become JSON through `Errors.handle`.
+ */
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { decodeCommand } from "../Domain/Command.js"
+import { InvalidInput } from "../Domain/Errors.js"
+import { decodeEvents, formatParseError } from "../Domain/Event.js"
+import { CreateSessionBody, SessionId } from "../Domain/Session.js"
+import { Sessions } from "../Sessions.js"
+import * as Body from "./Body.js"
+import { handle, jsonError } from "./Errors.js"
+import * as Sse from "./Sse.js"
+
+export interface RouterOptions {
+  /** Largest accepted request body in bytes. */
+  readonly maxBodyBytes: number
+  readonly keepAliveInterval: number
+}
+
+const decodeId = Schema.decodeUnknownEither(SessionId)
+const decodeCreate = Schema.decodeUnknownEither(CreateSessionBody)
+
+const sessionId = Effect.flatMap(HttpRouter.params, (params) =>
+  Either.match(decodeId(params.id ?? ""), {
+    onLeft: (e) => Effect.fail(new InvalidInput({ message: formatParseError(e, "id") })),
+    onRight: Effect.succeed
+  }))
+
+const project = Effect.map(HttpServerRequest.ParsedSearchParams, (q) => {
+  const p = q.project
+  return typeof p === "string" ? p : Array.isArray(p) ? p[0] : undefined
+})
+
+/** `Last-Event-ID` as a seq; anything else means a full replay. */
+const lastEventId = Effect.map(HttpServerRequest.HttpServerRequest, (req) => {
+  const raw = req.headers["last-event-id"]
+  if (raw === undefined || !/^[1-9][0-9]{0,15}$/.test(raw.trim())) return undefined
+  return Number(raw.trim())
+})
+
+const idempotencyKey = Effect.flatMap(HttpServerRequest.HttpServerRequest, (req) => {
+  const key = req.headers["idempotency-key"]
+  if (key === undefined) return Effect.succeed(undefined)
+  if (key.length === 0 || key.length > 256) {
+    return Effect.fail(new InvalidInput({ message: "Idempotency-Key header must be 1 to 256 characters" }))
+  }
+  return Effect.succeed(key)
+})
+
+const accepted = HttpServerResponse.empty({ status: 202 })
+
+export const make = (options: RouterOptions) => {
+  const body = Body.json(options.maxBodyBytes)
+  const sse = <A>(items: Stream.Stream<A>, encode: (a: A) => string) =>
+    Sse.response(items, encode, options.keepAliveInterval)
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/sessions",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
+      }))
+    ),
+    HttpRouter.get(
+      "/sessions/stream",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        return sse(yield* sessions.watchSessions(yield* project), Sse.sessionFrame)
+      }))
+    ),
+    HttpRouter.get(
+      "/sessions/:id",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        return HttpServerResponse.unsafeJson(yield* sessions.get(yield* sessionId))
+      }))
+    ),
+    HttpRouter.post(
+      "/sessions/:id",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        const id = yield* sessionId
+        const input = (yield* body) ?? {}
+        const { project } = yield* Either.mapLeft(
+          decodeCreate(input, { onExcessProperty: "ignore" }),
+          (e) => new InvalidInput({ message: formatParseError(e) })
+        )
+        return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
+      }))
+    ),
+    HttpRouter.del(
+      "/sessions/:id",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        yield* sessions.remove(yield* sessionId)
+        return HttpServerResponse.empty({ status: 204 })
+      }))
+    ),
+    HttpRouter.post(
+      "/sessions/:id/commands",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        const id = yield* sessionId
+        const command = yield* decodeCommand(yield* body)
+        yield* sessions.command(id, command)
+        return accepted
+      }))
+    ),
+    HttpRouter.get(
+      "/sessions/:id/commands",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        const commands = yield* sessions.connectSandbox(yield* sessionId)
+        return sse(Sse.commandStream(Stream.fromQueue(commands)), (s) => s)
+      }))
+    ),
+    HttpRouter.post(
+      "/sessions/:id/events",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        const id = yield* sessionId
+        const key = yield* idempotencyKey
+        const input = yield* body
+        if (input === undefined) return yield* new InvalidInput({ message: "body: an event or an array of events is required" })
+        yield* sessions.ingest(id, yield* decodeEvents(input), key)
+        return accepted
+      }))
+    ),
+    HttpRouter.get(
+      "/sessions/:id/artifacts",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
+      }))
+    ),
+    HttpRouter.get(
+      "/sessions/:id/stream",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        const id = yield* sessionId
+        return sse(yield* sessions.watchArtifacts(id, yield* lastEventId), Sse.artifactFrame)
+      }))
+    ),
+    Effect.catchTag("RouteNotFound", (e) =>
+      Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
+  )
+}

@@ -1,0 +1,81 @@
+/**
+ * The server as Layers: the app (store, bus, reducer, sessions) and the HTTP
+ * server on top. `createServer` and the CLI only build and run these.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import * as Layer from "effect/Layer"
+import { createServer as createHttpServer } from "node:http"
+import type { StoreError } from "./Domain/Errors.js"
+import * as EventBus from "./EventBus.js"
+import * as Router from "./Http/Router.js"
+import * as Reducer from "./Reducer.js"
+import type { SessionStore } from "./SessionStore.js"
+import * as Sqlite from "./SessionStore/Sqlite.js"
+import * as Sessions from "./Sessions.js"
+
+export interface ServerOptions {
+  /** TCP port; 0 picks a free one. Default 0. */
+  readonly port?: number
+  /** Default `127.0.0.1`. */
+  readonly host?: string
+  /** Milliseconds a session waits for its sandbox. Default 180 000. */
+  readonly bootstrapTimeout?: number
+  /** Milliseconds between SSE keep-alive comments. Default 15 000. */
+  readonly keepAliveInterval?: number
+  /** Largest request body in bytes. Default 1 MiB. */
+  readonly maxBodyBytes?: number
+  /** Unread events an SSE subscriber may have before it is disconnected. Default 1 000. */
+  readonly subscriberBuffer?: number
+  /** SQLite file. Default `:memory:`. Ignored when `store` is given. */
+  readonly dbPath?: string
+  /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`). */
+  readonly store?: Layer.Layer<SessionStore, StoreError>
+}
+
+export const defaults = {
+  port: 0,
+  host: "127.0.0.1",
+  bootstrapTimeout: 180_000,
+  keepAliveInterval: 15_000,
+  maxBodyBytes: 1024 * 1024,
+  subscriberBuffer: 1_000,
+  dbPath: ":memory:"
+} as const
+
+export type ResolvedOptions = typeof defaults & Omit<ServerOptions, keyof typeof defaults>
+
+export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
+  const out: Record<string, unknown> = { ...defaults }
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) out[k] = v
+  return out as ResolvedOptions
+}
+
+/** Store, bus, reducer and sessions: everything but HTTP. */
+export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
+  const o = resolve(options)
+  const store = o.store ?? Sqlite.layer({ filename: o.dbPath })
+  return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, commandBuffer: o.subscriberBuffer }).pipe(
+    Layer.provide(EventBus.layer({ subscriberBuffer: o.subscriberBuffer })),
+    Layer.provide(Reducer.layer),
+    Layer.provideMerge(store)
+  )
+}
+
+/** The routes served on whatever `HttpServer` is provided. */
+export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never, HttpServer.HttpServer | Sessions.Sessions> => {
+  const o = resolve(options)
+  return Router.make({ maxBodyBytes: o.maxBodyBytes, keepAliveInterval: o.keepAliveInterval }).pipe(HttpServer.serve())
+}
+
+/** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */
+export const layer = (
+  options: ServerOptions = {}
+): Layer.Layer<HttpServer.HttpServer | Sessions.Sessions | SessionStore, StoreError | ServeError> => {
+  const o = resolve(options)
+  return layerHttp(o).pipe(
+    Layer.provideMerge(layerApp(o)),
+    Layer.provideMerge(NodeHttpServer.layerServer(() => createHttpServer(), { port: o.port, host: o.host }))
+  )
+}

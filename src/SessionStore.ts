@@ -1,0 +1,133 @@
+/**
+ * The SessionStore: where sessions and artifacts persist. One interface, two
+ * layers: `layerMemory` (pure, for tests) and `SessionStore/Sqlite`.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
+import { SessionExists, type StoreError } from "./Domain/Errors.js"
+import type { Session, SessionStatus } from "./Domain/Session.js"
+
+/** How many recent `Idempotency-Key`s a session remembers. */
+export const idempotencyWindow = 10_000
+
+export interface StoredSession {
+  readonly session: Session
+  /** The session's revision counter: the rev of its last committed change. */
+  readonly rev: number
+}
+
+/** Everything one ingest writes, applied in one transaction. */
+export interface Commit {
+  readonly rev: number
+  readonly lastHeartbeat: number
+  readonly status?: SessionStatus
+  readonly summary?: string | null
+  readonly changes: ReadonlyArray<CommittedChange>
+  readonly idempotencyKey?: string | undefined
+}
+
+/** A consistent read: the artifacts as of revision `rev`. */
+export interface Snapshot {
+  readonly rev: number
+  readonly artifacts: ReadonlyArray<Artifact>
+}
+
+export interface SessionPatch {
+  readonly status?: SessionStatus
+  readonly summary?: string | null
+  readonly lastHeartbeat?: number
+}
+
+export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<SessionStore, {
+  /** Every session, oldest first. */
+  readonly list: Effect.Effect<ReadonlyArray<StoredSession>, StoreError>
+  readonly create: (session: Session) => Effect.Effect<void, SessionExists | StoreError>
+  /** Removes the session with its artifacts and keys. */
+  readonly remove: (id: string) => Effect.Effect<void, StoreError>
+  readonly update: (id: string, patch: SessionPatch) => Effect.Effect<void, StoreError>
+  readonly commit: (id: string, commit: Commit) => Effect.Effect<void, StoreError>
+  /**
+   * All artifacts in seq order or, with `resumeFrom: N` naming a known seq,
+   * those with seq >= N or changed after artifact N was created.
+   */
+  readonly artifacts: (id: string, resumeFrom?: number) => Effect.Effect<Snapshot, StoreError>
+  readonly hasIdempotencyKey: (id: string, key: string) => Effect.Effect<boolean, StoreError>
+  /** Answers when the store is usable (for health checks). */
+  readonly ping: Effect.Effect<void, StoreError>
+}>() {}
+
+interface MemoryArtifact {
+  artifact: Artifact
+  readonly createdRev: number
+  updatedRev: number
+}
+
+interface MemorySession {
+  session: Session
+  rev: number
+  readonly artifacts: Array<MemoryArtifact>
+  readonly keys: Set<string>
+  readonly keyOrder: Array<string>
+}
+
+/** A pure in-memory store: nothing survives the process. */
+export const makeMemory = Effect.sync(() => {
+  const sessions = new Map<string, MemorySession>()
+
+  const resume = (s: MemorySession, from: number | undefined): ReadonlyArray<Artifact> => {
+    const anchor = from === undefined ? undefined : s.artifacts[from - 1]
+    if (anchor === undefined) return s.artifacts.map((a) => a.artifact)
+    return s.artifacts
+      .filter((a) => a.artifact.seq >= anchor.artifact.seq || a.updatedRev > anchor.createdRev)
+      .map((a) => a.artifact)
+  }
+
+  return SessionStore.of({
+    list: Effect.sync(() => Array.from(sessions.values(), (s) => ({ session: s.session, rev: s.rev }))),
+    create: (session) =>
+      Effect.suspend(() => {
+        if (sessions.has(session.id)) return Effect.fail(new SessionExists({ id: session.id }))
+        sessions.set(session.id, { session, rev: 0, artifacts: [], keys: new Set(), keyOrder: [] })
+        return Effect.void
+      }),
+    remove: (id) => Effect.sync(() => void sessions.delete(id)),
+    update: (id, patch) =>
+      Effect.sync(() => {
+        const s = sessions.get(id)
+        if (s !== undefined) s.session = { ...s.session, ...patch }
+      }),
+    commit: (id, commit) =>
+      Effect.sync(() => {
+        const s = sessions.get(id)
+        if (s === undefined) return
+        const { changes, idempotencyKey, rev, ...patch } = commit
+        s.session = { ...s.session, ...patch }
+        s.rev = rev
+        for (const change of changes) {
+          if (change._tag === "created") {
+            s.artifacts.push({ artifact: change.artifact, createdRev: change.rev, updatedRev: change.rev })
+          } else {
+            const a = s.artifacts[change.seq - 1]!
+            a.artifact = applyChange(a.artifact, change)
+            a.updatedRev = change.rev
+          }
+        }
+        if (idempotencyKey !== undefined) {
+          s.keys.add(idempotencyKey)
+          s.keyOrder.push(idempotencyKey)
+          if (s.keyOrder.length > idempotencyWindow) s.keys.delete(s.keyOrder.shift()!)
+        }
+      }),
+    artifacts: (id, from) =>
+      Effect.sync(() => {
+        const s = sessions.get(id)
+        return s === undefined ? { rev: 0, artifacts: [] } : { rev: s.rev, artifacts: resume(s, from) }
+      }),
+    hasIdempotencyKey: (id, key) => Effect.sync(() => sessions.get(id)?.keys.has(key) ?? false),
+    ping: Effect.void
+  })
+})
+
+export const layerMemory: Layer.Layer<SessionStore> = Layer.effect(SessionStore, makeMemory)

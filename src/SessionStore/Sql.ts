@@ -1,0 +1,272 @@
+/**
+ * The SessionStore over `@effect/sql`. Appendable fields (`text`, `input`)
+ * live in an append-only chunk table, so persisting a delta costs what the
+ * delta costs, not what the whole message costs.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
+import { SessionExists, StoreError } from "../Domain/Errors.js"
+import type { Session, SessionStatus } from "../Domain/Session.js"
+import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js"
+
+/** A chunk grows by appends up to this many characters, then a new one starts. */
+const chunkSize = 2048
+
+const migrations = Migrator.fromRecord({
+  "0001_create_tables": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE sessions (
+      id TEXT PRIMARY KEY,
+      status TEXT NOT NULL,
+      summary TEXT,
+      project TEXT,
+      created_at INTEGER NOT NULL,
+      last_heartbeat INTEGER NOT NULL,
+      rev INTEGER NOT NULL DEFAULT 0
+    )`
+    yield* sql`CREATE TABLE artifacts (
+      session_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      kind TEXT NOT NULL,
+      fields TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      created_rev INTEGER NOT NULL,
+      updated_rev INTEGER NOT NULL,
+      PRIMARY KEY (session_id, seq)
+    )`
+    yield* sql`CREATE INDEX artifacts_updated_rev ON artifacts (session_id, updated_rev)`
+    yield* sql`CREATE TABLE artifact_chunks (
+      session_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      field TEXT NOT NULL,
+      n INTEGER NOT NULL,
+      text TEXT NOT NULL,
+      PRIMARY KEY (session_id, seq, field, n)
+    )`
+    yield* sql`CREATE TABLE idempotency_keys (
+      session_id TEXT NOT NULL,
+      key TEXT NOT NULL,
+      n INTEGER NOT NULL,
+      PRIMARY KEY (session_id, key)
+    )`
+    yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
+  })
+})
+
+interface SessionRow {
+  readonly id: string
+  readonly status: SessionStatus
+  readonly summary: string | null
+  readonly project: string | null
+  readonly created_at: number
+  readonly last_heartbeat: number
+  readonly rev: number
+}
+
+interface ArtifactRow {
+  readonly seq: number
+  readonly kind: ArtifactKind
+  readonly fields: string
+  readonly created_at: number
+  readonly updated_at: number
+}
+
+interface ChunkRow {
+  readonly seq: number
+  readonly field: string
+  readonly text: string
+}
+
+const toSession = (r: SessionRow): Session => ({
+  id: r.id,
+  status: r.status,
+  summary: r.summary,
+  project: r.project,
+  createdAt: r.created_at,
+  lastHeartbeat: r.last_heartbeat
+})
+
+/** Coalesce runs of appends to the same field: a batch of 100 deltas becomes one write. */
+const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<CommittedChange> => {
+  const out: Array<CommittedChange> = []
+  for (const c of changes) {
+    const last = out[out.length - 1]
+    if (
+      c._tag === "updated" && c.append !== undefined && last !== undefined && last._tag === "updated" &&
+      last.append !== undefined && last.seq === c.seq && last.field === c.field
+    ) {
+      out[out.length - 1] = { ...c, append: last.append + c.append }
+    } else out.push(c)
+  }
+  return out
+}
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* Migrator.make({})({ loader: migrations, table: "rein_migrations" })
+
+  /** Tail chunk (number, length) per artifact field; cleared when a transaction fails. */
+  const tails = new Map<string, { n: number; len: number }>()
+  const tailKey = (id: string, seq: number, field: string) => `${id}\u0000${seq}\u0000${field}`
+
+  const storeError = (cause: unknown) => new StoreError({ cause })
+
+  const appendChunk = (id: string, seq: number, field: string, text: string, pending: Map<string, { n: number; len: number }>) =>
+    Effect.gen(function*() {
+      const key = tailKey(id, seq, field)
+      let tail = pending.get(key) ?? tails.get(key)
+      if (tail === undefined) {
+        const rows = yield* sql<{ n: number; len: number }>`
+          SELECT n, length(text) AS len FROM artifact_chunks
+          WHERE session_id = ${id} AND seq = ${seq} AND field = ${field} ORDER BY n DESC LIMIT 1`
+        tail = rows[0] ?? { n: -1, len: chunkSize }
+      }
+      if (tail.len + text.length <= chunkSize) {
+        yield* sql`UPDATE artifact_chunks SET text = text || ${text}
+          WHERE session_id = ${id} AND seq = ${seq} AND field = ${field} AND n = ${tail.n}`
+        pending.set(key, { n: tail.n, len: tail.len + text.length })
+      } else {
+        const n = tail.n + 1
+        yield* sql`INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (${id}, ${seq}, ${field}, ${n}, ${text})`
+        pending.set(key, { n, len: text.length })
+      }
+    })
+
+  const writeChange = (id: string, change: CommittedChange, pending: Map<string, { n: number; len: number }>) =>
+    Effect.gen(function*() {
+      if (change._tag === "created") {
+        const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
+        const fields: Record<string, unknown> = {}
+        const chunks: Array<[string, string]> = []
+        for (const [field, value] of Object.entries(rest)) {
+          if (isAppendable(field) && typeof value === "string") {
+            fields[field] = ""
+            if (value !== "") chunks.push([field, value])
+          } else fields[field] = value
+        }
+        yield* sql`INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev)
+          VALUES (${id}, ${seq}, ${kind}, ${JSON.stringify(fields)}, ${createdAt}, ${updatedAt}, ${change.rev}, ${change.rev})`
+        for (const [field, value] of chunks) yield* appendChunk(id, seq, field, value, pending)
+        return
+      }
+      if (change.append !== undefined) {
+        yield* appendChunk(id, change.seq, change.field, change.append, pending)
+        yield* sql`UPDATE artifacts SET updated_at = ${change.at}, updated_rev = ${change.rev}
+          WHERE session_id = ${id} AND seq = ${change.seq}`
+        return
+      }
+      if (isAppendable(change.field)) {
+        yield* sql`DELETE FROM artifact_chunks WHERE session_id = ${id} AND seq = ${change.seq} AND field = ${change.field}`
+        tails.delete(tailKey(id, change.seq, change.field))
+        pending.delete(tailKey(id, change.seq, change.field))
+      }
+      const path = `$.${change.field}`
+      yield* sql`UPDATE artifacts SET fields = json_set(fields, ${path}, json(${JSON.stringify(change.set ?? null)})),
+          updated_at = ${change.at}, updated_rev = ${change.rev}
+        WHERE session_id = ${id} AND seq = ${change.seq}`
+    })
+
+  const assemble = (rows: ReadonlyArray<ArtifactRow>, chunks: ReadonlyArray<ChunkRow>): Array<Artifact> => {
+    const bySeq = new Map<number, Record<string, unknown>>()
+    const out: Array<Artifact> = []
+    for (const r of rows) {
+      const a: Record<string, unknown> = { seq: r.seq, kind: r.kind, ...JSON.parse(r.fields), createdAt: r.created_at, updatedAt: r.updated_at }
+      bySeq.set(r.seq, a)
+      out.push(a as Artifact)
+    }
+    for (const c of chunks) {
+      const a = bySeq.get(c.seq)
+      if (a !== undefined) a[c.field] = (a[c.field] as string) + c.text
+    }
+    return out
+  }
+
+  return SessionStore.of({
+    list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, rowid`.pipe(
+      Effect.map((rows) => rows.map((r) => ({ session: toSession(r), rev: r.rev }))),
+      Effect.mapError(storeError)
+    ),
+    create: (s) =>
+      sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev)
+        VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0)
+        ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(
+        Effect.mapError(storeError),
+        Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SessionExists({ id: s.id })) : Effect.void)
+      ),
+    remove: (id) =>
+      Effect.all([
+        sql`DELETE FROM artifact_chunks WHERE session_id = ${id}`,
+        sql`DELETE FROM artifacts WHERE session_id = ${id}`,
+        sql`DELETE FROM idempotency_keys WHERE session_id = ${id}`,
+        sql`DELETE FROM sessions WHERE id = ${id}`
+      ], { discard: true }).pipe(
+        sql.withTransaction,
+        Effect.tap(() => Effect.sync(() => {
+          const prefix = `${id}\u0000`
+          for (const key of tails.keys()) if (key.startsWith(prefix)) tails.delete(key)
+        })),
+        Effect.mapError(storeError)
+      ),
+    update: (id, patch) => {
+      const set: Record<string, unknown> = {}
+      if (patch.status !== undefined) set.status = patch.status
+      if (patch.summary !== undefined) set.summary = patch.summary
+      if (patch.lastHeartbeat !== undefined) set.last_heartbeat = patch.lastHeartbeat
+      if (Object.keys(set).length === 0) return Effect.void
+      return sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(storeError))
+    },
+    commit: (id, commit: Commit) => {
+      const pending = new Map<string, { n: number; len: number }>()
+      const set: Record<string, unknown> = { rev: commit.rev, last_heartbeat: commit.lastHeartbeat }
+      if (commit.status !== undefined) set.status = commit.status
+      if (commit.summary !== undefined) set.summary = commit.summary
+      return Effect.gen(function*() {
+        yield* sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`
+        for (const change of coalesce(commit.changes)) yield* writeChange(id, change, pending)
+        if (commit.idempotencyKey !== undefined) {
+          yield* sql`INSERT INTO idempotency_keys (session_id, key, n) VALUES (${id}, ${commit.idempotencyKey}, ${commit.rev})
+            ON CONFLICT DO NOTHING`
+          yield* sql`DELETE FROM idempotency_keys WHERE session_id = ${id} AND n <= (
+            SELECT n FROM idempotency_keys WHERE session_id = ${id} ORDER BY n DESC LIMIT 1 OFFSET ${idempotencyWindow})`
+        }
+      }).pipe(
+        sql.withTransaction,
+        Effect.tap(() => Effect.sync(() => pending.forEach((v, k) => tails.set(k, v)))),
+        Effect.tapError(() => Effect.sync(() => tails.clear())),
+        Effect.mapError(storeError)
+      )
+    },
+    artifacts: (id, from) =>
+      Effect.gen(function*() {
+        const session = yield* sql<{ rev: number }>`SELECT rev FROM sessions WHERE id = ${id}`
+        const rev = session[0]?.rev ?? 0
+        const anchor = from === undefined
+          ? []
+          : yield* sql<{ created_rev: number }>`SELECT created_rev FROM artifacts WHERE session_id = ${id} AND seq = ${from}`
+        if (from === undefined || anchor[0] === undefined) {
+          const rows = yield* sql<ArtifactRow>`SELECT seq, kind, fields, created_at, updated_at FROM artifacts
+            WHERE session_id = ${id} ORDER BY seq`
+          const chunks = yield* sql<ChunkRow>`SELECT seq, field, text FROM artifact_chunks
+            WHERE session_id = ${id} ORDER BY seq, field, n`
+          return { rev, artifacts: assemble(rows, chunks) }
+        }
+        const since = anchor[0].created_rev
+        const rows = yield* sql<ArtifactRow>`SELECT seq, kind, fields, created_at, updated_at FROM artifacts
+          WHERE session_id = ${id} AND (seq >= ${from} OR updated_rev > ${since}) ORDER BY seq`
+        const chunks = yield* sql<ChunkRow>`SELECT c.seq, c.field, c.text FROM artifact_chunks c
+          JOIN artifacts a ON a.session_id = c.session_id AND a.seq = c.seq
+          WHERE c.session_id = ${id} AND (a.seq >= ${from} OR a.updated_rev > ${since})
+          ORDER BY c.seq, c.field, c.n`
+        return { rev, artifacts: assemble(rows, chunks) }
+      }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+    hasIdempotencyKey: (id, key) =>
+      sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.mapError(storeError)
+      ),
+    ping: sql`SELECT 1`.pipe(Effect.asVoid, Effect.mapError(storeError))
+  })
+})

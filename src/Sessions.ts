@@ -1,0 +1,337 @@
+/**
+ * Sessions: the use cases. Create and remove sessions, connect sandboxes,
+ * deliver commands, ingest events (decode -> Reducer -> SessionStore commit
+ * -> EventBus publish, one session at a time), and the bootstrap timers.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { Artifact, CommittedChange } from "./Domain/Artifact.js"
+import type { Command } from "./Domain/Command.js"
+import {
+  type InvalidInput,
+  NoSandbox,
+  type PermissionConflict,
+  SessionExists,
+  SessionNotFound,
+  type StoreError
+} from "./Domain/Errors.js"
+import type { Event } from "./Domain/Event.js"
+import type { Session, SessionFields, SessionStatus } from "./Domain/Session.js"
+import { EventBus, type SessionNotice } from "./EventBus.js"
+import { type Input, Reducer, type ReducerState } from "./Reducer.js"
+import { SessionStore } from "./SessionStore.js"
+
+export interface SessionsOptions {
+  /** Milliseconds a new session waits for its sandbox before it is removed. */
+  readonly bootstrapTimeout: number
+  /** Commands a sandbox may have unread before its stream is ended. */
+  readonly commandBuffer: number
+}
+
+export type ArtifactStreamItem =
+  | { readonly _tag: "snapshot"; readonly artifact: Artifact }
+  | { readonly _tag: "complete" }
+  | { readonly _tag: "change"; readonly change: CommittedChange }
+
+export type SessionStreamItem =
+  | { readonly _tag: "snapshot"; readonly session: Session }
+  | { readonly _tag: "complete" }
+  | { readonly _tag: "notice"; readonly notice: SessionNotice }
+
+export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, {
+  /** Sessions oldest first, optionally of one project. */
+  readonly list: (project?: string) => Effect.Effect<ReadonlyArray<Session>>
+  readonly get: (id: string) => Effect.Effect<Session, SessionNotFound>
+  readonly create: (id: string, project: string | null) => Effect.Effect<Session, SessionExists | StoreError>
+  readonly remove: (id: string) => Effect.Effect<void, SessionNotFound | StoreError>
+  /** The sandbox's command queue, live for the scope; a newer connection ends an older one. */
+  readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<Command>, SessionNotFound | StoreError, Scope.Scope>
+  readonly command: (id: string, command: Command) => Effect.Effect<void, SessionNotFound | NoSandbox | PermissionConflict | StoreError>
+  readonly ingest: (
+    id: string,
+    events: ReadonlyArray<Event>,
+    idempotencyKey?: string
+  ) => Effect.Effect<void, SessionNotFound | InvalidInput | StoreError>
+  readonly artifacts: (id: string) => Effect.Effect<ReadonlyArray<Artifact>, SessionNotFound | StoreError>
+  /** Snapshots (all, or the resume set after `lastEventId`), then live changes, gap-free. */
+  readonly watchArtifacts: (
+    id: string,
+    lastEventId?: number
+  ) => Effect.Effect<Stream.Stream<ArtifactStreamItem>, SessionNotFound | StoreError, Scope.Scope>
+  readonly watchSessions: (project?: string) => Effect.Effect<Stream.Stream<SessionStreamItem>, never, Scope.Scope>
+  readonly health: Effect.Effect<void, StoreError>
+}>() {}
+
+interface Sandbox {
+  readonly connection: number
+  readonly queue: Queue.Queue<Command>
+}
+
+interface Entry {
+  session: Session
+  rev: number
+  reducer: ReducerState | undefined
+  sandbox: Sandbox | undefined
+  removed: boolean
+  readonly lock: Effect.Semaphore
+}
+
+export const make = (options: SessionsOptions) =>
+  Effect.gen(function*() {
+    const store = yield* SessionStore
+    const bus = yield* EventBus
+    const reducer = yield* Reducer
+    const timers = yield* FiberMap.make<string>()
+    const entries = new Map<string, Entry>()
+    let listRev = 0
+    let connections = 0
+
+    const lookup = (id: string) =>
+      Effect.suspend(() => {
+        const entry = entries.get(id)
+        return entry === undefined ? Effect.fail(new SessionNotFound({ id })) : Effect.succeed(entry)
+      })
+
+    /** Run `f` holding the session's lock; fails if the session went away meanwhile. */
+    const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E>): Effect.Effect<A, E | SessionNotFound> =>
+      Effect.flatMap(lookup(id), (entry) =>
+        entry.lock.withPermits(1)(
+          Effect.suspend((): Effect.Effect<A, E | SessionNotFound> =>
+            entry.removed ? Effect.fail(new SessionNotFound({ id })) : f(entry)
+          )
+        ))
+
+    /** Mutates memory and numbers the notice in one step, so watchers' snapshots stay exact. */
+    const notify = (project: string | null, notice: DistributiveOmit<SessionNotice, "rev" | "project">) =>
+      bus.publishSessions({ ...notice, rev: ++listRev, project } as SessionNotice)
+
+    const changedFields = (session: Session, fields: SessionFields): SessionFields | undefined => {
+      const out: { status?: SessionStatus; summary?: string | null } = {}
+      if (fields.status !== undefined && fields.status !== session.status) out.status = fields.status
+      if (fields.summary !== undefined && fields.summary !== session.summary) out.summary = fields.summary
+      return Object.keys(out).length === 0 ? undefined : out
+    }
+
+    const setStatus = (entry: Entry, status: SessionStatus) =>
+      Effect.suspend(() => {
+        if (entry.session.status === status) return Effect.void
+        return store.update(entry.session.id, { status }).pipe(
+          Effect.zipRight(Effect.suspend(() => {
+            entry.session = { ...entry.session, status }
+            return notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields: { status } })
+          }))
+        )
+      })
+
+    const removeEntry = (entry: Entry) =>
+      Effect.gen(function*() {
+        const id = entry.session.id
+        yield* store.remove(id)
+        entries.delete(id)
+        entry.removed = true
+        if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
+        entry.sandbox = undefined
+        yield* bus.endArtifacts(id)
+        yield* notify(entry.session.project, { _tag: "removed", id })
+      })
+
+    const expire = (id: string) =>
+      locked(id, (entry) => entry.session.status === "bootstrapping" ? removeEntry(entry) : Effect.void).pipe(
+        Effect.catchTag("SessionNotFound", () => Effect.void),
+        Effect.catchAll((e) => Effect.logWarning(`bootstrap timeout of ${id} could not remove it`, e))
+      )
+
+    const startTimer = (id: string, delay: number) =>
+      FiberMap.run(timers, id, Effect.sleep(Math.max(0, delay)).pipe(Effect.zipRight(expire(id))))
+
+    const reducerState = (entry: Entry) =>
+      entry.reducer !== undefined
+        ? Effect.succeed(entry.reducer)
+        : Effect.map(store.artifacts(entry.session.id), (s) => reducer.fromArtifacts(s.artifacts))
+
+    /** Reduce, commit in one transaction, then publish: the ingest pipeline, under the session lock. */
+    const apply = (
+      entry: Entry,
+      inputs: ReadonlyArray<Input>,
+      options: { readonly heartbeat: boolean; readonly idempotencyKey?: string | undefined }
+    ) =>
+      Effect.gen(function*() {
+        const state = yield* reducerState(entry)
+        const now = yield* Clock.currentTimeMillis
+        const reduction = reducer.reduce(state, entry.session.status, inputs, now)
+        if (Either.isLeft(reduction)) return yield* reduction.left
+        const { changes, session, state: next } = reduction.right
+        let rev = entry.rev
+        const committed = changes.map((c): CommittedChange => ({ ...c, rev: ++rev }))
+        const fields = changedFields(entry.session, session)
+        const lastHeartbeat = options.heartbeat ? now : entry.session.lastHeartbeat
+        yield* store.commit(entry.session.id, {
+          rev,
+          lastHeartbeat,
+          ...fields,
+          changes: committed,
+          idempotencyKey: options.idempotencyKey
+        })
+        entry.rev = rev
+        entry.reducer = next
+        entry.session = { ...entry.session, ...fields, lastHeartbeat }
+        if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields })
+        if (committed.length > 0) {
+          yield* bus.publishArtifacts(entry.session.id, committed.map((change) => ({ rev: change.rev, change })))
+        }
+      })
+
+    // On start: no sandbox can be connected yet, and bootstrapping sessions get the time they have left.
+    const now = yield* Clock.currentTimeMillis
+    for (const { rev, session } of yield* store.list) {
+      const entry: Entry = {
+        session,
+        rev,
+        reducer: undefined,
+        sandbox: undefined,
+        removed: false,
+        lock: yield* Effect.makeSemaphore(1)
+      }
+      entries.set(session.id, entry)
+      if (session.status === "live" || session.status === "idle") {
+        yield* store.update(session.id, { status: "disconnected" })
+        entry.session = { ...session, status: "disconnected" }
+      } else if (session.status === "bootstrapping") {
+        yield* startTimer(session.id, session.createdAt + options.bootstrapTimeout - now)
+      }
+    }
+
+    return Sessions.of({
+      list: (project) =>
+        Effect.sync(() => {
+          const out: Array<Session> = []
+          for (const e of entries.values()) if (project === undefined || e.session.project === project) out.push(e.session)
+          return out
+        }),
+      get: (id) => Effect.map(lookup(id), (e) => e.session),
+      create: (id, project) =>
+        Effect.gen(function*() {
+          if (entries.has(id)) return yield* new SessionExists({ id })
+          const now = yield* Clock.currentTimeMillis
+          const session: Session = { id, status: "bootstrapping", summary: null, project, createdAt: now, lastHeartbeat: now }
+          yield* store.create(session)
+          entries.set(id, {
+            session,
+            rev: 0,
+            reducer: reducer.initial,
+            sandbox: undefined,
+            removed: false,
+            lock: yield* Effect.makeSemaphore(1)
+          })
+          yield* notify(project, { _tag: "created", session })
+          yield* startTimer(id, options.bootstrapTimeout)
+          return session
+        }),
+      remove: (id) =>
+        locked(id, removeEntry).pipe(Effect.zipRight(FiberMap.remove(timers, id))),
+      connectSandbox: (id) =>
+        Effect.gen(function*() {
+          const connection = ++connections
+          const queue = yield* Queue.dropping<Command>(options.commandBuffer)
+          const entry = yield* locked(id, (entry) =>
+            Effect.gen(function*() {
+              yield* setStatus(entry, "live")
+              // A second sandbox stream closes the first; the first's close then changes nothing.
+              if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
+              entry.sandbox = { connection, queue }
+              return entry
+            }))
+          yield* FiberMap.remove(timers, id)
+          yield* Effect.addFinalizer(() =>
+            entry.lock.withPermits(1)(Effect.suspend(() => {
+              if (entry.sandbox?.connection !== connection) return Effect.void
+              entry.sandbox = undefined
+              const s = entry.session.status
+              return entry.removed || (s !== "live" && s !== "idle") ? Effect.void : setStatus(entry, "disconnected")
+            })).pipe(
+              Effect.zipRight(Queue.shutdown(queue)),
+              Effect.catchAll((e) => Effect.logWarning(`could not mark ${id} disconnected`, e))
+            )
+          )
+          return queue
+        }),
+      command: (id, command) =>
+        locked(id, (entry) =>
+          Effect.gen(function*() {
+            const sandbox = entry.sandbox
+            // A sandbox too far behind to take one more command counts as absent.
+            if (sandbox === undefined || isFull(sandbox.queue, options.commandBuffer)) return yield* new NoSandbox({ id })
+            if (command.type === "prompt") {
+              yield* apply(entry, [{ type: "user_message", text: command.text }], { heartbeat: false })
+            } else if (command.type === "permission_reply") {
+              yield* apply(entry, [{ type: "permission_decision", requestId: command.requestId, decision: command.decision }], {
+                heartbeat: false
+              })
+            }
+            yield* Queue.offer(sandbox.queue, command)
+          })).pipe(Effect.catchTag("InvalidInput", Effect.die)), // commands always reduce cleanly
+      ingest: (id, events, idempotencyKey) =>
+        locked(id, (entry) =>
+          Effect.gen(function*() {
+            if (idempotencyKey !== undefined && (yield* store.hasIdempotencyKey(id, idempotencyKey))) return
+            yield* apply(entry, events, { heartbeat: true, idempotencyKey })
+          })).pipe(Effect.catchTag("PermissionConflict", Effect.die)), // only commands answer permissions
+      artifacts: (id) =>
+        Effect.flatMap(lookup(id), () => store.artifacts(id)).pipe(Effect.map((s) => s.artifacts)),
+      watchArtifacts: (id, lastEventId) =>
+        Effect.gen(function*() {
+          yield* lookup(id)
+          // Subscribe before reading history: nothing committed meanwhile can fall in between.
+          const live = yield* bus.subscribeArtifacts(id)
+          yield* lookup(id)
+          const snapshot = yield* store.artifacts(id, lastEventId)
+          return Stream.fromIterable(snapshot.artifacts).pipe(
+            Stream.map((artifact): ArtifactStreamItem => ({ _tag: "snapshot", artifact })),
+            Stream.concat(Stream.succeed<ArtifactStreamItem>({ _tag: "complete" })),
+            Stream.concat(
+              Stream.fromQueue(live).pipe(
+                // Changes the snapshot already holds are skipped: no duplicate.
+                Stream.filter((n) => n.rev > snapshot.rev),
+                Stream.map((n): ArtifactStreamItem => ({ _tag: "change", change: n.change }))
+              )
+            )
+          )
+        }),
+      watchSessions: (project) =>
+        Effect.gen(function*() {
+          const live = yield* bus.subscribeSessions
+          const since = listRev
+          const snapshot: Array<SessionStreamItem> = []
+          for (const e of entries.values()) {
+            if (project === undefined || e.session.project === project) snapshot.push({ _tag: "snapshot", session: e.session })
+          }
+          snapshot.push({ _tag: "complete" })
+          return Stream.fromIterable(snapshot).pipe(
+            Stream.concat(
+              Stream.fromQueue(live).pipe(
+                Stream.filter((n) => n.rev > since && (project === undefined || n.project === project)),
+                Stream.map((notice): SessionStreamItem => ({ _tag: "notice", notice }))
+              )
+            )
+          )
+        }),
+      health: store.ping
+    })
+  })
+
+const isFull = (queue: Queue.Queue<any>, capacity: number) => {
+  const size = queue.unsafeSize()
+  return size._tag === "Some" && size.value >= capacity
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+export const layer = (options: SessionsOptions): Layer.Layer<Sessions, StoreError, SessionStore | EventBus | Reducer> =>
+  Layer.scoped(Sessions, make(options))

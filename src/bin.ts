@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+/**
+ * `rein-server`: flags and REIN_* settings -> Server.layer -> NodeRuntime.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { createRequire } from "node:module"
+import * as Server from "./Server.js"
+
+const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
+
+const port = Options.integer("port").pipe(
+  Options.withDescription("TCP port to listen on (env REIN_PORT)"),
+  Options.withFallbackConfig(Config.integer("REIN_PORT").pipe(Config.withDefault(4800))),
+  Options.filterMap((n) => n >= 0 && n <= 65535 ? Option.some(n) : Option.none(), "port must be 0 to 65535")
+)
+const host = Options.text("host").pipe(
+  Options.withDescription("interface to bind (env REIN_HOST)"),
+  Options.withFallbackConfig(Config.string("REIN_HOST").pipe(Config.withDefault("127.0.0.1")))
+)
+const db = Options.text("db").pipe(
+  Options.withDescription("SQLite database file, or :memory: (env REIN_DB)"),
+  Options.withFallbackConfig(Config.string("REIN_DB").pipe(Config.withDefault("./rein.db")))
+)
+const bootstrapTimeout = Options.integer("bootstrap-timeout").pipe(
+  Options.withDescription("milliseconds a new session waits for its sandbox before it is removed (env REIN_BOOTSTRAP_TIMEOUT)"),
+  Options.withFallbackConfig(Config.integer("REIN_BOOTSTRAP_TIMEOUT").pipe(Config.withDefault(180_000))),
+  Options.filterMap((n) => n > 0 ? Option.some(n) : Option.none(), "bootstrap-timeout must be a positive number of milliseconds")
+)
+
+const command = Command.make("rein-server", { port, host, db, bootstrapTimeout }, (o) => {
+  const server = Server.layer({ port: o.port, host: o.host, dbPath: o.db, bootstrapTimeout: o.bootstrapTimeout })
+  const announce = Layer.effectDiscard(Effect.gen(function*() {
+    const { address } = yield* HttpServer.HttpServer
+    const url = address._tag === "TcpAddress" ? `http://${address.hostname}:${address.port}` : address.path
+    yield* Console.log(`rein-server ${version} listening on ${url} (db: ${o.db})`)
+  }))
+  return Layer.launch(announce.pipe(Layer.provide(server)))
+})
+
+const cli = Command.run(command, { name: "rein-server", version })
+
+cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain({ disableErrorReporting: false }))
