@@ -106,7 +106,7 @@ export const reduce = (
   const create = (kind: ArtifactKind, fields: Record<string, unknown>): number => {
     const seq = state.nextSeq
     state = { ...state, nextSeq: seq + 1 }
-    changes.push({ _tag: "created", artifact: { seq, kind, createdAt: now, updatedAt: now, ...fields } })
+    changes.push({ _tag: "created", artifact: { seq, kind, ...fields, createdAt: now, updatedAt: now } })
     return seq
   }
   const append = (seq: number, field: string, text: string) => {

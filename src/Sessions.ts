@@ -92,6 +92,17 @@ export const make = (options: SessionsOptions) =>
     const entries = new Map<string, Entry>()
     let listRev = 0
     let connections = 0
+    let closing = false
+
+    // On shutdown, end every sandbox stream first; their finalizers then leave the store alone.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closing = true
+        return Effect.forEach(entries.values(), (e) => e.sandbox ? Queue.shutdown(e.sandbox.queue) : Effect.void, {
+          discard: true
+        })
+      })
+    )
 
     const lookup = (id: string) =>
       Effect.suspend(() => {
@@ -251,13 +262,13 @@ export const make = (options: SessionsOptions) =>
           yield* FiberMap.remove(timers, id)
           yield* Effect.addFinalizer(() =>
             entry.lock.withPermits(1)(Effect.suspend(() => {
-              if (entry.sandbox?.connection !== connection) return Effect.void
+              if (closing || entry.sandbox?.connection !== connection) return Effect.void
               entry.sandbox = undefined
               const s = entry.session.status
               return entry.removed || (s !== "live" && s !== "idle") ? Effect.void : setStatus(entry, "disconnected")
             })).pipe(
               Effect.zipRight(Queue.shutdown(queue)),
-              Effect.catchAll((e) => Effect.logWarning(`could not mark ${id} disconnected`, e))
+              Effect.catchAllCause((cause) => Effect.logWarning(`could not mark ${id} disconnected`, cause))
             )
           )
           return queue
