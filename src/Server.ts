@@ -28,6 +28,10 @@ export interface ServerOptions {
   readonly maxBodyBytes?: number
   /** Unread events an SSE subscriber may have before it is disconnected. Default 1 000. */
   readonly subscriberBuffer?: number
+  /** Bearer token required on every route (auth is off without one). */
+  readonly token?: string
+  /** Most SSE streams open at once; more get 503 + retry-after. Default: no cap. */
+  readonly maxConnections?: number
   /** SQLite file. Default `:memory:`. Ignored when `store` is given. */
   readonly dbPath?: string
   /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`). */
@@ -66,7 +70,12 @@ export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sess
 /** The routes served on whatever `HttpServer` is provided. */
 export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never, HttpServer.HttpServer | Sessions.Sessions> => {
   const o = resolve(options)
-  return Router.make({ maxBodyBytes: o.maxBodyBytes, keepAliveInterval: o.keepAliveInterval }).pipe(HttpServer.serve())
+  return Router.make({
+    maxBodyBytes: o.maxBodyBytes,
+    keepAliveInterval: o.keepAliveInterval,
+    token: o.token,
+    maxConnections: o.maxConnections
+  }).pipe(HttpServer.serve())
 }
 
 /** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */

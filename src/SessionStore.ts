@@ -16,6 +16,8 @@ export interface StoredSession {
   readonly session: Session
   /** The session's revision counter: the rev of its last committed change. */
   readonly rev: number
+  /** SHA-256 (hex) of the session's sandbox token, when auth issued one. */
+  readonly sandboxTokenHash: string | null
 }
 
 /** Everything one ingest writes, applied in one transaction. */
@@ -43,7 +45,7 @@ export interface SessionPatch {
 export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<SessionStore, {
   /** Every session, oldest first. */
   readonly list: Effect.Effect<ReadonlyArray<StoredSession>, StoreError>
-  readonly create: (session: Session) => Effect.Effect<void, SessionExists | StoreError>
+  readonly create: (session: Session, sandboxTokenHash?: string | null) => Effect.Effect<void, SessionExists | StoreError>
   /** Removes the session with its artifacts and keys. */
   readonly remove: (id: string) => Effect.Effect<void, StoreError>
   readonly update: (id: string, patch: SessionPatch) => Effect.Effect<void, StoreError>
@@ -67,6 +69,7 @@ interface MemoryArtifact {
 interface MemorySession {
   session: Session
   rev: number
+  readonly sandboxTokenHash: string | null
   readonly artifacts: Array<MemoryArtifact>
   readonly keys: Set<string>
   readonly keyOrder: Array<string>
@@ -85,11 +88,13 @@ export const makeMemory = Effect.sync(() => {
   }
 
   return SessionStore.of({
-    list: Effect.sync(() => Array.from(sessions.values(), (s) => ({ session: s.session, rev: s.rev }))),
-    create: (session) =>
+    list: Effect.sync(() =>
+      Array.from(sessions.values(), (s) => ({ session: s.session, rev: s.rev, sandboxTokenHash: s.sandboxTokenHash }))
+    ),
+    create: (session, sandboxTokenHash = null) =>
       Effect.suspend(() => {
         if (sessions.has(session.id)) return Effect.fail(new SessionExists({ id: session.id }))
-        sessions.set(session.id, { session, rev: 0, artifacts: [], keys: new Set(), keyOrder: [] })
+        sessions.set(session.id, { session, rev: 0, sandboxTokenHash, artifacts: [], keys: new Set(), keyOrder: [] })
         return Effect.void
       }),
     remove: (id) => Effect.sync(() => void sessions.delete(id)),

@@ -49,7 +49,13 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   /** Sessions oldest first, optionally of one project. */
   readonly list: (project?: string) => Effect.Effect<ReadonlyArray<Session>>
   readonly get: (id: string) => Effect.Effect<Session, SessionNotFound>
-  readonly create: (id: string, project: string | null) => Effect.Effect<Session, SessionExists | StoreError>
+  readonly create: (
+    id: string,
+    project: string | null,
+    sandboxTokenHash?: string | null
+  ) => Effect.Effect<Session, SessionExists | StoreError>
+  /** The hash of the session's sandbox token, if one was issued. */
+  readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound>
   readonly remove: (id: string) => Effect.Effect<void, SessionNotFound | StoreError>
   /** The sandbox's command queue, live for the scope; a newer connection ends an older one. */
   readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<Command>, SessionNotFound | StoreError, Scope.Scope>
@@ -77,6 +83,7 @@ interface Sandbox {
 interface Entry {
   session: Session
   rev: number
+  readonly sandboxTokenHash: string | null
   reducer: ReducerState | undefined
   sandbox: Sandbox | undefined
   removed: boolean
@@ -201,10 +208,11 @@ export const make = (options: SessionsOptions) =>
 
     // On start: no sandbox can be connected yet, and bootstrapping sessions get the time they have left.
     const now = yield* Clock.currentTimeMillis
-    for (const { rev, session } of yield* store.list) {
+    for (const { rev, sandboxTokenHash, session } of yield* store.list) {
       const entry: Entry = {
         session,
         rev,
+        sandboxTokenHash,
         reducer: undefined,
         sandbox: undefined,
         removed: false,
@@ -227,15 +235,17 @@ export const make = (options: SessionsOptions) =>
           return out
         }),
       get: (id) => Effect.map(lookup(id), (e) => e.session),
-      create: (id, project) =>
+      sandboxTokenHash: (id) => Effect.map(lookup(id), (e) => e.sandboxTokenHash),
+      create: (id, project, sandboxTokenHash = null) =>
         Effect.gen(function*() {
           if (entries.has(id)) return yield* new SessionExists({ id })
           const now = yield* Clock.currentTimeMillis
           const session: Session = { id, status: "bootstrapping", summary: null, project, createdAt: now, lastHeartbeat: now }
-          yield* store.create(session)
+          yield* store.create(session, sandboxTokenHash)
           entries.set(id, {
             session,
             rev: 0,
+            sandboxTokenHash,
             reducer: reducer.initial,
             sandbox: undefined,
             removed: false,

@@ -18,30 +18,56 @@ import * as Server from "./Server.js"
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
 const port = Options.integer("port").pipe(
-  Options.withDescription("TCP port to listen on (env REIN_PORT)"),
+  Options.withDescription("TCP port to listen on, 0 for any free port (default 4800, env REIN_PORT)"),
   Options.withFallbackConfig(Config.integer("REIN_PORT").pipe(Config.withDefault(4800))),
   Options.filterMap((n) => n >= 0 && n <= 65535 ? Option.some(n) : Option.none(), "port must be 0 to 65535")
 )
 const host = Options.text("host").pipe(
-  Options.withDescription("interface to bind (env REIN_HOST)"),
+  Options.withDescription("interface to bind (default 127.0.0.1, env REIN_HOST)"),
   Options.withFallbackConfig(Config.string("REIN_HOST").pipe(Config.withDefault("127.0.0.1")))
 )
 const db = Options.text("db").pipe(
-  Options.withDescription("SQLite database file, or :memory: (env REIN_DB)"),
+  Options.withDescription("SQLite database file, or :memory: (default ./rein.db, env REIN_DB)"),
   Options.withFallbackConfig(Config.string("REIN_DB").pipe(Config.withDefault("./rein.db")))
 )
 const bootstrapTimeout = Options.integer("bootstrap-timeout").pipe(
-  Options.withDescription("milliseconds a new session waits for its sandbox before it is removed (env REIN_BOOTSTRAP_TIMEOUT)"),
+  Options.withDescription("milliseconds a new session waits for its sandbox before it is removed (default 180000, env REIN_BOOTSTRAP_TIMEOUT)"),
   Options.withFallbackConfig(Config.integer("REIN_BOOTSTRAP_TIMEOUT").pipe(Config.withDefault(180_000))),
   Options.filterMap((n) => n > 0 ? Option.some(n) : Option.none(), "bootstrap-timeout must be a positive number of milliseconds")
 )
 
-const command = Command.make("rein-server", { port, host, db, bootstrapTimeout }, (o) => {
-  const server = Server.layer({ port: o.port, host: o.host, dbPath: o.db, bootstrapTimeout: o.bootstrapTimeout })
+const token = Options.text("token").pipe(
+  Options.withDescription("require Authorization: Bearer <token> on every route (env REIN_TOKEN)"),
+  Options.withFallbackConfig(Config.string("REIN_TOKEN")),
+  Options.optional
+)
+const maxConnections = Options.integer("max-connections").pipe(
+  Options.withDescription("most SSE streams open at once; more get 503 (env REIN_MAX_CONNECTIONS)"),
+  Options.withFallbackConfig(Config.integer("REIN_MAX_CONNECTIONS")),
+  Options.optional
+)
+
+const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
+
+const command = Command.make("rein-server", { port, host, db, bootstrapTimeout, token, maxConnections }, (o) => {
+  const server = Server.layer({
+    port: o.port,
+    host: o.host,
+    dbPath: o.db,
+    bootstrapTimeout: o.bootstrapTimeout,
+    token: Option.getOrUndefined(o.token),
+    maxConnections: Option.getOrUndefined(o.maxConnections)
+  })
   const announce = Layer.effectDiscard(Effect.gen(function*() {
     const { address } = yield* HttpServer.HttpServer
     const url = address._tag === "TcpAddress" ? `http://${address.hostname}:${address.port}` : address.path
     yield* Console.log(`rein-server ${version} listening on ${url} (db: ${o.db})`)
+    if (!loopback(o.host) && Option.isNone(o.token)) {
+      yield* Console.error(
+        `WARNING: listening on ${o.host} without a token: anyone who can reach this port controls your agents. ` +
+          `Set --token or REIN_TOKEN.`
+      )
+    }
   }))
   return Layer.launch(announce.pipe(Layer.provide(server)))
 })

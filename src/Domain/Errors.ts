@@ -48,3 +48,24 @@ export class StoreError extends Data.TaggedError("StoreError")<{ readonly cause:
     return `the session store is unavailable: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
   }
 }
+
+/** No credentials where the server requires them. */
+export class Unauthorized extends Data.TaggedError("Unauthorized")<{}> {
+  override get message() {
+    return "missing bearer token: send Authorization: Bearer <token>"
+  }
+}
+
+/** Credentials that do not grant this route. */
+export class Forbidden extends Data.TaggedError("Forbidden")<{}> {
+  override get message() {
+    return "this token does not grant access to this route"
+  }
+}
+
+/** A configured capacity (e.g. `maxConnections`) is reached; try again later. */
+export class Overloaded extends Data.TaggedError("Overloaded")<{ readonly what: string }> {
+  override get message() {
+    return `server is at capacity: ${this.what}`
+  }
+}

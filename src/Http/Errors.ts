@@ -6,13 +6,16 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type {
+  Forbidden,
   InvalidInput,
   NoSandbox,
+  Overloaded,
   PayloadTooLarge,
   PermissionConflict,
   SessionExists,
   SessionNotFound,
-  StoreError
+  StoreError,
+  Unauthorized
 } from "../Domain/Errors.js"
 
 export type AppError =
@@ -23,6 +26,9 @@ export type AppError =
   | NoSandbox
   | PermissionConflict
   | StoreError
+  | Unauthorized
+  | Forbidden
+  | Overloaded
 
 export const errorBody = (code: string, message: string) => ({ error: { code, message } })
 
@@ -36,12 +42,18 @@ const statusOf = {
   PayloadTooLarge: [413, "payload_too_large"],
   NoSandbox: [409, "no_sandbox"],
   PermissionConflict: [409, "conflict"],
-  StoreError: [503, "store_unavailable"]
+  StoreError: [503, "store_unavailable"],
+  Unauthorized: [401, "unauthorized"],
+  Forbidden: [403, "forbidden"],
+  Overloaded: [503, "overloaded"]
 } as const satisfies Record<AppError["_tag"], readonly [number, string]>
 
 export const toResponse = (error: AppError): HttpServerResponse.HttpServerResponse => {
   const [status, code] = statusOf[error._tag]
-  return jsonError(status, code, error.message, error._tag === "StoreError" ? { "retry-after": "1" } : undefined)
+  const headers: Record<string, string> = {}
+  if (status === 503) headers["retry-after"] = "1"
+  if (status === 401) headers["www-authenticate"] = "Bearer"
+  return jsonError(status, code, error.message, headers)
 }
 
 /** Handler failures become JSON; a defect is a 500 JSON body, logged, never a crash. */

@@ -10,10 +10,11 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { decodeCommand } from "../Domain/Command.js"
-import { InvalidInput } from "../Domain/Errors.js"
+import { InvalidInput, Overloaded } from "../Domain/Errors.js"
 import { decodeEvents, formatParseError } from "../Domain/Event.js"
 import { CreateSessionBody, SessionId } from "../Domain/Session.js"
 import { Sessions } from "../Sessions.js"
+import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import { handle, jsonError } from "./Errors.js"
 import * as Sse from "./Sse.js"
@@ -22,6 +23,10 @@ export interface RouterOptions {
   /** Largest accepted request body in bytes. */
   readonly maxBodyBytes: number
   readonly keepAliveInterval: number
+  /** Bearer token required on every route; unset means no auth (local use). */
+  readonly token?: string | undefined
+  /** Most SSE streams open at once; further ones get 503. Unset means no cap. */
+  readonly maxConnections?: number | undefined
 }
 
 const decodeId = Schema.decodeUnknownEither(SessionId)
@@ -58,13 +63,34 @@ const accepted = HttpServerResponse.empty({ status: 202 })
 
 export const make = (options: RouterOptions) => {
   const body = Body.json(options.maxBodyBytes)
+  const guard = Auth.make(options.token)
   const sse = <A>(items: Stream.Stream<A>, encode: (a: A) => string) =>
     Sse.response(items, encode, options.keepAliveInterval)
 
+  // Open SSE streams, counted for `maxConnections`; the slot is freed when the request scope closes.
+  let streams = 0
+  const streamSlot = Effect.acquireRelease(
+    Effect.suspend(() =>
+      options.maxConnections !== undefined && streams >= options.maxConnections
+        ? Effect.fail(new Overloaded({ what: `${options.maxConnections} streams open` }))
+        : Effect.sync(() => void streams++)
+    ),
+    () => Effect.sync(() => void streams--)
+  )
+
   return HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/healthz",
+      handle(Effect.gen(function*() {
+        const sessions = yield* Sessions
+        yield* sessions.health
+        return HttpServerResponse.unsafeJson({ ok: true })
+      }))
+    ),
     HttpRouter.get(
       "/sessions",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
       }))
@@ -72,13 +98,16 @@ export const make = (options: RouterOptions) => {
     HttpRouter.get(
       "/sessions/stream",
       handle(Effect.gen(function*() {
+        yield* guard.client({ query: true })
         const sessions = yield* Sessions
+        yield* streamSlot
         return sse(yield* sessions.watchSessions(yield* project), Sse.sessionFrame)
       }))
     ),
     HttpRouter.get(
       "/sessions/:id",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         return HttpServerResponse.unsafeJson(yield* sessions.get(yield* sessionId))
       }))
@@ -86,6 +115,7 @@ export const make = (options: RouterOptions) => {
     HttpRouter.post(
       "/sessions/:id",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         const id = yield* sessionId
         const input = (yield* body) ?? {}
@@ -93,12 +123,19 @@ export const make = (options: RouterOptions) => {
           decodeCreate(input, { onExcessProperty: "ignore" }),
           (e) => new InvalidInput({ message: formatParseError(e) })
         )
-        return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
+        if (!guard.enabled) {
+          return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
+        }
+        // With auth on, the sandbox token is shown once, here, and only its hash is kept.
+        const sandboxToken = Auth.newSandboxToken()
+        const session = yield* sessions.create(id, project ?? null, Auth.hashToken(sandboxToken))
+        return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
       }))
     ),
     HttpRouter.del(
       "/sessions/:id",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         yield* sessions.remove(yield* sessionId)
         return HttpServerResponse.empty({ status: 204 })
@@ -107,6 +144,7 @@ export const make = (options: RouterOptions) => {
     HttpRouter.post(
       "/sessions/:id/commands",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         const id = yield* sessionId
         const command = yield* decodeCommand(yield* body)
@@ -117,16 +155,20 @@ export const make = (options: RouterOptions) => {
     HttpRouter.get(
       "/sessions/:id/commands",
       handle(Effect.gen(function*() {
+        const id = yield* sessionId
+        yield* guard.sandbox(id, { query: true })
         const sessions = yield* Sessions
-        const commands = yield* sessions.connectSandbox(yield* sessionId)
+        yield* streamSlot
+        const commands = yield* sessions.connectSandbox(id)
         return sse(Sse.commandStream(Stream.fromQueue(commands)), (s) => s)
       }))
     ),
     HttpRouter.post(
       "/sessions/:id/events",
       handle(Effect.gen(function*() {
-        const sessions = yield* Sessions
         const id = yield* sessionId
+        yield* guard.sandbox(id)
+        const sessions = yield* Sessions
         const key = yield* idempotencyKey
         const input = yield* body
         if (input === undefined) return yield* new InvalidInput({ message: "body: an event or an array of events is required" })
@@ -137,6 +179,7 @@ export const make = (options: RouterOptions) => {
     HttpRouter.get(
       "/sessions/:id/artifacts",
       handle(Effect.gen(function*() {
+        yield* guard.client()
         const sessions = yield* Sessions
         return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
       }))
@@ -144,8 +187,10 @@ export const make = (options: RouterOptions) => {
     HttpRouter.get(
       "/sessions/:id/stream",
       handle(Effect.gen(function*() {
+        yield* guard.client({ query: true })
         const sessions = yield* Sessions
         const id = yield* sessionId
+        yield* streamSlot
         return sse(yield* sessions.watchArtifacts(id, yield* lastEventId), Sse.artifactFrame)
       }))
     ),

@@ -53,6 +53,10 @@ const migrations = Migrator.fromRecord({
       PRIMARY KEY (session_id, key)
     )`
     yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
+  }),
+  "0002_sandbox_tokens": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
   })
 })
 
@@ -64,6 +68,7 @@ interface SessionRow {
   readonly created_at: number
   readonly last_heartbeat: number
   readonly rev: number
+  readonly sandbox_token_hash: string | null
 }
 
 interface ArtifactRow {
@@ -186,12 +191,12 @@ export const make = Effect.gen(function*() {
 
   return SessionStore.of({
     list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, rowid`.pipe(
-      Effect.map((rows) => rows.map((r) => ({ session: toSession(r), rev: r.rev }))),
+      Effect.map((rows) => rows.map((r) => ({ session: toSession(r), rev: r.rev, sandboxTokenHash: r.sandbox_token_hash }))),
       Effect.mapError(storeError)
     ),
-    create: (s) =>
-      sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev)
-        VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0)
+    create: (s, sandboxTokenHash = null) =>
+      sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev, sandbox_token_hash)
+        VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash})
         ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(
         Effect.mapError(storeError),
         Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SessionExists({ id: s.id })) : Effect.void)

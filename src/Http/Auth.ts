@@ -1,0 +1,75 @@
+/**
+ * Bearer-token auth, off unless a token is configured. The client token
+ * opens every route; a session's sandbox token (issued once, stored hashed)
+ * opens only that session's sandbox routes.
+ */
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as Effect from "effect/Effect"
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { Forbidden, Unauthorized } from "../Domain/Errors.js"
+import { Sessions } from "../Sessions.js"
+
+export const hashToken = (token: string): string => createHash("sha256").update(token).digest("hex")
+
+export const newSandboxToken = (): string => `rst_${randomBytes(24).toString("base64url")}`
+
+/** Constant-time: both sides are hashed to the same length first. */
+const sameHash = (a: string, b: string) => timingSafeEqual(Buffer.from(a, "hex"), Buffer.from(b, "hex"))
+
+export interface Guard {
+  readonly enabled: boolean
+  /** Routes for clients only. */
+  readonly client: (options?: { readonly query?: boolean }) => Effect.Effect<void, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest>
+  /** Sandbox routes of one session: the client token or that session's sandbox token. */
+  readonly sandbox: (
+    id: string,
+    options?: { readonly query?: boolean }
+  ) => Effect.Effect<void, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest | Sessions>
+}
+
+const presented = (query: boolean) =>
+  Effect.gen(function*() {
+    const req = yield* HttpServerRequest.HttpServerRequest
+    const header = req.headers.authorization
+    if (header !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+      return match ? match[1]! : ""
+    }
+    if (query) {
+      // Browsers' EventSource cannot send headers: GET streams also take ?access_token=.
+      const search = req.url.indexOf("?")
+      if (search >= 0) {
+        const token = new URLSearchParams(req.url.slice(search + 1)).get("access_token")
+        if (token !== null) return token
+      }
+    }
+    return undefined
+  })
+
+export const make = (token: string | undefined): Guard => {
+  if (token === undefined || token === "") {
+    return { enabled: false, client: () => Effect.void, sandbox: () => Effect.void }
+  }
+  const clientHash = hashToken(token)
+  const check = <R = never>(query: boolean, sessionHash?: Effect.Effect<string | null, never, R>) =>
+    Effect.gen(function*() {
+      const given = yield* presented(query)
+      if (given === undefined) return yield* new Unauthorized()
+      const hash = hashToken(given)
+      if (sameHash(hash, clientHash)) return
+      if (sessionHash !== undefined) {
+        const expected = yield* sessionHash
+        if (expected !== null && sameHash(hash, expected)) return
+      }
+      return yield* new Forbidden()
+    })
+  return {
+    enabled: true,
+    client: (options) => check(options?.query ?? false),
+    sandbox: (id, options) =>
+      check(
+        options?.query ?? false,
+        Effect.flatMap(Sessions, (s) => s.sandboxTokenHash(id)).pipe(Effect.orElseSucceed(() => null))
+      )
+  }
+}
