@@ -5,10 +5,12 @@
  * publisher or holding unbounded memory. It resumes with Last-Event-ID.
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type { CommittedChange } from "./Domain/Artifact.js"
 import type { Session, SessionFields } from "./Domain/Session.js"
 
@@ -32,29 +34,49 @@ export interface EventBusOptions {
   readonly subscriberBuffer: number
 }
 
+/** The subscriber fell a whole buffer behind and was cut off; it should resume. */
+export class SlowConsumer extends Data.TaggedError("SlowConsumer")<{}> {}
+
+/** One subscriber's bounded mailbox. */
+export class Subscription<A> {
+  /** Set when the buffer overflowed: the stream then fails with SlowConsumer instead of ending. */
+  overflowed = false
+  constructor(readonly queue: Queue.Queue<A>) {}
+
+  /** The messages, ending when the topic ends, failing if this subscriber fell behind. */
+  get stream(): Stream.Stream<A, SlowConsumer> {
+    return Stream.fromQueue(this.queue).pipe(
+      Stream.concat(Stream.suspend(() => this.overflowed ? Stream.fail(new SlowConsumer()) : Stream.empty))
+    )
+  }
+}
+
 export class EventBus extends Context.Tag("@rein-ai/server/EventBus")<EventBus, {
-  readonly subscribeArtifacts: (id: string) => Effect.Effect<Queue.Dequeue<ArtifactNotice>, never, Scope.Scope>
+  readonly subscribeArtifacts: (id: string) => Effect.Effect<Subscription<ArtifactNotice>, never, Scope.Scope>
   readonly publishArtifacts: (id: string, notices: ReadonlyArray<ArtifactNotice>) => Effect.Effect<void>
   /** Ends every artifact subscriber of a session (it was removed). */
   readonly endArtifacts: (id: string) => Effect.Effect<void>
-  readonly subscribeSessions: Effect.Effect<Queue.Dequeue<SessionNotice>, never, Scope.Scope>
+  readonly subscribeSessions: Effect.Effect<Subscription<SessionNotice>, never, Scope.Scope>
   readonly publishSessions: (notice: SessionNotice) => Effect.Effect<void>
 }>() {}
 
 class Topic<A> {
-  readonly subscribers = new Set<Queue.Queue<A>>()
+  readonly subscribers = new Set<Subscription<A>>()
   constructor(readonly capacity: number) {}
 
-  subscribe(onEmpty?: () => void): Effect.Effect<Queue.Dequeue<A>, never, Scope.Scope> {
+  subscribe(onEmpty?: () => void): Effect.Effect<Subscription<A>, never, Scope.Scope> {
     return Effect.acquireRelease(
-      Queue.dropping<A>(this.capacity).pipe(Effect.tap((q) => Effect.sync(() => this.subscribers.add(q)))),
-      (q) =>
+      Queue.dropping<A>(this.capacity).pipe(
+        Effect.map((q) => new Subscription(q)),
+        Effect.tap((sub) => Effect.sync(() => this.subscribers.add(sub)))
+      ),
+      (sub) =>
         Effect.zipRight(
           Effect.sync(() => {
-            this.subscribers.delete(q)
+            this.subscribers.delete(sub)
             if (this.subscribers.size === 0) onEmpty?.()
           }),
-          Queue.shutdown(q)
+          Queue.shutdown(sub.queue)
         )
     )
   }
@@ -62,17 +84,20 @@ class Topic<A> {
   /** Offers never wait: a full queue means a stalled reader, which is cut off. */
   publish(messages: ReadonlyArray<A>): Effect.Effect<void> {
     return Effect.suspend(() => {
-      let overflowed: Array<Queue.Queue<A>> | undefined
-      for (const q of this.subscribers) {
+      let overflowed: Array<Subscription<A>> | undefined
+      for (const sub of this.subscribers) {
         for (const m of messages) {
-          if (!q.unsafeOffer(m)) {
-            ;(overflowed ??= []).push(q)
-            this.subscribers.delete(q)
+          if (!sub.queue.unsafeOffer(m)) {
+            sub.overflowed = true
+            ;(overflowed ??= []).push(sub)
+            this.subscribers.delete(sub)
             break
           }
         }
       }
-      return overflowed === undefined ? Effect.void : Effect.forEach(overflowed, Queue.shutdown, { discard: true })
+      return overflowed === undefined
+        ? Effect.void
+        : Effect.forEach(overflowed, (sub) => Queue.shutdown(sub.queue), { discard: true })
     })
   }
 
@@ -80,7 +105,7 @@ class Topic<A> {
     return Effect.suspend(() => {
       const all = Array.from(this.subscribers)
       this.subscribers.clear()
-      return Effect.forEach(all, Queue.shutdown, { discard: true })
+      return Effect.forEach(all, (sub) => Queue.shutdown(sub.queue), { discard: true })
     })
   }
 }

@@ -24,7 +24,7 @@ import {
 } from "./Domain/Errors.js"
 import type { Event } from "./Domain/Event.js"
 import type { Session, SessionFields, SessionStatus } from "./Domain/Session.js"
-import { EventBus, type SessionNotice } from "./EventBus.js"
+import { EventBus, type SessionNotice, type SlowConsumer } from "./EventBus.js"
 import { type Input, Reducer, type ReducerState } from "./Reducer.js"
 import { SessionStore } from "./SessionStore.js"
 
@@ -70,8 +70,8 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   readonly watchArtifacts: (
     id: string,
     lastEventId?: number
-  ) => Effect.Effect<Stream.Stream<ArtifactStreamItem>, SessionNotFound | StoreError, Scope.Scope>
-  readonly watchSessions: (project?: string) => Effect.Effect<Stream.Stream<SessionStreamItem>, never, Scope.Scope>
+  ) => Effect.Effect<Stream.Stream<ArtifactStreamItem, SlowConsumer>, SessionNotFound | StoreError, Scope.Scope>
+  readonly watchSessions: (project?: string) => Effect.Effect<Stream.Stream<SessionStreamItem, SlowConsumer>, never, Scope.Scope>
   readonly health: Effect.Effect<void, StoreError>
 }>() {}
 
@@ -317,7 +317,7 @@ export const make = (options: SessionsOptions) =>
             Stream.map((artifact): ArtifactStreamItem => ({ _tag: "snapshot", artifact })),
             Stream.concat(Stream.succeed<ArtifactStreamItem>({ _tag: "complete" })),
             Stream.concat(
-              Stream.fromQueue(live).pipe(
+              live.stream.pipe(
                 // Changes the snapshot already holds are skipped: no duplicate.
                 Stream.filter((n) => n.rev > snapshot.rev),
                 Stream.map((n): ArtifactStreamItem => ({ _tag: "change", change: n.change }))
@@ -336,7 +336,7 @@ export const make = (options: SessionsOptions) =>
           snapshot.push({ _tag: "complete" })
           return Stream.fromIterable(snapshot).pipe(
             Stream.concat(
-              Stream.fromQueue(live).pipe(
+              live.stream.pipe(
                 Stream.filter((n) => n.rev > since && (project === undefined || n.project === project)),
                 Stream.map((notice): SessionStreamItem => ({ _tag: "notice", notice }))
               )

@@ -2,6 +2,7 @@
  * The routes of PROTOCOL.md. Each decodes its input and calls Sessions;
  * failures become JSON through `Errors.handle`.
  */
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -64,8 +65,14 @@ const accepted = HttpServerResponse.empty({ status: 202 })
 export const make = (options: RouterOptions) => {
   const body = Body.json(options.maxBodyBytes)
   const guard = Auth.make(options.token)
-  const sse = <A>(items: Stream.Stream<A>, encode: (a: A) => string) =>
-    Sse.response(items, encode, options.keepAliveInterval)
+  const sse = <A, E>(items: Stream.Stream<A, E>, encode: (a: A) => string) =>
+    Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+      Sse.response(
+        items,
+        encode,
+        options.keepAliveInterval,
+        Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy())
+      ))
 
   // Open SSE streams, counted for `maxConnections`; the slot is freed when the request scope closes.
   let streams = 0
@@ -101,7 +108,7 @@ export const make = (options: RouterOptions) => {
         yield* guard.client({ query: true })
         const sessions = yield* Sessions
         yield* streamSlot
-        return sse(yield* sessions.watchSessions(yield* project), Sse.sessionFrame)
+        return yield* sse(yield* sessions.watchSessions(yield* project), Sse.sessionFrame)
       }))
     ),
     HttpRouter.get(
@@ -160,7 +167,7 @@ export const make = (options: RouterOptions) => {
         const sessions = yield* Sessions
         yield* streamSlot
         const commands = yield* sessions.connectSandbox(id)
-        return sse(Sse.commandStream(Stream.fromQueue(commands)), (s) => s)
+        return yield* sse(Sse.commandStream(Stream.fromQueue(commands)), (s) => s)
       }))
     ),
     HttpRouter.post(
@@ -191,7 +198,7 @@ export const make = (options: RouterOptions) => {
         const sessions = yield* Sessions
         const id = yield* sessionId
         yield* streamSlot
-        return sse(yield* sessions.watchArtifacts(id, yield* lastEventId), Sse.artifactFrame)
+        return yield* sse(yield* sessions.watchArtifacts(id, yield* lastEventId), Sse.artifactFrame)
       }))
     ),
     Effect.catchTag("RouteNotFound", (e) =>

@@ -4,7 +4,8 @@
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Chunk from "effect/Chunk"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { updatedPayload } from "../Domain/Artifact.js"
@@ -76,16 +77,20 @@ export const commandStream = <E>(commands: Stream.Stream<Command, E>): Stream.St
 
 /**
  * The SSE response: frames grouped per chunk into one write, keep-alive
- * comments while idle, ending when the source ends.
+ * comments while idle, ending when the source ends. A source that fails
+ * (the subscriber fell a whole buffer behind) runs `onSlow`, which drops the
+ * connection so its socket buffers are freed too.
  */
-export const response = <A>(
-  items: Stream.Stream<A>,
+export const response = <A, E>(
+  items: Stream.Stream<A, E>,
   encode: (a: A) => string,
-  keepAliveInterval: Duration.DurationInput
+  keepAliveInterval: Duration.DurationInput,
+  onSlow: Effect.Effect<void>
 ): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.stream(
     items.pipe(
       Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(Chunk.map(chunk, encode), "")))),
+      Stream.catchAll(() => Stream.drain(Stream.fromEffect(onSlow))),
       Stream.merge(Stream.fromSchedule(Schedule.spaced(keepAliveInterval)).pipe(Stream.as(keepAlive)), {
         haltStrategy: "left"
       })
