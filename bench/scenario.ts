@@ -1,0 +1,72 @@
+/**
+ * What a scenario is: a bounded run against one server (Rein or the floor)
+ * that returns figures, the metrics it reports, and the targets it checks.
+ */
+
+/** The server one run talks to. */
+export interface Target {
+  readonly kind: "rein" | "floor"
+  readonly url: string
+  /** The server's pid when the bench started it (for RSS); undefined with --target. */
+  readonly pid: number | undefined
+  /** Directory of `rein.db` when the bench started Rein itself. */
+  readonly dbDir: string | undefined
+  /** A fresh prefix for session ids, so runs never collide on a reused server. */
+  readonly tag: string
+}
+
+export type Figures = Record<string, number | null>
+
+export interface MetricDef {
+  readonly key: string
+  readonly label: string
+  readonly unit: string
+  /** Which of the rounds counts: the best for a performance figure, the worst for a correctness one. */
+  readonly pick: "max" | "min"
+  /** Whether the floor has this figure too (then a ratio is printed). */
+  readonly floor: boolean
+}
+
+/** One metric after all rounds. */
+export interface Summary {
+  readonly rein: number | null
+  readonly floor: number | null
+  /** rein / floor */
+  readonly ratio: number | null
+  /** (max - min) / median of Rein's rounds, in percent. */
+  readonly spread: number | null
+  readonly reinRuns: ReadonlyArray<number | null>
+}
+
+export interface Check {
+  readonly label: string
+  /** null: cannot be judged in this run (e.g. RSS with --target). */
+  readonly ok: boolean | null
+}
+
+export interface Scenario {
+  readonly name: string
+  readonly description: string
+  /** A run that takes longer is abandoned (each run, Rein or floor). */
+  readonly timeoutMs: number
+  readonly metrics: ReadonlyArray<MetricDef>
+  readonly run: (target: Target) => Promise<Figures>
+  /** Figures that need the server stopped (e.g. file sizes after shutdown); called before its files are removed. */
+  readonly afterStop?: (target: Target, figures: Figures) => void
+  readonly checks: (get: (key: string) => Summary) => ReadonlyArray<Check>
+}
+
+export const metric = (
+  key: string,
+  label: string,
+  unit: string,
+  pick: "max" | "min",
+  floor = true
+): MetricDef => ({ key, label, unit, pick, floor })
+
+/** The client's own CPU share, reported by every scenario. */
+export const clientCpu = metric("client_cpu", "bench client CPU (worst round)", "% core", "max")
+
+/** `value op bound`, null when the value is missing. */
+export const atMost = (x: number | null, bound: number): boolean | null => x === null || Number.isNaN(x) ? null : x <= bound
+export const atLeast = (x: number | null, bound: number): boolean | null => x === null || Number.isNaN(x) ? null : x >= bound
