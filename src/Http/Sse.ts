@@ -97,6 +97,7 @@ export const response = <A, E>(
     ),
     {
       contentType: "text/event-stream",
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+      // A stream holds its connection for its whole life; closing it with the stream lets shutdown finish at once.
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "close" }
     }
   )
