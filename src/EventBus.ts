@@ -1,8 +1,9 @@
 /**
  * The EventBus: fan-out of committed changes, per session and for the
- * session list. Each subscriber owns a bounded queue; a subscriber that falls
- * that far behind is ended (its queue shut down) instead of slowing the
- * publisher or holding unbounded memory. It resumes with Last-Event-ID.
+ * session list. Subscribers are sinks that take each message synchronously
+ * and answer whether they can keep up; one that cannot is dropped and ended,
+ * so a stalled reader never slows the publisher or holds unbounded memory.
+ * It resumes with Last-Event-ID.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -29,125 +30,167 @@ export type SessionNotice =
     | { readonly _tag: "removed"; readonly id: string }
   )
 
-export interface EventBusOptions {
-  /** Messages a subscriber may have unread before it is disconnected. */
-  readonly subscriberBuffer: number
+/** Why a sink was ended: its topic ended, or it fell a whole buffer behind. */
+export type EndReason = "ended" | "overflow"
+
+/**
+ * A subscriber. `offer` must not block: it returns false when the sink's
+ * bounded buffer is full, and the bus then ends it with "overflow".
+ */
+export interface Sink<A> {
+  readonly offer: (message: A) => boolean
+  readonly end: (reason: EndReason) => Effect.Effect<void>
+}
+
+/**
+ * Subscribe first, deliver later: a Gate is subscribed before a snapshot is
+ * read, holds what arrives meanwhile, and on `open` forwards it (minus what
+ * the snapshot already holds) and everything after. No gap, no duplicate.
+ */
+export class Gate<A> implements Sink<A> {
+  private pending: Array<A> = []
+  private target: Sink<A> | undefined
+  private accept: (a: A) => boolean = () => true
+  private ended: EndReason | undefined
+
+  constructor(private readonly capacity: number) {}
+
+  offer(a: A): boolean {
+    if (this.target !== undefined) return !this.accept(a) || this.target.offer(a)
+    if (this.pending.length >= this.capacity) return false
+    this.pending.push(a)
+    return true
+  }
+
+  end(reason: EndReason): Effect.Effect<void> {
+    if (this.target !== undefined) return this.target.end(reason)
+    this.ended ??= reason
+    return Effect.void
+  }
+
+  open(target: Sink<A>, accept: (a: A) => boolean): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const pending = this.pending
+      this.pending = []
+      this.accept = accept
+      this.target = target
+      for (const a of pending) {
+        if (accept(a) && !target.offer(a)) return target.end("overflow")
+      }
+      return this.ended === undefined ? Effect.void : target.end(this.ended)
+    })
+  }
 }
 
 /** The subscriber fell a whole buffer behind and was cut off; it should resume. */
 export class SlowConsumer extends Data.TaggedError("SlowConsumer")<{}> {}
 
-/** One subscriber's bounded mailbox. */
-export class Subscription<A> {
-  /** Set when the buffer overflowed: the stream then fails with SlowConsumer instead of ending. */
-  overflowed = false
-  constructor(readonly queue: Queue.Queue<A>) {}
-
-  /** The messages, ending when the topic ends, failing if this subscriber fell behind. */
-  get stream(): Stream.Stream<A, SlowConsumer> {
-    return Stream.fromQueue(this.queue).pipe(
-      Stream.concat(Stream.suspend(() => this.overflowed ? Stream.fail(new SlowConsumer()) : Stream.empty))
-    )
-  }
-}
+/**
+ * A sink over a bounded queue, read as a Stream: for Effect programs that
+ * want changes as a Stream rather than pushed.
+ */
+export const queueSink = <A>(capacity: number): Effect.Effect<{
+  readonly sink: Sink<A>
+  readonly stream: Stream.Stream<A, SlowConsumer>
+}> =>
+  Effect.map(Queue.dropping<A>(capacity), (queue) => {
+    let overflowed = false
+    return {
+      sink: {
+        offer: (a) => queue.unsafeOffer(a),
+        end: (reason) => Effect.suspend(() => {
+          overflowed = reason === "overflow"
+          return Queue.shutdown(queue)
+        })
+      },
+      stream: Stream.fromQueue(queue).pipe(
+        Stream.concat(Stream.suspend(() => overflowed ? Stream.fail(new SlowConsumer()) : Stream.empty))
+      )
+    }
+  })
 
 export class EventBus extends Context.Tag("@rein-ai/server/EventBus")<EventBus, {
-  readonly subscribeArtifacts: (id: string) => Effect.Effect<Subscription<ArtifactNotice>, never, Scope.Scope>
+  /** Adds the sink to the session's subscribers for the scope's life. */
+  readonly subscribeArtifacts: (id: string, sink: Sink<ArtifactNotice>) => Effect.Effect<void, never, Scope.Scope>
   readonly publishArtifacts: (id: string, notices: ReadonlyArray<ArtifactNotice>) => Effect.Effect<void>
   /** Ends every artifact subscriber of a session (it was removed). */
   readonly endArtifacts: (id: string) => Effect.Effect<void>
-  readonly subscribeSessions: Effect.Effect<Subscription<SessionNotice>, never, Scope.Scope>
+  readonly subscribeSessions: (sink: Sink<SessionNotice>) => Effect.Effect<void, never, Scope.Scope>
   readonly publishSessions: (notice: SessionNotice) => Effect.Effect<void>
 }>() {}
 
 class Topic<A> {
-  readonly subscribers = new Set<Subscription<A>>()
-  constructor(readonly capacity: number) {}
+  readonly sinks = new Set<Sink<A>>()
 
-  subscribe(onEmpty?: () => void): Effect.Effect<Subscription<A>, never, Scope.Scope> {
+  subscribe(sink: Sink<A>, onEmpty?: () => void): Effect.Effect<void, never, Scope.Scope> {
     return Effect.acquireRelease(
-      Queue.dropping<A>(this.capacity).pipe(
-        Effect.map((q) => new Subscription(q)),
-        Effect.tap((sub) => Effect.sync(() => this.subscribers.add(sub)))
-      ),
-      (sub) =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            this.subscribers.delete(sub)
-            if (this.subscribers.size === 0) onEmpty?.()
-          }),
-          Queue.shutdown(sub.queue)
-        )
+      Effect.sync(() => void this.sinks.add(sink)),
+      () =>
+        Effect.sync(() => {
+          this.sinks.delete(sink)
+          if (this.sinks.size === 0) onEmpty?.()
+        })
     )
   }
 
-  /** Offers never wait: a full queue means a stalled reader, which is cut off. */
   publish(messages: ReadonlyArray<A>): Effect.Effect<void> {
     return Effect.suspend(() => {
-      let overflowed: Array<Subscription<A>> | undefined
-      for (const sub of this.subscribers) {
+      let overflowed: Array<Sink<A>> | undefined
+      for (const sink of this.sinks) {
         for (const m of messages) {
-          if (!sub.queue.unsafeOffer(m)) {
-            sub.overflowed = true
-            ;(overflowed ??= []).push(sub)
-            this.subscribers.delete(sub)
+          if (!sink.offer(m)) {
+            ;(overflowed ??= []).push(sink)
+            this.sinks.delete(sink)
             break
           }
         }
       }
       return overflowed === undefined
         ? Effect.void
-        : Effect.forEach(overflowed, (sub) => Queue.shutdown(sub.queue), { discard: true })
+        : Effect.forEach(overflowed, (sink) => sink.end("overflow"), { discard: true })
     })
   }
 
   end(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const all = Array.from(this.subscribers)
-      this.subscribers.clear()
-      return Effect.forEach(all, (sub) => Queue.shutdown(sub.queue), { discard: true })
+      const all = Array.from(this.sinks)
+      this.sinks.clear()
+      return Effect.forEach(all, (sink) => sink.end("ended"), { discard: true })
     })
   }
 }
 
-export const make = (options: EventBusOptions): Effect.Effect<typeof EventBus.Service, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const sessions = new Topic<SessionNotice>(options.subscriberBuffer)
-    const artifacts = new Map<string, Topic<ArtifactNotice>>()
+export const make: Effect.Effect<typeof EventBus.Service, never, Scope.Scope> = Effect.gen(function*() {
+  const sessions = new Topic<SessionNotice>()
+  const artifacts = new Map<string, Topic<ArtifactNotice>>()
 
-    // Closing the bus ends every stream, so shutdown never waits on a client.
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach([sessions, ...artifacts.values()], (t) => t.end(), { discard: true })
-    )
+  // Closing the bus ends every stream, so shutdown never waits on a client.
+  yield* Effect.addFinalizer(() => Effect.forEach([sessions, ...artifacts.values()], (t) => t.end(), { discard: true }))
 
-    const topic = (id: string) => {
-      let t = artifacts.get(id)
-      if (t === undefined) {
-        t = new Topic(options.subscriberBuffer)
-        artifacts.set(id, t)
-      }
-      return t
-    }
-
-    return EventBus.of({
-      subscribeArtifacts: (id) =>
-        Effect.suspend(() => {
-          const t = topic(id)
-          // Drop the topic with its last subscriber, so ended sessions leave nothing behind.
-          return t.subscribe(() => {
-            if (artifacts.get(id) === t) artifacts.delete(id)
-          })
-        }),
-      publishArtifacts: (id, notices) => Effect.suspend(() => artifacts.get(id)?.publish(notices) ?? Effect.void),
-      endArtifacts: (id) =>
-        Effect.suspend(() => {
-          const t = artifacts.get(id)
-          artifacts.delete(id)
-          return t?.end() ?? Effect.void
-        }),
-      subscribeSessions: sessions.subscribe(),
-      publishSessions: (notice) => sessions.publish([notice])
-    })
+  return EventBus.of({
+    subscribeArtifacts: (id, sink) =>
+      Effect.suspend(() => {
+        let t = artifacts.get(id)
+        if (t === undefined) {
+          t = new Topic()
+          artifacts.set(id, t)
+        }
+        const topic = t
+        // Drop the topic with its last subscriber, so ended sessions leave nothing behind.
+        return topic.subscribe(sink, () => {
+          if (artifacts.get(id) === topic) artifacts.delete(id)
+        })
+      }),
+    publishArtifacts: (id, notices) => Effect.suspend(() => artifacts.get(id)?.publish(notices) ?? Effect.void),
+    endArtifacts: (id) =>
+      Effect.suspend(() => {
+        const t = artifacts.get(id)
+        artifacts.delete(id)
+        return t?.end() ?? Effect.void
+      }),
+    subscribeSessions: (sink) => sessions.subscribe(sink),
+    publishSessions: (notice) => sessions.publish([notice])
   })
+})
 
-export const layer = (options: EventBusOptions): Layer.Layer<EventBus> => Layer.scoped(EventBus, make(options))
+export const layer: Layer.Layer<EventBus> = Layer.scoped(EventBus, make)

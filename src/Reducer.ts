@@ -128,10 +128,10 @@ export const reduce = (
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i]!
     const where = inputs.length > 1 ? `[${i}].` : ""
-    const isOpenDelta = (input.type === "text_delta" || input.type === "reasoning_delta") &&
-      input.partId === undefined
-    // A delta artifact without partId stays open until any other event arrives.
-    if (state.open !== null && !(isOpenDelta && kindOfDelta(input.type) === state.open.kind)) {
+    // A delta artifact without partId stays open until an event of another type arrives.
+    const sameType = (input.type === "text_delta" || input.type === "reasoning_delta") &&
+      state.open !== null && kindOfDelta(input.type) === state.open.kind
+    if (state.open !== null && !sameType) {
       state = { ...state, open: null }
     }
     switch (input.type) {
@@ -210,7 +210,10 @@ export const reduce = (
       }
       case "plan": {
         if (state.turnPlan !== null) set(state.turnPlan, "entries", input.entries)
-        else state = { ...state, turnPlan: create("plan", { entries: input.entries }) }
+        else {
+          const seq = create("plan", { entries: input.entries })
+          state = { ...state, turnPlan: seq }
+        }
         break
       }
       case "file_change":

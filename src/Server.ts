@@ -3,8 +3,10 @@
  * server on top. `createServer` and the CLI only build and run these.
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createServer as createHttpServer } from "node:http"
 import type { StoreError } from "./Domain/Errors.js"
@@ -28,6 +30,8 @@ export interface ServerOptions {
   readonly maxBodyBytes?: number
   /** Unread events an SSE subscriber may have before it is disconnected. Default 1 000. */
   readonly subscriberBuffer?: number
+  /** Unread bytes an SSE subscriber may have before it is disconnected. Default 8 MiB. */
+  readonly subscriberBufferBytes?: number
   /** Bearer token required on every route (auth is off without one). */
   readonly token?: string
   /** Most SSE streams open at once; more get 503 + retry-after. Default: no cap. */
@@ -45,6 +49,7 @@ export const defaults = {
   keepAliveInterval: 15_000,
   maxBodyBytes: 1024 * 1024,
   subscriberBuffer: 1_000,
+  subscriberBufferBytes: 8 * 1024 * 1024,
   dbPath: ":memory:"
 } as const
 
@@ -60,8 +65,8 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
 export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
   const o = resolve(options)
   const store = o.store ?? Sqlite.layer({ filename: o.dbPath })
-  return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, commandBuffer: o.subscriberBuffer }).pipe(
-    Layer.provide(EventBus.layer({ subscriberBuffer: o.subscriberBuffer })),
+  return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, subscriberBuffer: o.subscriberBuffer }).pipe(
+    Layer.provide(EventBus.layer),
     Layer.provide(Reducer.layer),
     Layer.provideMerge(store)
   )
@@ -74,8 +79,15 @@ export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never
     maxBodyBytes: o.maxBodyBytes,
     keepAliveInterval: o.keepAliveInterval,
     token: o.token,
-    maxConnections: o.maxConnections
-  }).pipe(HttpServer.serve())
+    maxConnections: o.maxConnections,
+    subscriberBuffer: o.subscriberBuffer,
+    subscriberBufferBytes: o.subscriberBufferBytes
+  }).pipe(
+    Effect.map(HttpServer.serve()),
+    Layer.unwrapScoped,
+    // A span per request costs memory for every open stream and time on every event; none is exported.
+    HttpMiddleware.withTracerDisabledWhen(() => true)
+  )
 }
 
 /** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */

@@ -24,15 +24,30 @@ import {
 } from "./Domain/Errors.js"
 import type { Event } from "./Domain/Event.js"
 import type { Session, SessionFields, SessionStatus } from "./Domain/Session.js"
-import { EventBus, type SessionNotice, type SlowConsumer } from "./EventBus.js"
+import {
+  type ArtifactNotice,
+  EventBus,
+  Gate,
+  queueSink,
+  type SessionNotice,
+  type Sink,
+  type SlowConsumer
+} from "./EventBus.js"
 import { type Input, Reducer, type ReducerState } from "./Reducer.js"
 import { SessionStore } from "./SessionStore.js"
 
 export interface SessionsOptions {
   /** Milliseconds a new session waits for its sandbox before it is removed. */
   readonly bootstrapTimeout: number
-  /** Commands a sandbox may have unread before its stream is ended. */
-  readonly commandBuffer: number
+  /** Events (or commands) a subscriber may have unread before it is cut off. */
+  readonly subscriberBuffer: number
+}
+
+/** A snapshot, and live notices newer than it for whichever sink attaches. */
+export interface Feed<S, N> {
+  readonly snapshot: ReadonlyArray<S>
+  /** Starts delivery to `sink`: what arrived since the snapshot, then everything live. */
+  readonly attach: (sink: Sink<N>) => Effect.Effect<void>
 }
 
 export type ArtifactStreamItem =
@@ -66,7 +81,14 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
     idempotencyKey?: string
   ) => Effect.Effect<void, SessionNotFound | InvalidInput | StoreError>
   readonly artifacts: (id: string) => Effect.Effect<ReadonlyArray<Artifact>, SessionNotFound | StoreError>
-  /** Snapshots (all, or the resume set after `lastEventId`), then live changes, gap-free. */
+  /** The artifacts (all, or the resume set after `lastEventId`) and their live changes, gap-free. */
+  readonly openArtifacts: (
+    id: string,
+    lastEventId?: number
+  ) => Effect.Effect<Feed<Artifact, ArtifactNotice>, SessionNotFound | StoreError, Scope.Scope>
+  /** The sessions (of one project) and their live changes, gap-free. */
+  readonly openSessions: (project?: string) => Effect.Effect<Feed<Session, SessionNotice>, never, Scope.Scope>
+  /** `openArtifacts` as a Stream: snapshots, `complete`, then live changes. */
   readonly watchArtifacts: (
     id: string,
     lastEventId?: number
@@ -206,6 +228,46 @@ export const make = (options: SessionsOptions) =>
         }
       })
 
+    const openArtifacts = (id: string, lastEventId?: number) =>
+      Effect.gen(function*() {
+        yield* lookup(id)
+        // Subscribe before reading history: nothing committed meanwhile can fall in between.
+        const gate = new Gate<ArtifactNotice>(options.subscriberBuffer)
+        yield* bus.subscribeArtifacts(id, gate)
+        yield* lookup(id)
+        const { artifacts, rev } = yield* store.artifacts(id, lastEventId)
+        return {
+          snapshot: artifacts,
+          // Changes the snapshot already holds are skipped: no duplicate.
+          attach: (sink) => gate.open(sink, (n) => n.rev > rev)
+        } satisfies Feed<Artifact, ArtifactNotice>
+      })
+
+    const openSessions = (project?: string) =>
+      Effect.gen(function*() {
+        const gate = new Gate<SessionNotice>(options.subscriberBuffer)
+        yield* bus.subscribeSessions(gate)
+        const since = listRev
+        const snapshot: Array<Session> = []
+        for (const e of entries.values()) if (project === undefined || e.session.project === project) snapshot.push(e.session)
+        return {
+          snapshot,
+          attach: (sink) => gate.open(sink, (n) => n.rev > since && (project === undefined || n.project === project))
+        } satisfies Feed<Session, SessionNotice>
+      })
+
+    /** A feed as an Effect Stream: snapshots, `complete`, then live items from a bounded queue. */
+    const asStream = <S, N, A>(feed: Feed<S, N>, snapshot: (s: S) => A, live: (n: N) => A) =>
+      Effect.gen(function*() {
+        const { sink, stream } = yield* queueSink<N>(options.subscriberBuffer)
+        yield* feed.attach(sink)
+        return Stream.fromIterable(feed.snapshot).pipe(
+          Stream.map(snapshot),
+          Stream.concat(Stream.succeed({ _tag: "complete" } as A)),
+          Stream.concat(Stream.map(stream, live))
+        )
+      })
+
     // On start: no sandbox can be connected yet, and bootstrapping sessions get the time they have left.
     const now = yield* Clock.currentTimeMillis
     for (const { rev, sandboxTokenHash, session } of yield* store.list) {
@@ -260,7 +322,7 @@ export const make = (options: SessionsOptions) =>
       connectSandbox: (id) =>
         Effect.gen(function*() {
           const connection = ++connections
-          const queue = yield* Queue.dropping<Command>(options.commandBuffer)
+          const queue = yield* Queue.dropping<Command>(options.subscriberBuffer)
           const entry = yield* locked(id, (entry) =>
             Effect.gen(function*() {
               yield* setStatus(entry, "live")
@@ -288,7 +350,7 @@ export const make = (options: SessionsOptions) =>
           Effect.gen(function*() {
             const sandbox = entry.sandbox
             // A sandbox too far behind to take one more command counts as absent.
-            if (sandbox === undefined || isFull(sandbox.queue, options.commandBuffer)) return yield* new NoSandbox({ id })
+            if (sandbox === undefined || isFull(sandbox.queue, options.subscriberBuffer)) return yield* new NoSandbox({ id })
             if (command.type === "prompt") {
               yield* apply(entry, [{ type: "user_message", text: command.text }], { heartbeat: false })
             } else if (command.type === "permission_reply") {
@@ -306,43 +368,20 @@ export const make = (options: SessionsOptions) =>
           })).pipe(Effect.catchTag("PermissionConflict", Effect.die)), // only commands answer permissions
       artifacts: (id) =>
         Effect.flatMap(lookup(id), () => store.artifacts(id)).pipe(Effect.map((s) => s.artifacts)),
+      openArtifacts,
+      openSessions,
       watchArtifacts: (id, lastEventId) =>
-        Effect.gen(function*() {
-          yield* lookup(id)
-          // Subscribe before reading history: nothing committed meanwhile can fall in between.
-          const live = yield* bus.subscribeArtifacts(id)
-          yield* lookup(id)
-          const snapshot = yield* store.artifacts(id, lastEventId)
-          return Stream.fromIterable(snapshot.artifacts).pipe(
-            Stream.map((artifact): ArtifactStreamItem => ({ _tag: "snapshot", artifact })),
-            Stream.concat(Stream.succeed<ArtifactStreamItem>({ _tag: "complete" })),
-            Stream.concat(
-              live.stream.pipe(
-                // Changes the snapshot already holds are skipped: no duplicate.
-                Stream.filter((n) => n.rev > snapshot.rev),
-                Stream.map((n): ArtifactStreamItem => ({ _tag: "change", change: n.change }))
-              )
-            )
-          )
-        }),
+        Effect.flatMap(openArtifacts(id, lastEventId), (feed) =>
+          asStream(feed, (artifact): ArtifactStreamItem => ({ _tag: "snapshot", artifact }), (n): ArtifactStreamItem => ({
+            _tag: "change",
+            change: n.change
+          }))),
       watchSessions: (project) =>
-        Effect.gen(function*() {
-          const live = yield* bus.subscribeSessions
-          const since = listRev
-          const snapshot: Array<SessionStreamItem> = []
-          for (const e of entries.values()) {
-            if (project === undefined || e.session.project === project) snapshot.push({ _tag: "snapshot", session: e.session })
-          }
-          snapshot.push({ _tag: "complete" })
-          return Stream.fromIterable(snapshot).pipe(
-            Stream.concat(
-              live.stream.pipe(
-                Stream.filter((n) => n.rev > since && (project === undefined || n.project === project)),
-                Stream.map((notice): SessionStreamItem => ({ _tag: "notice", notice }))
-              )
-            )
-          )
-        }),
+        Effect.flatMap(openSessions(project), (feed) =>
+          asStream(feed, (session): SessionStreamItem => ({ _tag: "snapshot", session }), (notice): SessionStreamItem => ({
+            _tag: "notice",
+            notice
+          }))),
       health: store.ping
     })
   })

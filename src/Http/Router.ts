@@ -14,7 +14,7 @@ import { decodeCommand } from "../Domain/Command.js"
 import { InvalidInput, Overloaded } from "../Domain/Errors.js"
 import { decodeEvents, formatParseError } from "../Domain/Event.js"
 import { CreateSessionBody, SessionId } from "../Domain/Session.js"
-import { Sessions } from "../Sessions.js"
+import { type Feed, Sessions } from "../Sessions.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import { handle, jsonError } from "./Errors.js"
@@ -28,6 +28,10 @@ export interface RouterOptions {
   readonly token?: string | undefined
   /** Most SSE streams open at once; further ones get 503. Unset means no cap. */
   readonly maxConnections?: number | undefined
+  /** Live events a stream may have unread before it is cut off. */
+  readonly subscriberBuffer: number
+  /** Bytes a stream may have unread before it is cut off. */
+  readonly subscriberBufferBytes: number
 }
 
 const decodeId = Schema.decodeUnknownEither(SessionId)
@@ -62,146 +66,154 @@ const idempotencyKey = Effect.flatMap(HttpServerRequest.HttpServerRequest, (req)
 
 const accepted = HttpServerResponse.empty({ status: 202 })
 
-export const make = (options: RouterOptions) => {
-  const body = Body.json(options.maxBodyBytes)
-  const guard = Auth.make(options.token)
-  const sse = <A, E>(items: Stream.Stream<A, E>, encode: (a: A) => string) =>
-    Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
-      Sse.response(
-        items,
-        encode,
-        options.keepAliveInterval,
-        Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy())
-      ))
+export const make = (options: RouterOptions) =>
+  Effect.gen(function*() {
+    const body = Body.json(options.maxBodyBytes)
+    const guard = Auth.make(options.token)
+    const channels = yield* Sse.makeRegistry(options.keepAliveInterval)
+    const limits: Sse.Limits = { maxEvents: options.subscriberBuffer, maxBytes: options.subscriberBufferBytes }
 
-  // Open SSE streams, counted for `maxConnections`; the slot is freed when the request scope closes.
-  let streams = 0
-  const streamSlot = Effect.acquireRelease(
-    Effect.suspend(() =>
-      options.maxConnections !== undefined && streams >= options.maxConnections
-        ? Effect.fail(new Overloaded({ what: `${options.maxConnections} streams open` }))
-        : Effect.sync(() => void streams++)
-    ),
-    () => Effect.sync(() => void streams--)
-  )
+    /** An SSE channel for this request, within `maxConnections`; freed when the request ends. */
+    const channel = Effect.gen(function*() {
+      if (options.maxConnections !== undefined && channels.size() >= options.maxConnections) {
+        return yield* new Overloaded({ what: `${options.maxConnections} streams open` })
+      }
+      const request = yield* HttpServerRequest.HttpServerRequest
+      return yield* channels.open(limits, () => NodeHttpServerRequest.toServerResponse(request).destroy())
+    })
 
-  return HttpRouter.empty.pipe(
-    HttpRouter.get(
-      "/healthz",
-      handle(Effect.gen(function*() {
-        const sessions = yield* Sessions
-        yield* sessions.health
-        return HttpServerResponse.unsafeJson({ ok: true })
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions/stream",
-      handle(Effect.gen(function*() {
-        yield* guard.client({ query: true })
-        const sessions = yield* Sessions
-        yield* streamSlot
-        return yield* sse(yield* sessions.watchSessions(yield* project), Sse.sessionFrame)
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions/:id",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        return HttpServerResponse.unsafeJson(yield* sessions.get(yield* sessionId))
-      }))
-    ),
-    HttpRouter.post(
-      "/sessions/:id",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        const id = yield* sessionId
-        const input = (yield* body) ?? {}
-        const { project } = yield* Either.mapLeft(
-          decodeCreate(input, { onExcessProperty: "ignore" }),
-          (e) => new InvalidInput({ message: formatParseError(e) })
-        )
-        if (!guard.enabled) {
-          return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
-        }
-        // With auth on, the sandbox token is shown once, here, and only its hash is kept.
-        const sandboxToken = Auth.newSandboxToken()
-        const session = yield* sessions.create(id, project ?? null, Auth.hashToken(sandboxToken))
-        return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
-      }))
-    ),
-    HttpRouter.del(
-      "/sessions/:id",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        yield* sessions.remove(yield* sessionId)
-        return HttpServerResponse.empty({ status: 204 })
-      }))
-    ),
-    HttpRouter.post(
-      "/sessions/:id/commands",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        const id = yield* sessionId
-        const command = yield* decodeCommand(yield* body)
-        yield* sessions.command(id, command)
-        return accepted
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions/:id/commands",
-      handle(Effect.gen(function*() {
-        const id = yield* sessionId
-        yield* guard.sandbox(id, { query: true })
-        const sessions = yield* Sessions
-        yield* streamSlot
-        const commands = yield* sessions.connectSandbox(id)
-        return yield* sse(Sse.commandStream(Stream.fromQueue(commands)), (s) => s)
-      }))
-    ),
-    HttpRouter.post(
-      "/sessions/:id/events",
-      handle(Effect.gen(function*() {
-        const id = yield* sessionId
-        yield* guard.sandbox(id)
-        const sessions = yield* Sessions
-        const key = yield* idempotencyKey
-        const input = yield* body
-        if (input === undefined) return yield* new InvalidInput({ message: "body: an event or an array of events is required" })
-        yield* sessions.ingest(id, yield* decodeEvents(input), key)
-        return accepted
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions/:id/artifacts",
-      handle(Effect.gen(function*() {
-        yield* guard.client()
-        const sessions = yield* Sessions
-        return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
-      }))
-    ),
-    HttpRouter.get(
-      "/sessions/:id/stream",
-      handle(Effect.gen(function*() {
-        yield* guard.client({ query: true })
-        const sessions = yield* Sessions
-        const id = yield* sessionId
-        yield* streamSlot
-        return yield* sse(yield* sessions.watchArtifacts(id, yield* lastEventId), Sse.artifactFrame)
-      }))
-    ),
-    Effect.catchTag("RouteNotFound", (e) =>
-      Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
-  )
-}
+    /** Snapshots, `snapshot_complete`, then live notices: the shape of every hub stream. */
+    const feed = <S, N>(opened: Feed<S, N>, snapshot: (s: S) => Buffer, notice: (n: N) => Buffer, c: Sse.Channel) =>
+      Effect.suspend(() => {
+        for (const s of opened.snapshot) c.write(snapshot(s))
+        c.write(Sse.complete)
+        return Effect.as(opened.attach(c.sink(notice)), c.response())
+      })
+
+    return HttpRouter.empty.pipe(
+      HttpRouter.get(
+        "/healthz",
+        handle(Effect.gen(function*() {
+          const sessions = yield* Sessions
+          yield* sessions.health
+          return HttpServerResponse.unsafeJson({ ok: true })
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions/stream",
+        handle(Effect.gen(function*() {
+          yield* guard.client({ query: true })
+          const sessions = yield* Sessions
+          const c = yield* channel
+          return yield* feed(yield* sessions.openSessions(yield* project), Sse.sessionSnapshot, Sse.sessionNotice, c)
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions/:id",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          return HttpServerResponse.unsafeJson(yield* sessions.get(yield* sessionId))
+        }))
+      ),
+      HttpRouter.post(
+        "/sessions/:id",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          const id = yield* sessionId
+          const input = (yield* body) ?? {}
+          const { project } = yield* Either.mapLeft(
+            decodeCreate(input, { onExcessProperty: "ignore" }),
+            (e) => new InvalidInput({ message: formatParseError(e) })
+          )
+          if (!guard.enabled) {
+            return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
+          }
+          // With auth on, the sandbox token is shown once, here, and only its hash is kept.
+          const sandboxToken = Auth.newSandboxToken()
+          const session = yield* sessions.create(id, project ?? null, Auth.hashToken(sandboxToken))
+          return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
+        }))
+      ),
+      HttpRouter.del(
+        "/sessions/:id",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          yield* sessions.remove(yield* sessionId)
+          return HttpServerResponse.empty({ status: 204 })
+        }))
+      ),
+      HttpRouter.post(
+        "/sessions/:id/commands",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          const id = yield* sessionId
+          const command = yield* decodeCommand(yield* body)
+          yield* sessions.command(id, command)
+          return accepted
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions/:id/commands",
+        handle(Effect.gen(function*() {
+          const id = yield* sessionId
+          yield* guard.sandbox(id, { query: true })
+          const sessions = yield* Sessions
+          const c = yield* channel
+          const commands = yield* sessions.connectSandbox(id)
+          // No history here: `snapshot_complete` tells the sandbox it is connected.
+          c.write(Sse.complete)
+          yield* Stream.fromQueue(commands).pipe(
+            Stream.runForEach((command) => Effect.sync(() => c.write(Sse.command(command)))),
+            Effect.ensuring(Effect.sync(() => c.end("ended"))),
+            Effect.forkScoped
+          )
+          return c.response()
+        }))
+      ),
+      HttpRouter.post(
+        "/sessions/:id/events",
+        handle(Effect.gen(function*() {
+          const id = yield* sessionId
+          yield* guard.sandbox(id)
+          const sessions = yield* Sessions
+          const key = yield* idempotencyKey
+          const input = yield* body
+          if (input === undefined) return yield* new InvalidInput({ message: "body: an event or an array of events is required" })
+          yield* sessions.ingest(id, yield* decodeEvents(input), key)
+          return accepted
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions/:id/artifacts",
+        handle(Effect.gen(function*() {
+          yield* guard.client()
+          const sessions = yield* Sessions
+          return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
+        }))
+      ),
+      HttpRouter.get(
+        "/sessions/:id/stream",
+        handle(Effect.gen(function*() {
+          yield* guard.client({ query: true })
+          const sessions = yield* Sessions
+          const id = yield* sessionId
+          const c = yield* channel
+          return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId), Sse.artifactSnapshot, Sse.artifactNotice, c)
+        }))
+      ),
+      Effect.catchTag("RouteNotFound", (e) =>
+        Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
+    )
+  })

@@ -1,103 +1,154 @@
 /**
  * Server-sent events: framing (`id:`, `event:`, one `data:` line, a blank
- * line), keep-alive comments, and the response with its headers.
+ * line), and the response body. A body is a Node Readable that frames are
+ * pushed into as changes are published and that the platform pipes to the
+ * socket: no fiber or queue per open stream, so thousands of idle streams
+ * stay cheap, and a published frame is encoded once for all subscribers.
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Chunk from "effect/Chunk"
-import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
-import * as Stream from "effect/Stream"
-import { updatedPayload } from "../Domain/Artifact.js"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { Readable } from "node:stream"
+import { type Artifact, updatedPayload } from "../Domain/Artifact.js"
 import type { Command } from "../Domain/Command.js"
-import type { ArtifactStreamItem, SessionStreamItem } from "../Sessions.js"
-
-const encoder = new TextEncoder()
+import type { Session } from "../Domain/Session.js"
+import type { ArtifactNotice, EndReason, SessionNotice, Sink } from "../EventBus.js"
 
 /** One frame. JSON never contains a raw newline, so `data` is always one line. */
-export const frame = (event: string, data: unknown, id?: number): string =>
-  `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+export const frame = (event: string, data: unknown, id?: number): Buffer =>
+  Buffer.from(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
 
-const complete = frame("snapshot_complete", {})
-const keepAlive = encoder.encode(": keep-alive\n\n")
+export const complete = frame("snapshot_complete", {})
+export const keepAlive = Buffer.from(": keep-alive\n\n")
+
+/** A notice reaches every subscriber as the same object: its frame is encoded once. */
+const encoded = new WeakMap<object, Buffer>()
+const cached = <A extends object>(make: (a: A) => Buffer) => (a: A): Buffer => {
+  let b = encoded.get(a)
+  if (b === undefined) {
+    b = make(a)
+    encoded.set(a, b)
+  }
+  return b
+}
+
+export const artifactSnapshot = (artifact: Artifact) => frame("artifact_snapshot", { artifact }, artifact.seq)
+
+export const artifactNotice = cached<ArtifactNotice>(({ change }) =>
+  change._tag === "created"
+    ? frame("artifact_created", { artifact: change.artifact }, change.artifact.seq)
+    : frame("artifact_updated", updatedPayload(change), change.seq)
+)
+
+export const sessionSnapshot = (session: Session) => frame("session_snapshot", { session })
+
+export const sessionNotice = cached<SessionNotice>((n) =>
+  n._tag === "created"
+    ? frame("session_created", { session: n.session })
+    : n._tag === "updated"
+    ? frame("session_updated", { id: n.id, fields: n.fields })
+    : frame("session_removed", { id: n.id })
+)
+
+export const command = (c: Command) => frame("command", c)
+
+export interface Limits {
+  /** Live events a subscriber may have unread before it is cut off. */
+  readonly maxEvents: number
+  /** Bytes a subscriber may have unread before it is cut off. */
+  readonly maxBytes: number
+}
 
 /**
- * A live change reaches every subscriber of its session as the same object,
- * so its frame is encoded once, not once per subscriber.
+ * One open stream. Snapshot frames are written unconditionally; live frames
+ * count against the limits, measured by what the socket has not taken yet.
  */
-const encoded = new WeakMap<object, string>()
-const cached = (key: object, make: () => string) => {
-  let s = encoded.get(key)
-  if (s === undefined) {
-    s = make()
-    encoded.set(key, s)
-  }
-  return s
-}
+export class Channel {
+  readonly body = new Readable({ read() {} })
+  private pushed = 0
+  /** Byte offsets where unread live frames end, oldest first (from `head`). */
+  private ends: Array<number> = []
+  private head = 0
+  private done = false
 
-export const artifactFrame = (item: ArtifactStreamItem): string => {
-  switch (item._tag) {
-    case "snapshot":
-      return frame("artifact_snapshot", { artifact: item.artifact }, item.artifact.seq)
-    case "complete":
-      return complete
-    case "change": {
-      const change = item.change
-      return cached(change, () =>
-        change._tag === "created"
-          ? frame("artifact_created", { artifact: change.artifact }, change.artifact.seq)
-          : frame("artifact_updated", updatedPayload(change), change.seq))
+  constructor(private readonly limits: Limits, private readonly onSlow: () => void) {}
+
+  write(bytes: Buffer): void {
+    if (this.done) return
+    this.pushed += bytes.length
+    this.body.push(bytes)
+  }
+
+  /** False when the subscriber is a whole buffer behind. */
+  offer(bytes: Buffer): boolean {
+    if (this.done) return true
+    if (this.backlog() >= this.limits.maxEvents || this.body.readableLength + bytes.length > this.limits.maxBytes) return false
+    this.write(bytes)
+    this.ends.push(this.pushed)
+    return true
+  }
+
+  private backlog(): number {
+    const consumed = this.pushed - this.body.readableLength
+    while (this.head < this.ends.length && this.ends[this.head]! <= consumed) this.head++
+    if (this.head === this.ends.length) {
+      this.ends = []
+      this.head = 0
+    } else if (this.head > 1024) {
+      this.ends = this.ends.slice(this.head)
+      this.head = 0
     }
+    return this.ends.length - this.head
   }
-}
 
-export const sessionFrame = (item: SessionStreamItem): string => {
-  switch (item._tag) {
-    case "snapshot":
-      return frame("session_snapshot", { session: item.session })
-    case "complete":
-      return complete
-    case "notice": {
-      const n = item.notice
-      return cached(n, () =>
-        n._tag === "created"
-          ? frame("session_created", { session: n.session })
-          : n._tag === "updated"
-          ? frame("session_updated", { id: n.id, fields: n.fields })
-          : frame("session_removed", { id: n.id }))
-    }
+  /** "ended" finishes the response; "overflow" drops the connection so its buffers are freed. */
+  end(reason: EndReason): void {
+    if (this.done) return
+    this.done = true
+    if (reason === "overflow") {
+      this.body.destroy()
+      this.onSlow()
+    } else this.body.push(null)
   }
-}
 
-export const commandFrame = (command: Command): string => frame("command", command)
+  sink<N>(encode: (n: N) => Buffer): Sink<N> {
+    return { offer: (n) => this.offer(encode(n)), end: (reason) => Effect.sync(() => this.end(reason)) }
+  }
 
-/** The command stream has no history; it opens with `snapshot_complete` so a sandbox knows it is connected. */
-export const commandStream = <E>(commands: Stream.Stream<Command, E>): Stream.Stream<string, E> =>
-  Stream.succeed(complete).pipe(Stream.concat(Stream.map(commands, commandFrame)))
-
-/**
- * The SSE response: frames grouped per chunk into one write, keep-alive
- * comments while idle, ending when the source ends. A source that fails
- * (the subscriber fell a whole buffer behind) runs `onSlow`, which drops the
- * connection so its socket buffers are freed too.
- */
-export const response = <A, E>(
-  items: Stream.Stream<A, E>,
-  encode: (a: A) => string,
-  keepAliveInterval: Duration.DurationInput,
-  onSlow: Effect.Effect<void>
-): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.stream(
-    items.pipe(
-      Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(Chunk.map(chunk, encode), "")))),
-      Stream.catchAll(() => Stream.drain(Stream.fromEffect(onSlow))),
-      Stream.merge(Stream.fromSchedule(Schedule.spaced(keepAliveInterval)).pipe(Stream.as(keepAlive)), {
-        haltStrategy: "left"
-      })
-    ),
-    {
+  response(): HttpServerResponse.HttpServerResponse {
+    return HttpServerResponse.raw(this.body, {
       contentType: "text/event-stream",
       // A stream holds its connection for its whole life; closing it with the stream lets shutdown finish at once.
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "close" }
+    })
+  }
+}
+
+/**
+ * The open channels, sent a keep-alive comment every interval by one timer,
+ * rather than a timer per stream.
+ */
+export const makeRegistry = (interval: number) =>
+  Effect.gen(function*() {
+    const channels = new Set<Channel>()
+    yield* Effect.sleep(interval).pipe(
+      Effect.zipRight(Effect.sync(() => channels.forEach((c) => c.write(keepAlive)))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    // Channels still open at shutdown are ended, so the server never waits on a client.
+    yield* Effect.addFinalizer(() => Effect.sync(() => channels.forEach((c) => c.end("ended"))))
+    return {
+      /** A channel registered for the scope's life (the request's). */
+      open: (limits: Limits, onSlow: () => void): Effect.Effect<Channel, never, Scope.Scope> =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const c = new Channel(limits, onSlow)
+            channels.add(c)
+            return c
+          }),
+          (c) => Effect.sync(() => channels.delete(c))
+        ),
+      size: () => channels.size
     }
-  )
+  })
