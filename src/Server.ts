@@ -4,11 +4,13 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { createServer as createHttpServer } from "node:http"
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
 import type { StoreError } from "./Domain/Errors.js"
 import * as EventBus from "./EventBus.js"
 import * as Router from "./Http/Router.js"
@@ -86,8 +88,45 @@ export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never
     Effect.map(HttpServer.serve()),
     Layer.unwrapScoped,
     // A span per request costs memory for every open stream and time on every event; none is exported.
-    HttpMiddleware.withTracerDisabledWhen(() => true)
+    HttpMiddleware.withTracerDisabledWhen(() => true),
+    // Ids may be 128 characters; the router's default cap on a path parameter is 100.
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 }))
   )
+}
+
+/**
+ * A node:http server whose `close()` also drops connections with no request
+ * in flight (idle keep-alives, and sockets opened ahead of use by client
+ * pools), and those with one as soon as its response finishes, so shutdown
+ * never waits on a client. Streams are already ended by then.
+ */
+const nodeServer = (grace: number) => {
+  const server = createHttpServer()
+  const busy = new Map<Socket, number>()
+  let closing = false
+  server.on("connection", (socket: Socket) => {
+    if (closing) return void socket.destroy()
+    busy.set(socket, 0)
+    socket.once("close", () => busy.delete(socket))
+  })
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket
+    busy.set(socket, (busy.get(socket) ?? 0) + 1)
+    res.once("close", () => {
+      const n = (busy.get(socket) ?? 1) - 1
+      busy.set(socket, n)
+      if (closing && n === 0) socket.destroy()
+    })
+  })
+  const close = server.close.bind(server)
+  server.close = (callback?: (err?: Error) => void) => {
+    closing = true
+    close(callback)
+    for (const [socket, n] of busy) if (n === 0) socket.destroy()
+    setTimeout(() => server.closeAllConnections(), grace).unref()
+    return server
+  }
+  return server
 }
 
 /** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */
@@ -97,6 +136,6 @@ export const layer = (
   const o = resolve(options)
   return layerHttp(o).pipe(
     Layer.provideMerge(layerApp(o)),
-    Layer.provideMerge(NodeHttpServer.layerServer(() => createHttpServer(), { port: o.port, host: o.host }))
+    Layer.provideMerge(NodeHttpServer.layerServer(() => nodeServer(5_000), { port: o.port, host: o.host }))
   )
 }

@@ -4,9 +4,11 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -74,4 +76,14 @@ const command = Command.make("rein-server", { port, host, db, bootstrapTimeout, 
 
 const cli = Command.run(command, { name: "rein-server", version })
 
-cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain({ disableErrorReporting: false }))
+// Invalid flags were already explained by the CLI; anything else is printed once, then exit 1.
+cli(process.argv).pipe(
+  Effect.tapErrorCause((cause) => {
+    const failure = Cause.failureOption(cause)
+    return Option.isSome(failure) && ValidationError.isValidationError(failure.value)
+      ? Effect.void
+      : Console.error(`rein-server failed: ${Cause.pretty(cause)}`)
+  }),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true })
+)
