@@ -6,6 +6,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
 import { SessionExists, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
@@ -114,33 +115,39 @@ export const make = Effect.gen(function*() {
   yield* Migrator.make({})({ loader: migrations, table: "rein_migrations" })
 
   /** Tail chunk (number, length) per artifact field; cleared when a transaction fails. */
-  const tails = new Map<string, { n: number; len: number }>()
+  type Tail = { readonly n: number; readonly len: number }
+  const tails = new Map<string, Tail>()
   const tailKey = (id: string, seq: number, field: string) => `${id}\u0000${seq}\u0000${field}`
 
   const storeError = (cause: unknown) => new StoreError({ cause })
 
-  const appendChunk = (id: string, seq: number, field: string, text: string, pending: Map<string, { n: number; len: number }>) =>
+  type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
+
+  const appendChunk = (run: Run, id: string, seq: number, field: string, text: string, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
       const key = tailKey(id, seq, field)
       let tail = pending.get(key) ?? tails.get(key)
       if (tail === undefined) {
-        const rows = yield* sql<{ n: number; len: number }>`
-          SELECT n, length(text) AS len FROM artifact_chunks
-          WHERE session_id = ${id} AND seq = ${seq} AND field = ${field} ORDER BY n DESC LIMIT 1`
-        tail = rows[0] ?? { n: -1, len: chunkSize }
+        const rows = yield* run(
+          "SELECT n, length(text) AS len FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ? ORDER BY n DESC LIMIT 1",
+          [id, seq, field]
+        )
+        tail = (rows[0] as Tail | undefined) ?? { n: -1, len: chunkSize }
       }
       if (tail.len + text.length <= chunkSize) {
-        yield* sql`UPDATE artifact_chunks SET text = text || ${text}
-          WHERE session_id = ${id} AND seq = ${seq} AND field = ${field} AND n = ${tail.n}`
+        yield* run(
+          "UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?",
+          [text, id, seq, field, tail.n]
+        )
         pending.set(key, { n: tail.n, len: tail.len + text.length })
       } else {
         const n = tail.n + 1
-        yield* sql`INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (${id}, ${seq}, ${field}, ${n}, ${text})`
+        yield* run("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, seq, field, n, text])
         pending.set(key, { n, len: text.length })
       }
     })
 
-  const writeChange = (id: string, change: CommittedChange, pending: Map<string, { n: number; len: number }>) =>
+  const writeChange = (run: Run, id: string, change: CommittedChange, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
       if (change._tag === "created") {
         const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
@@ -152,26 +159,32 @@ export const make = Effect.gen(function*() {
             if (value !== "") chunks.push([field, value])
           } else fields[field] = value
         }
-        yield* sql`INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev)
-          VALUES (${id}, ${seq}, ${kind}, ${JSON.stringify(fields)}, ${createdAt}, ${updatedAt}, ${change.rev}, ${change.rev})`
-        for (const [field, value] of chunks) yield* appendChunk(id, seq, field, value, pending)
+        yield* run(
+          "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          [id, seq, kind, JSON.stringify(fields), createdAt, updatedAt, change.rev, change.rev]
+        )
+        for (const [field, value] of chunks) yield* appendChunk(run, id, seq, field, value, pending)
         return
       }
       if (change.append !== undefined) {
-        yield* appendChunk(id, change.seq, change.field, change.append, pending)
-        yield* sql`UPDATE artifacts SET updated_at = ${change.at}, updated_rev = ${change.rev}
-          WHERE session_id = ${id} AND seq = ${change.seq}`
+        yield* appendChunk(run, id, change.seq, change.field, change.append, pending)
+        yield* run("UPDATE artifacts SET updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [
+          change.at,
+          change.rev,
+          id,
+          change.seq
+        ])
         return
       }
       if (isAppendable(change.field)) {
-        yield* sql`DELETE FROM artifact_chunks WHERE session_id = ${id} AND seq = ${change.seq} AND field = ${change.field}`
+        yield* run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, change.seq, change.field])
         tails.delete(tailKey(id, change.seq, change.field))
         pending.delete(tailKey(id, change.seq, change.field))
       }
-      const path = `$.${change.field}`
-      yield* sql`UPDATE artifacts SET fields = json_set(fields, ${path}, json(${JSON.stringify(change.set ?? null)})),
-          updated_at = ${change.at}, updated_rev = ${change.rev}
-        WHERE session_id = ${id} AND seq = ${change.seq}`
+      yield* run(
+        "UPDATE artifacts SET fields = json_set(fields, ?, json(?)), updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?",
+        [`$.${change.field}`, JSON.stringify(change.set ?? null), change.at, change.rev, id, change.seq]
+      )
     })
 
   const assemble = (rows: ReadonlyArray<ArtifactRow>, chunks: ReadonlyArray<ChunkRow>): Array<Artifact> => {
@@ -224,18 +237,30 @@ export const make = Effect.gen(function*() {
       return sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(storeError))
     },
     commit: (id, commit: Commit) => {
-      const pending = new Map<string, { n: number; len: number }>()
-      const set: Record<string, unknown> = { rev: commit.rev, last_heartbeat: commit.lastHeartbeat }
-      if (commit.status !== undefined) set.status = commit.status
-      if (commit.summary !== undefined) set.summary = commit.summary
+      const pending = new Map<string, Tail>()
+      const set = ["rev = ?", "last_heartbeat = ?"]
+      const params: Array<unknown> = [commit.rev, commit.lastHeartbeat]
+      if (commit.status !== undefined) set.push("status = ?"), params.push(commit.status)
+      if (commit.summary !== undefined) set.push("summary = ?"), params.push(commit.summary)
+      params.push(id)
+      // The hot path: statements go straight to the transaction's connection as prepared SQL,
+      // skipping per-statement compilation and spans.
       return Effect.gen(function*() {
-        yield* sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`
-        for (const change of coalesce(commit.changes)) yield* writeChange(id, change, pending)
+        // withTransaction provides the connection; the type system cannot see that.
+        const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
+        const run: Run = (query, params) => connection.execute(query, params, undefined)
+        yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ?`, params)
+        for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
         if (commit.idempotencyKey !== undefined) {
-          yield* sql`INSERT INTO idempotency_keys (session_id, key, n) VALUES (${id}, ${commit.idempotencyKey}, ${commit.rev})
-            ON CONFLICT DO NOTHING`
-          yield* sql`DELETE FROM idempotency_keys WHERE session_id = ${id} AND n <= (
-            SELECT n FROM idempotency_keys WHERE session_id = ${id} ORDER BY n DESC LIMIT 1 OFFSET ${idempotencyWindow})`
+          yield* run("INSERT INTO idempotency_keys (session_id, key, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [
+            id,
+            commit.idempotencyKey,
+            commit.rev
+          ])
+          yield* run(
+            "DELETE FROM idempotency_keys WHERE session_id = ? AND n <= (SELECT n FROM idempotency_keys WHERE session_id = ? ORDER BY n DESC LIMIT 1 OFFSET ?)",
+            [id, id, idempotencyWindow]
+          )
         }
       }).pipe(
         sql.withTransaction,
