@@ -513,12 +513,12 @@ describe("Reducer: fromArtifacts", () => {
 // ---------------------------------------------------------------------------
 // properties
 
-const toolIds = ["t1", "t2", "t3"]
+const toolIds = ["t1", "t2", "t3", "t4", "t5"]
 const partIds = ["p1", "p2"]
 const requestIds = ["r1", "r2", "r3"]
 /** Mostly known ids, sometimes one that was never started. */
 const idFrom = (pool: ReadonlyArray<string>) =>
-  fc.oneof({ weight: 9, arbitrary: fc.constantFrom(...pool) }, { weight: 1, arbitrary: fc.constant("unknown") })
+  fc.oneof({ weight: 19, arbitrary: fc.constantFrom(...pool) }, { weight: 1, arbitrary: fc.constant("unknown") })
 
 /** Text that exercises appends: short, unicode, empty, and long enough to cross the SQL store's chunks. */
 const text = fc.oneof(
@@ -583,7 +583,7 @@ const input: fc.Arbitrary<Input> = fc.oneof(
       decision: fc.constantFrom("allow_once", "allow_always", "reject")
     })
   },
-  /*TMP*/
+  { weight: 2, arbitrary: fc.record({ type: fc.constant("plan"), entries: planEntries }) },
   {
     weight: 1,
     arbitrary: fc.record(
@@ -619,10 +619,26 @@ const input: fc.Arbitrary<Input> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ type: fc.constant("user_message"), text }) }
 ) as fc.Arbitrary<Input>
 
+/** Runs of deltas to one artifact in one batch: consecutive appends that a store may coalesce. */
+const burst: fc.Arbitrary<ReadonlyArray<Input>> = fc.oneof(
+  fc.array(text.map((delta): Input => ({ type: "text_delta", delta })), { minLength: 2, maxLength: 5 }),
+  fc.tuple(fc.constantFrom(...partIds), fc.array(text, { minLength: 2, maxLength: 5 })).map(([partId, deltas]) =>
+    deltas.map((delta): Input => ({ type: "reasoning_delta", delta, partId }))
+  ),
+  fc.tuple(idFrom(toolIds), fc.boolean(), fc.array(text, { minLength: 2, maxLength: 5 })).map(([toolCallId, start, deltas]) => [
+    ...(start ? [{ type: "tool_call_start", toolCallId, name: "bash" } as const] : []),
+    ...deltas.map((delta): Input => ({ type: "tool_call_input_delta", toolCallId, delta }))
+  ])
+)
+
 /** Reductions: mostly single events, sometimes batches (all or nothing). */
 const script = fc.array(
-  fc.oneof({ weight: 4, arbitrary: input.map((i) => [i]) }, { weight: 1, arbitrary: fc.array(input, { minLength: 2, maxLength: 4 }) }),
-  { minLength: 1, maxLength: 40 }
+  fc.oneof(
+    { weight: 5, arbitrary: input.map((i): ReadonlyArray<Input> => [i]) },
+    { weight: 2, arbitrary: fc.array(input, { minLength: 2, maxLength: 4 }) },
+    { weight: 2, arbitrary: burst }
+  ),
+  { minLength: 1, maxLength: 60, size: "medium" }
 )
 
 interface Played {
@@ -644,6 +660,8 @@ const play = (steps: ReadonlyArray<ReadonlyArray<Input>>) =>
     yield* store.create({ id, status: "live", summary: null, project: null, createdAt: NOW, lastHeartbeat: NOW })
     let state = initial
     let status: SessionStatus = "live"
+    let summary: string | null = null
+    let lastHeartbeat = NOW
     let rev = 0
     let rejected = 0
     const log: Array<CommittedChange> = []
@@ -658,8 +676,12 @@ const play = (steps: ReadonlyArray<ReadonlyArray<Input>>) =>
       yield* store.commit(id, { rev, lastHeartbeat: now, ...r.right.session, changes: committed })
       state = r.right.state
       status = r.right.session.status ?? status
+      if (r.right.session.summary !== undefined) summary = r.right.session.summary
+      lastHeartbeat = now
       log.push(...committed)
     }
+    const stored = (yield* store.list).find((s) => s.session.id === id)
+    expect(stored).toMatchObject({ rev, session: { status, summary, lastHeartbeat } })
     return { id, log, rev, rejected } satisfies Played
   })
 

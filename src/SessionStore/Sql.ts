@@ -95,6 +95,14 @@ const toSession = (r: SessionRow): Session => ({
   lastHeartbeat: r.last_heartbeat
 })
 
+/**
+ * Chunk text is stored JSON-escaped: a delta may end inside a surrogate pair,
+ * and a lone surrogate would not survive SQLite's UTF-8. Escaped pieces
+ * concatenate into the escape of the whole.
+ */
+const escape = (s: string) => JSON.stringify(s).slice(1, -1)
+const unescape = (s: string): string => JSON.parse(`"${s}"`)
+
 /** Coalesce runs of appends to the same field: a batch of 100 deltas becomes one write. */
 const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<CommittedChange> => {
   const out: Array<CommittedChange> = []
@@ -123,8 +131,9 @@ export const make = Effect.gen(function*() {
 
   type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
 
-  const appendChunk = (run: Run, id: string, seq: number, field: string, text: string, pending: Map<string, Tail>) =>
+  const appendChunk = (run: Run, id: string, seq: number, field: string, raw: string, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
+      const text = escape(raw)
       const key = tailKey(id, seq, field)
       let tail = pending.get(key) ?? tails.get(key)
       if (tail === undefined) {
@@ -195,10 +204,20 @@ export const make = Effect.gen(function*() {
       bySeq.set(r.seq, a)
       out.push(a as Artifact)
     }
-    for (const c of chunks) {
-      const a = bySeq.get(c.seq)
-      if (a !== undefined) a[c.field] = (a[c.field] as string) + c.text
+    // Chunks arrive in (seq, field, n) order: join each field's run, then unescape once.
+    let joined: Array<string> = []
+    let at: ChunkRow | undefined
+    const flush = () => {
+      const a = at && bySeq.get(at.seq)
+      if (a !== undefined && at !== undefined) a[at.field] = unescape(joined.join(""))
+      joined = []
     }
+    for (const c of chunks) {
+      if (at !== undefined && (at.seq !== c.seq || at.field !== c.field)) flush()
+      at = c
+      joined.push(c.text)
+    }
+    flush()
     return out
   }
 
