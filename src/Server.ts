@@ -9,10 +9,9 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { Socket } from "node:net"
 import type { StoreError } from "./Domain/Errors.js"
 import * as EventBus from "./EventBus.js"
+import * as NodeServer from "./Http/NodeServer.js"
 import * as Router from "./Http/Router.js"
 import * as Reducer from "./Reducer.js"
 import type { SessionStore } from "./SessionStore.js"
@@ -38,6 +37,8 @@ export interface ServerOptions {
   readonly token?: string
   /** Most SSE streams open at once; more get 503 + retry-after. Default: no cap. */
   readonly maxConnections?: number
+  /** Milliseconds shutdown waits for requests in flight. Default 5 000. */
+  readonly shutdownGrace?: number
   /** SQLite file. Default `:memory:`. Ignored when `store` is given. */
   readonly dbPath?: string
   /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`). */
@@ -52,7 +53,8 @@ export const defaults = {
   maxBodyBytes: 1024 * 1024,
   subscriberBuffer: 1_000,
   subscriberBufferBytes: 8 * 1024 * 1024,
-  dbPath: ":memory:"
+  dbPath: ":memory:",
+  shutdownGrace: 5_000
 } as const
 
 export type ResolvedOptions = typeof defaults & Omit<ServerOptions, keyof typeof defaults>
@@ -90,43 +92,10 @@ export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never
     // A span per request costs memory for every open stream and time on every event; none is exported.
     HttpMiddleware.withTracerDisabledWhen(() => true),
     // Ids may be 128 characters; the router's default cap on a path parameter is 100.
-    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 }))
+    // Ids may be 128 characters; the router's default cap on a path parameter is 100. Longer ones
+    // must still reach the route, to be refused as 400 by the id rule rather than 404.
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 65_536 }))
   )
-}
-
-/**
- * A node:http server whose `close()` also drops connections with no request
- * in flight (idle keep-alives, and sockets opened ahead of use by client
- * pools), and those with one as soon as its response finishes, so shutdown
- * never waits on a client. Streams are already ended by then.
- */
-const nodeServer = (grace: number) => {
-  const server = createHttpServer()
-  const busy = new Map<Socket, number>()
-  let closing = false
-  server.on("connection", (socket: Socket) => {
-    if (closing) return void socket.destroy()
-    busy.set(socket, 0)
-    socket.once("close", () => busy.delete(socket))
-  })
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket
-    busy.set(socket, (busy.get(socket) ?? 0) + 1)
-    res.once("close", () => {
-      const n = (busy.get(socket) ?? 1) - 1
-      busy.set(socket, n)
-      if (closing && n === 0) socket.destroy()
-    })
-  })
-  const close = server.close.bind(server)
-  server.close = (callback?: (err?: Error) => void) => {
-    closing = true
-    close(callback)
-    for (const [socket, n] of busy) if (n === 0) socket.destroy()
-    setTimeout(() => server.closeAllConnections(), grace).unref()
-    return server
-  }
-  return server
 }
 
 /** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */
@@ -134,8 +103,17 @@ export const layer = (
   options: ServerOptions = {}
 ): Layer.Layer<HttpServer.HttpServer | Sessions.Sessions | SessionStore, StoreError | ServeError> => {
   const o = resolve(options)
-  return layerHttp(o).pipe(
-    Layer.provideMerge(layerApp(o)),
-    Layer.provideMerge(NodeHttpServer.layerServer(() => nodeServer(5_000), { port: o.port, host: o.host }))
-  )
+  return Layer.unwrapEffect(Effect.sync(() => {
+    const node = NodeServer.make()
+    // Built last, released first: requests in flight get their answers while the app is still up.
+    const drain = Layer.scopedDiscard(Effect.addFinalizer(() => node.drain(o.shutdownGrace)))
+    // Built first, released last: the ended streams' final bytes reach their clients.
+    const closed = Layer.scopedDiscard(Effect.addFinalizer(() => node.closed(o.shutdownGrace)))
+    return drain.pipe(
+      Layer.provideMerge(layerHttp(o)),
+      Layer.provideMerge(layerApp(o)),
+      Layer.provideMerge(NodeHttpServer.layerServer(() => node.server, { port: o.port, host: o.host })),
+      Layer.provideMerge(closed)
+    )
+  }))
 }

@@ -10,6 +10,7 @@ import * as Either from "effect/Either"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Artifact, CommittedChange } from "./Domain/Artifact.js"
@@ -118,6 +119,8 @@ export const make = (options: SessionsOptions) =>
     const bus = yield* EventBus
     const reducer = yield* Reducer
     const timers = yield* FiberMap.make<string>()
+    /** Background work (store retries) that ends with the service. */
+    const background = yield* Effect.scope
     const entries = new Map<string, Entry>()
     let listRev = 0
     let connections = 0
@@ -159,6 +162,30 @@ export const make = (options: SessionsOptions) =>
       return Object.keys(out).length === 0 ? undefined : out
     }
 
+    /**
+     * A sandbox that went away is gone whatever the store says: memory and
+     * watchers learn it at once, and the store is told as soon as it answers.
+     * (A restart turns live sessions disconnected anyway.)
+     */
+    const markDisconnected = (entry: Entry) => {
+      const persist = Effect.suspend(() =>
+        entry.removed || entry.session.status !== "disconnected"
+          ? Effect.void
+          : store.update(entry.session.id, { status: "disconnected" })
+      )
+      return Effect.suspend(() => {
+        entry.session = { ...entry.session, status: "disconnected" }
+        return notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields: { status: "disconnected" } })
+      }).pipe(
+        Effect.zipRight(persist),
+        Effect.catchAll((e) =>
+          Effect.logWarning(`could not persist ${entry.session.id} disconnected yet`, e).pipe(
+            Effect.zipRight(persist.pipe(Effect.retry(storeRetry), Effect.forkIn(background)))
+          )
+        )
+      )
+    }
+
     const setStatus = (entry: Entry, status: SessionStatus) =>
       Effect.suspend(() => {
         if (entry.session.status === status) return Effect.void
@@ -182,10 +209,12 @@ export const make = (options: SessionsOptions) =>
         yield* notify(entry.session.project, { _tag: "removed", id })
       })
 
+    /** Removes a session still waiting for its sandbox; while the store is down, tries again. */
     const expire = (id: string) =>
       locked(id, (entry) => entry.session.status === "bootstrapping" ? removeEntry(entry) : Effect.void).pipe(
         Effect.catchTag("SessionNotFound", () => Effect.void),
-        Effect.catchAll((e) => Effect.logWarning(`bootstrap timeout of ${id} could not remove it`, e))
+        Effect.tapError((e) => Effect.logWarning(`bootstrap timeout of ${id} could not remove it yet`, e)),
+        Effect.retry(storeRetry)
       )
 
     const startTimer = (id: string, delay: number) =>
@@ -337,7 +366,7 @@ export const make = (options: SessionsOptions) =>
               if (closing || entry.sandbox?.connection !== connection) return Effect.void
               entry.sandbox = undefined
               const s = entry.session.status
-              return entry.removed || (s !== "live" && s !== "idle") ? Effect.void : setStatus(entry, "disconnected")
+              return entry.removed || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(entry)
             })).pipe(
               Effect.zipRight(Queue.shutdown(queue)),
               Effect.catchAllCause((cause) => Effect.logWarning(`could not mark ${id} disconnected`, cause))
@@ -390,6 +419,9 @@ const isFull = (queue: Queue.Queue<any>, capacity: number) => {
   const size = queue.unsafeSize()
   return size._tag === "Some" && size.value >= capacity
 }
+
+/** While the store is down: try again after 0.5 s, doubling up to every 30 s. */
+const storeRetry = Schedule.exponential("500 millis").pipe(Schedule.union(Schedule.spaced("30 seconds")))
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 

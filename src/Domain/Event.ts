@@ -87,7 +87,9 @@ export const formatParseError = (error: ParseResult.ParseError, prefix = ""): st
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
   if (issue === undefined) return `${prefix || "body"}: invalid`
   const path = formatPath(prefix, issue.path)
-  return `${path || "body"}: ${issue.message}`
+  // The message quotes the offending value; a huge one must not make a huge error.
+  const message = issue.message.length > 200 ? `${issue.message.slice(0, 200)}…` : issue.message
+  return `${path || "body"}: ${message}`
 }
 
 export const formatPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>

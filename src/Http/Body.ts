@@ -48,6 +48,26 @@ const readRaw = (limit: number) =>
     })
   })
 
+/** Deeper JSON is refused before parsing: no store, formatter or encoder has to recurse that far. */
+export const maxDepth = 64
+
+/** A linear scan of brackets outside strings. */
+const tooDeep = (text: string): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 || c === 123) {
+      if (++depth > maxDepth) return true
+    } else if (c === 93 || c === 125) depth--
+  }
+  return false
+}
+
 /** The body as JSON; `undefined` when it is empty (for routes whose body is optional). */
 export const json = (limit: number): Effect.Effect<unknown, PayloadTooLarge | InvalidInput, HttpServerRequest.HttpServerRequest> =>
   Effect.flatMap(readRaw(limit), (bytes) => {
@@ -58,6 +78,7 @@ export const json = (limit: number): Effect.Effect<unknown, PayloadTooLarge | In
       return Effect.fail(new InvalidInput({ message: "body is not valid UTF-8" }))
     }
     if (text.trim() === "") return Effect.succeed(undefined)
+    if (tooDeep(text)) return Effect.fail(new InvalidInput({ message: `body nests deeper than ${maxDepth} levels` }))
     try {
       return Effect.succeed(JSON.parse(text) as unknown)
     } catch (e) {

@@ -37,6 +37,8 @@ export interface RouterOptions {
 const decodeId = Schema.decodeUnknownEither(SessionId)
 const decodeCreate = Schema.decodeUnknownEither(CreateSessionBody)
 
+const rawId = Effect.map(HttpRouter.params, (params) => params.id ?? "")
+
 const sessionId = Effect.flatMap(HttpRouter.params, (params) =>
   Either.match(decodeId(params.id ?? ""), {
     onLeft: (e) => Effect.fail(new InvalidInput({ message: formatParseError(e, "id") })),
@@ -79,6 +81,8 @@ export const make = (options: RouterOptions) =>
         return yield* new Overloaded({ what: `${options.maxConnections} streams open` })
       }
       const request = yield* HttpServerRequest.HttpServerRequest
+      // A stream request's body is never read; draining it lets the socket report the client leaving.
+      NodeHttpServerRequest.toIncomingMessage(request).resume()
       return yield* channels.open(limits, () => NodeHttpServerRequest.toServerResponse(request).destroy())
     })
 
@@ -167,8 +171,9 @@ export const make = (options: RouterOptions) =>
       HttpRouter.get(
         "/sessions/:id/commands",
         handle(Effect.gen(function*() {
+          // Credentials first: without them, not even the id's validity is revealed.
+          yield* guard.sandbox(yield* rawId, { query: true })
           const id = yield* sessionId
-          yield* guard.sandbox(id, { query: true })
           const sessions = yield* Sessions
           const c = yield* channel
           const commands = yield* sessions.connectSandbox(id)
@@ -185,8 +190,8 @@ export const make = (options: RouterOptions) =>
       HttpRouter.post(
         "/sessions/:id/events",
         handle(Effect.gen(function*() {
+          yield* guard.sandbox(yield* rawId)
           const id = yield* sessionId
-          yield* guard.sandbox(id)
           const sessions = yield* Sessions
           const key = yield* idempotencyKey
           const input = yield* body
@@ -213,6 +218,7 @@ export const make = (options: RouterOptions) =>
           return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId), Sse.artifactSnapshot, Sse.artifactNotice, c)
         }))
       ),
+      // The dashboard (static files, no auth: they hold no data).
       Effect.catchTag("RouteNotFound", (e) =>
         Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
     )

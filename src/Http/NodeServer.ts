@@ -1,0 +1,90 @@
+/**
+ * The node:http server under the platform, with a graceful drain: stop
+ * accepting, let every request in flight get its answer, then drop idle
+ * connections (keep-alives, and sockets client pools open ahead of use) so
+ * shutdown never waits on a client.
+ */
+import * as Effect from "effect/Effect"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
+
+export interface Drainable {
+  readonly server: Server
+  /** Stops accepting and resolves when no request waits for its answer (or after `grace` ms). */
+  readonly drain: (grace: number) => Effect.Effect<void>
+  /** Resolves when every connection has closed, cutting what remains after `grace` ms. */
+  readonly closed: (grace: number) => Effect.Effect<void>
+}
+
+export const make = (): Drainable => {
+  const server = createServer()
+  /** Requests open per socket; a socket with none is idle. */
+  const sockets = new Map<Socket, number>()
+  let unanswered = 0
+  let draining = false
+  let onAnswered: (() => void) | undefined
+
+  let onClosed: (() => void) | undefined
+  server.on("connection", (socket: Socket) => {
+    if (draining) return void socket.destroy()
+    sockets.set(socket, 0)
+    socket.once("close", () => {
+      sockets.delete(socket)
+      if (sockets.size === 0) onClosed?.()
+    })
+  })
+
+  // Registered before the platform's handler, so it sees every request first.
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket
+    sockets.set(socket, (sockets.get(socket) ?? 0) + 1)
+    unanswered++
+    let answered = false
+    const answer = () => {
+      if (answered) return
+      answered = true
+      if (--unanswered === 0) onAnswered?.()
+    }
+    // A response is answered once its head is written: a stream counts as answered when it opens.
+    const writeHead = res.writeHead
+    res.writeHead = function(this: ServerResponse, ...args: Array<any>) {
+      answer()
+      return writeHead.apply(this, args as any)
+    } as typeof res.writeHead
+    res.once("close", () => {
+      answer()
+      const open = (sockets.get(socket) ?? 1) - 1
+      sockets.set(socket, open)
+      // Flush what the response wrote, then close: a destroy here could cut its last bytes.
+      if (draining && open === 0) socket.end()
+    })
+  })
+
+  const drain = (grace: number) =>
+    Effect.async<void>((resume) => {
+      draining = true
+      if (server.listening) server.close()
+      for (const [socket, open] of sockets) if (open === 0) socket.destroy()
+      if (unanswered === 0) return resume(Effect.void)
+      const timer = setTimeout(() => resume(Effect.void), grace)
+      onAnswered = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+    })
+
+  const closed = (grace: number) =>
+    Effect.async<void>((resume) => {
+      if (sockets.size === 0) return resume(Effect.void)
+      const timer = setTimeout(() => {
+        server.closeAllConnections()
+        resume(Effect.void)
+      }, grace)
+      onClosed = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+    })
+
+  return { server, drain, closed }
+}
