@@ -37,7 +37,7 @@ export const make = (): Drainable => {
   // Registered before the platform's handler, so it sees every request first.
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket
-    sockets.set(socket, (sockets.get(socket) ?? 0) + 1)
+    if (sockets.has(socket)) sockets.set(socket, sockets.get(socket)! + 1)
     unanswered++
     let answered = false
     const answer = () => {
@@ -53,7 +53,9 @@ export const make = (): Drainable => {
     } as typeof res.writeHead
     res.once("close", () => {
       answer()
-      const open = (sockets.get(socket) ?? 1) - 1
+      // The socket may have closed first (the client left): it is gone from the map, keep it so.
+      if (!sockets.has(socket)) return
+      const open = sockets.get(socket)! - 1
       sockets.set(socket, open)
       // Flush what the response wrote, then close: a destroy here could cut its last bytes.
       if (draining && open === 0) socket.end()
