@@ -19,6 +19,7 @@ import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import { handle, jsonError } from "./Errors.js"
 import * as Sse from "./Sse.js"
+import * as Static from "./Static.js"
 
 export interface RouterOptions {
   /** Largest accepted request body in bytes. */
@@ -219,6 +220,7 @@ export const make = (options: RouterOptions) =>
         }))
       ),
       // The dashboard (static files, no auth: they hold no data).
+      HttpRouter.concat(Static.router),
       Effect.catchTag("RouteNotFound", (e) =>
         Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
     )

@@ -1,0 +1,297 @@
+/**
+ * `ReinClient`: what a dashboard, a CLI or another service needs. Plain
+ * requests for sessions and commands, and watches that keep a converged copy
+ * of the session list or of one session's artifacts, live over SSE.
+ */
+import type { Artifact } from "../Domain/Artifact.js"
+import type { Command } from "../Domain/Command.js"
+import type { Session, SessionFields } from "../Domain/Session.js"
+import { errorFromResponse, networkError, type ReinError } from "./errors.js"
+import { type ConnectionState, openStream, type SseMessage, type StreamHandle } from "./stream.js"
+import { authHeaders, defaultFetch, type Fetch, joinUrl, type RetryOptions, segment } from "./util.js"
+import { Watch, type WatchState } from "./watch.js"
+
+export interface ReinClientOptions {
+  /** The server, e.g. `http://127.0.0.1:4800`. In a browser, `location.origin`. */
+  readonly baseUrl: string
+  /** Bearer token, when the server runs with `--token`. */
+  readonly token?: string | undefined
+  /** A fetch implementation; default the global one. */
+  readonly fetch?: Fetch | undefined
+  /** Back-off of the watches' reconnects. */
+  readonly retry?: RetryOptions | undefined
+}
+
+/** `POST /sessions/:id` with auth on also returns the session's sandbox token, once. */
+export type CreatedSession = Session & { readonly sandboxToken?: string }
+
+export type PermissionDecision = "allow_once" | "allow_always" | "reject"
+
+export interface SessionsState extends WatchState {
+  /** Oldest first, as `GET /sessions` orders them. */
+  readonly sessions: ReadonlyArray<Session>
+}
+
+export interface ArtifactsState extends WatchState {
+  readonly sessionId: string
+  /** Ordered by `seq`. An artifact's object changes only when the artifact does. */
+  readonly artifacts: ReadonlyArray<Artifact>
+}
+
+export interface WatchOptions<S> {
+  /** Called after each change, like `watch.subscribe`. */
+  readonly onChange?: (state: S) => void
+}
+
+const byCreation = (a: Session, b: Session) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+const parse = (m: SseMessage): any => (m.data === "" ? undefined : JSON.parse(m.data))
+
+/** The session list, kept equal to the server's by `/sessions/stream`. */
+export class SessionsWatch extends Watch<SessionsState> {
+  private map = new Map<string, Session>()
+  private pending: Map<string, Session> | undefined
+  private stream: StreamHandle | undefined
+
+  /** @internal */
+  constructor(start: (watch: SessionsWatch) => StreamHandle) {
+    super({ connection: { status: "connecting", attempt: 0 }, synced: false, sessions: [] })
+    this.stream = start(this)
+  }
+
+  protected override stop(): void {
+    this.stream?.close()
+  }
+
+  /** @internal A new connection: its snapshots replace the whole list once complete. */
+  opened(): void {
+    this.pending = new Map()
+    this.emit({ synced: false })
+  }
+
+  /** @internal */
+  message(m: SseMessage): void {
+    const data = parse(m)
+    switch (m.event) {
+      case "session_snapshot":
+        ;(this.pending ?? this.map).set(data.session.id, data.session)
+        return
+      case "snapshot_complete":
+        if (this.pending) this.map = this.pending
+        this.pending = undefined
+        return this.emit({ synced: true, sessions: this.list() })
+      case "session_created":
+        this.map.set(data.session.id, data.session)
+        return this.emit({ sessions: this.list() })
+      case "session_updated": {
+        const old = this.map.get(data.id)
+        if (old === undefined) return
+        this.map.set(data.id, { ...old, ...(data.fields as SessionFields) })
+        return this.emit({ sessions: this.list() })
+      }
+      case "session_removed":
+        if (this.map.delete(data.id)) this.emit({ sessions: this.list() })
+        return
+    }
+  }
+
+  /** @internal */
+  connection(connection: ConnectionState): void {
+    this.emit({ connection })
+  }
+
+  private list(): ReadonlyArray<Session> {
+    return [...this.map.values()].sort(byCreation)
+  }
+
+  private emit(patch: Partial<SessionsState>): void {
+    this.set({ ...this.state, ...patch })
+  }
+}
+
+/** One session's artifacts, kept equal to the server's by `/sessions/:id/stream`. */
+export class ArtifactsWatch extends Watch<ArtifactsState> {
+  private map = new Map<number, Artifact>()
+  private stream: StreamHandle | undefined
+
+  /** @internal */
+  constructor(sessionId: string, start: (watch: ArtifactsWatch) => StreamHandle) {
+    super({ sessionId, connection: { status: "connecting", attempt: 0 }, synced: false, artifacts: [] })
+    this.stream = start(this)
+  }
+
+  protected override stop(): void {
+    this.stream?.close()
+  }
+
+  /** @internal */
+  opened(): void {
+    this.emit({ synced: false })
+  }
+
+  /** @internal Snapshots replace the copy; updates append or set one field. */
+  message(m: SseMessage): void {
+    switch (m.event) {
+      case "artifact_snapshot":
+      case "artifact_created": {
+        const { artifact } = parse(m)
+        this.map.set(artifact.seq, artifact)
+        // Snapshots are shown together, once complete; live changes at once.
+        if (m.event === "artifact_created" || this.state.synced) this.emit({ artifacts: this.list() })
+        return
+      }
+      case "artifact_updated": {
+        const u = parse(m)
+        const a = this.map.get(u.seq)
+        if (a === undefined) return
+        const value = u.append !== undefined ? String(a[u.field] ?? "") + u.append : u.set
+        this.map.set(u.seq, { ...a, [u.field]: value, updatedAt: u.updatedAt ?? a.updatedAt })
+        return this.emit({ artifacts: this.list() })
+      }
+      case "snapshot_complete":
+        return this.emit({ synced: true, artifacts: this.list() })
+    }
+  }
+
+  /** @internal */
+  connection(connection: ConnectionState): void {
+    this.emit({ connection })
+  }
+
+  /** The seq to resume from: the id of the last event received. */
+  get lastEventId(): string | undefined {
+    return this.stream?.lastEventId()
+  }
+
+  private list(): ReadonlyArray<Artifact> {
+    const out = [...this.map.values()]
+    // Usually already in order (seqs arrive ascending); sort only when not.
+    for (let i = 1; i < out.length; i++) {
+      if (out[i - 1]!.seq > out[i]!.seq) return out.sort((a, b) => a.seq - b.seq)
+    }
+    return out
+  }
+
+  private emit(patch: Partial<ArtifactsState>): void {
+    this.set({ ...this.state, ...patch })
+  }
+}
+
+export class ReinClient {
+  readonly baseUrl: string
+  private readonly token: string | undefined
+  private readonly fetchFn: Fetch
+  private readonly retry: RetryOptions | undefined
+
+  constructor(options: ReinClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "")
+    this.token = options.token || undefined
+    this.fetchFn = options.fetch ?? defaultFetch()
+    this.retry = options.retry
+  }
+
+  /** `GET /sessions[?project=]`, oldest first. */
+  async listSessions(filter: { readonly project?: string | undefined } = {}): Promise<ReadonlyArray<Session>> {
+    const q = filter.project !== undefined ? `?project=${encodeURIComponent(filter.project)}` : ""
+    return (await this.json("GET", `/sessions${q}`)) as ReadonlyArray<Session>
+  }
+
+  /** `GET /sessions/:id`; `undefined` when there is no such session. */
+  async getSession(id: string): Promise<Session | undefined> {
+    try {
+      return (await this.json("GET", `/sessions/${segment(id)}`)) as Session
+    } catch (e) {
+      if ((e as ReinError).status === 404) return undefined
+      throw e
+    }
+  }
+
+  /** `POST /sessions/:id`; rejects with a ReinError (409 `conflict` when it exists, 400 for a bad id). */
+  async createSession(id: string, options: { readonly project?: string | null | undefined } = {}): Promise<CreatedSession> {
+    const body = options.project !== undefined ? { project: options.project } : {}
+    return (await this.json("POST", `/sessions/${segment(id)}`, body)) as CreatedSession
+  }
+
+  /** `DELETE /sessions/:id`; ends its streams and its sandbox's command stream. */
+  async deleteSession(id: string): Promise<void> {
+    await this.json("DELETE", `/sessions/${segment(id)}`)
+  }
+
+  /** `GET /sessions/:id/artifacts`, ordered by seq. */
+  async artifacts(id: string): Promise<ReadonlyArray<Artifact>> {
+    return (await this.json("GET", `/sessions/${segment(id)}/artifacts`)) as ReadonlyArray<Artifact>
+  }
+
+  /** `POST /sessions/:id/commands`: resolves once the sandbox stream has it; 409 `no_sandbox` without one. */
+  async sendCommand(id: string, command: Command): Promise<void> {
+    await this.json("POST", `/sessions/${segment(id)}/commands`, command)
+  }
+
+  prompt(id: string, text: string): Promise<void> {
+    return this.sendCommand(id, { type: "prompt", text })
+  }
+
+  abort(id: string): Promise<void> {
+    return this.sendCommand(id, { type: "abort" })
+  }
+
+  /** Answers a permission request; 409 `conflict` when another client answered first. */
+  replyPermission(id: string, requestId: string, decision: PermissionDecision): Promise<void> {
+    return this.sendCommand(id, { type: "permission_reply", requestId, decision })
+  }
+
+  /** The session list, live. Reconnects by itself; `close()` it when done. */
+  watchSessions(options: WatchOptions<SessionsState> & { readonly project?: string | undefined } = {}): SessionsWatch {
+    const q = options.project !== undefined ? `?project=${encodeURIComponent(options.project)}` : ""
+    const watch = new SessionsWatch((w) =>
+      openStream({
+        fetch: this.fetchFn,
+        url: joinUrl(this.baseUrl, `/sessions/stream${q}`),
+        token: this.token,
+        retry: this.retry,
+        resume: false,
+        onOpen: () => w.opened(),
+        onMessage: (m) => w.message(m),
+        onState: (s) => w.connection(s)
+      })
+    )
+    if (options.onChange) watch.subscribe(options.onChange)
+    return watch
+  }
+
+  /**
+   * One session's artifacts, live, resuming with `Last-Event-ID` after a drop.
+   * Ends with `connection.status` "gone" when the session is removed.
+   */
+  watchSession(id: string, options: WatchOptions<ArtifactsState> = {}): ArtifactsWatch {
+    const watch = new ArtifactsWatch(id, (w) =>
+      openStream({
+        fetch: this.fetchFn,
+        url: joinUrl(this.baseUrl, `/sessions/${segment(id)}/stream`),
+        token: this.token,
+        retry: this.retry,
+        onOpen: () => w.opened(),
+        onMessage: (m) => w.message(m),
+        onState: (s) => w.connection(s)
+      })
+    )
+    if (options.onChange) watch.subscribe(options.onChange)
+    return watch
+  }
+
+  private async json(method: string, path: string, body?: unknown): Promise<unknown> {
+    let res: Response
+    try {
+      res = await this.fetchFn(joinUrl(this.baseUrl, path), {
+        method,
+        headers: { ...authHeaders(this.token), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {})
+      })
+    } catch (e) {
+      throw networkError(e)
+    }
+    if (!res.ok) throw await errorFromResponse(res)
+    const text = await res.text()
+    return text === "" ? undefined : JSON.parse(text)
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * `@rein-ai/server/client`: a typed client for browsers and Node.
+ *
+ * - `ReinClient` for dashboards and tools: sessions, commands, and live
+ *   watches of the session list and of a session's artifacts.
+ * - `SandboxConnection` for agents: the command stream and batched,
+ *   idempotent, retried event posting.
+ */
+export { ReinError } from "./errors.js"
+export {
+  type ArtifactsState,
+  ArtifactsWatch,
+  type CreatedSession,
+  type PermissionDecision,
+  ReinClient,
+  type ReinClientOptions,
+  type SessionsState,
+  SessionsWatch,
+  type WatchOptions
+} from "./ReinClient.js"
+export { mergeDeltas, SandboxConnection, type SandboxConnectionOptions } from "./SandboxConnection.js"
+export type { ConnectionState, ConnectionStatus } from "./stream.js"
+export type { Fetch, RetryOptions } from "./util.js"
+export { Watch, type WatchState } from "./watch.js"
+export type { Artifact, ArtifactKind } from "../Domain/Artifact.js"
+export type { Command } from "../Domain/Command.js"
+export type { Event, PlanEntry } from "../Domain/Event.js"
+export type { Session, SessionStatus } from "../Domain/Session.js"

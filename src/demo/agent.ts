@@ -1,0 +1,332 @@
+/**
+ * A simulated coding agent for demos and tests: a script, not a model. It
+ * holds a session's command stream through `SandboxConnection` and answers
+ * each prompt with the events a real agent sends: reasoning, a plan, a tool
+ * call that really lists the working directory, streamed Markdown, a
+ * permission request before a pretend write (nothing touches the disk), a
+ * diff, usage, a summary and `turn_end`. An abort ends the turn at once with
+ * `turn_end {stopReason: "cancelled"}`.
+ */
+import type { Dirent } from "node:fs"
+import { readdir } from "node:fs/promises"
+import type { Command } from "../Domain/Command.js"
+import type { Event, PlanEntry } from "../Domain/Event.js"
+import type { ReinError } from "../client/errors.js"
+import { SandboxConnection } from "../client/SandboxConnection.js"
+import { isFinal } from "../client/stream.js"
+
+export interface DemoAgentOptions {
+  readonly baseUrl: string
+  readonly sessionId: string
+  /** The client token or the session's sandbox token, when the server runs with auth. */
+  readonly token?: string | undefined
+  /** The directory the `list_directory` tool lists. Default `process.cwd()`. */
+  readonly cwd?: string
+  /** Multiplies every pause: 1 reads naturally, 0.2 is quick (tests). Default 1. */
+  readonly pace?: number
+  /** A heartbeat between turns this often, in ms. Default 10 000. */
+  readonly heartbeatInterval?: number
+  readonly log?: (line: string) => void
+}
+
+export interface DemoAgent {
+  readonly sessionId: string
+  readonly connection: SandboxConnection
+  /** Resolves when the agent stopped: `stop()`, or its session was deleted. */
+  readonly done: Promise<void>
+  /** Turns finished so far, whatever their stop reason. */
+  readonly turnsFinished: () => number
+  /** Cancels a running turn, posts what is pending, and closes the command stream. */
+  readonly stop: () => Promise<void>
+}
+
+type Decision = "allow_once" | "allow_always" | "reject"
+
+class Aborted extends Error {}
+
+/** Splits text into small chunks that keep their whitespace, like a model's tokens. */
+const chunks = (text: string): Array<string> => {
+  const words = text.match(/\s*\S+\s*/g) ?? [text]
+  const out: Array<string> = []
+  for (let i = 0; i < words.length; i += 2) out.push(words.slice(i, i + 2).join(""))
+  return out
+}
+
+const short = (text: string, max = 60) => {
+  const one = text.replace(/\s+/g, " ").trim()
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one
+}
+
+interface Listing {
+  readonly text: string
+  readonly dirs: number
+  readonly files: number
+  readonly names: ReadonlyArray<string>
+}
+
+const MAX_LISTED = 60
+
+/** The real `list_directory` tool. */
+export const listDirectory = async (dir: string): Promise<Listing> => {
+  const entries: Array<Dirent> = await readdir(dir, { withFileTypes: true })
+  const names = entries
+    .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
+    .sort((a, b) => Number(b.endsWith("/")) - Number(a.endsWith("/")) || a.localeCompare(b))
+  const dirs = names.filter((n) => n.endsWith("/")).length
+  const shown = names.slice(0, MAX_LISTED)
+  const more = names.length > MAX_LISTED ? `\n… and ${names.length - MAX_LISTED} more` : ""
+  return { text: (shown.join("\n") || "(empty directory)") + more, dirs, files: names.length - dirs, names }
+}
+
+const plan = (step: number, rejected = false): Array<PlanEntry> => {
+  const entries = ["Read the request", "List the working directory", "Explain what I found", "Write a note (pretend)", "Summarise"]
+  return entries.map((content, i) => ({
+    content: i === 3 && rejected ? "Write a note (pretend): rejected" : content,
+    status: i < step ? "completed" : i === step ? "in_progress" : "pending"
+  }))
+}
+
+const note = (prompt: string, cwd: string, listing: Listing) =>
+  [
+    "# Demo note",
+    "",
+    `Prompt: ${short(prompt, 200)}`,
+    "",
+    `\`${cwd}\` holds ${listing.dirs} folders and ${listing.files} files.`,
+    "",
+    "This file was never written: the demo agent is a simulation.",
+    ""
+  ].join("\n")
+
+const diffOf = (path: string, content: string) => {
+  const lines = content.split("\n")
+  if (lines[lines.length - 1] === "") lines.pop()
+  return [`--- /dev/null`, `+++ b/${path}`, `@@ -0,0 +1,${lines.length} @@`, ...lines.map((l) => `+${l}`)].join("\n")
+}
+
+const estimateTokens = (text: string) => Math.max(1, Math.round(text.length / 4))
+
+export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAgent> => {
+  const pace = options.pace ?? 1
+  const cwd = options.cwd ?? process.cwd()
+  const heartbeatInterval = options.heartbeatInterval ?? 10_000
+  const log = options.log ?? (() => {})
+  const prompts: Array<string> = []
+  const waiters = new Map<string, (decision: Decision) => void>()
+  let turn: AbortController | undefined
+  let wake: (() => void) | undefined
+  let stopping = false
+  let alwaysAllow = false
+  let turnNumber = 0
+  let finished = 0
+
+  const onCommand = (command: Command) => {
+    switch (command.type) {
+      case "prompt":
+        prompts.push(command.text)
+        wake?.()
+        return
+      case "abort":
+        turn?.abort()
+        return
+      case "permission_reply":
+        waiters.get(command.requestId)?.(command.decision)
+        return
+    }
+  }
+
+  const connection = new SandboxConnection({
+    baseUrl: options.baseUrl,
+    sessionId: options.sessionId,
+    token: options.token,
+    onCommand,
+    onState: (s) => {
+      if (!isFinal(s.status)) return
+      // The session was deleted (or the stream closed): end the turn and the loop.
+      turn?.abort()
+      wake?.()
+    },
+    onError: (e: ReinError) => {
+      if (e.status !== 404) log(`${options.sessionId}: events not posted: ${e.message}`)
+    }
+  })
+  await connection.connect()
+
+  const runTurn = async (prompt: string, signal: AbortSignal) => {
+    const n = ++turnNumber
+    const send = (e: Event | ReadonlyArray<Event>) => void connection.send(e)
+    let output = ""
+    const pause = (ms: number) =>
+      new Promise<void>((resolve, reject) => {
+        if (signal.aborted) return reject(new Aborted())
+        const timer = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort)
+          resolve()
+        }, ms * pace)
+        const onAbort = () => {
+          clearTimeout(timer)
+          reject(new Aborted())
+        }
+        signal.addEventListener("abort", onAbort, { once: true })
+      })
+    const stream = async (type: "text_delta" | "reasoning_delta", text: string) => {
+      output += text
+      for (const delta of chunks(text)) {
+        send({ type, delta })
+        await pause(25 + Math.random() * 35)
+      }
+    }
+    const permission = (requestId: string) =>
+      new Promise<Decision>((resolve, reject) => {
+        if (signal.aborted) return reject(new Aborted())
+        const onAbort = () => {
+          waiters.delete(requestId)
+          reject(new Aborted())
+        }
+        waiters.set(requestId, (decision) => {
+          waiters.delete(requestId)
+          signal.removeEventListener("abort", onAbort)
+          resolve(decision)
+        })
+        signal.addEventListener("abort", onAbort, { once: true })
+      })
+
+    try {
+      send({ type: "turn_start" })
+      await stream(
+        "reasoning_delta",
+        `The prompt is "${short(prompt)}". I am a scripted demo, not a model, so I follow my script: ` +
+          `list the working directory, describe it, and ask before (pretending to) write a note about it.`
+      )
+      send({ type: "plan", entries: plan(1) })
+      await pause(300)
+      const listId = `ls-${n}`
+      send({ type: "tool_call_start", toolCallId: listId, name: "list_directory", input: JSON.stringify({ path: cwd }) })
+      await pause(400)
+      let listing: Listing
+      try {
+        listing = await listDirectory(cwd)
+        send({ type: "tool_call_end", toolCallId: listId, output: listing.text })
+      } catch (e) {
+        listing = { text: "", dirs: 0, files: 0, names: [] }
+        send({ type: "tool_call_end", toolCallId: listId, output: String(e), isError: true })
+      }
+      send({ type: "plan", entries: plan(2) })
+      const examples = listing.names.slice(0, 6).map((name) => `\`${name}\``).join(", ")
+      const path = `notes/demo-${n}.md`
+      await stream(
+        "text_delta",
+        `**Heads-up: I am a simulated agent, not a model.** I answer every prompt with the same script, ` +
+          `so you can see everything the dashboard shows.\n\n` +
+          `You asked:\n\n${prompt.split("\n").map((l) => `> ${l}`).join("\n")}\n\n` +
+          `I listed \`${cwd}\`: **${listing.dirs}** folders and **${listing.files}** files` +
+          (examples ? `, among them ${examples}.` : ".") +
+          `\n\nNext I would like to write a short note to \`${path}\`. That is a write, so I ask first ` +
+          `(and even if you allow it, nothing is written: it is pretend).`
+      )
+      send({ type: "plan", entries: plan(3) })
+      const writeId = `write-${n}`
+      const content = note(prompt, cwd, listing)
+      send({ type: "tool_call_start", toolCallId: writeId, name: "write_file" })
+      const input = JSON.stringify({ path, content })
+      for (let i = 0; i < input.length; i += 40) {
+        send({ type: "tool_call_input_delta", toolCallId: writeId, delta: input.slice(i, i + 40) })
+        await pause(15)
+      }
+      let decision: Decision = "allow_always"
+      if (!alwaysAllow) {
+        const requestId = `perm-${n}`
+        const answer = permission(requestId)
+        send({
+          type: "permission_request",
+          requestId,
+          toolCallId: writeId,
+          title: `Write ${path}? (pretend: nothing is written to disk)`,
+          options: ["allow_once", "allow_always", "reject"]
+        })
+        await connection.flush()
+        decision = await answer
+      }
+      if (decision === "reject") {
+        send({ type: "tool_call_end", toolCallId: writeId, output: "Rejected by the user: nothing written.", isError: true })
+        send({ type: "plan", entries: plan(4, true) })
+        await stream("text_delta", "Understood: I will not write the note. Nothing changed.")
+      } else {
+        if (decision === "allow_always") alwaysAllow = true
+        send({
+          type: "tool_call_end",
+          toolCallId: writeId,
+          output: `Pretend write of ${path} (${content.split("\n").length - 1} lines). Nothing was written to disk: this agent is a simulation.`
+        })
+        send({ type: "file_change", path, action: "create", diff: diffOf(path, content) })
+        send({ type: "plan", entries: plan(4) })
+        await stream(
+          "text_delta",
+          `Done: the diff above is the note I *would* have written` +
+            (decision === "allow_always" ? " (and I will not ask again in this session)" : "") +
+            `. Send another prompt, or press **Abort** while I am working to stop a turn.`
+        )
+      }
+      if (/\berror\b/i.test(prompt)) {
+        send({ type: "error", message: "Simulated error: the prompt asked for one, so here it is.", code: "demo_error" })
+      }
+      send({ type: "plan", entries: plan(5) })
+      send({ type: "usage", inputTokens: 1200 + estimateTokens(prompt), outputTokens: estimateTokens(output + input), costUsd: 0 })
+      send({ type: "summary", text: `Demo: ${short(prompt)}` })
+      send({ type: "turn_end", stopReason: "end_turn" })
+      await connection.flush()
+    } catch (e) {
+      if (e instanceof Aborted) {
+        send({ type: "turn_end", stopReason: "cancelled" })
+      } else {
+        send({ type: "error", message: `the demo agent failed: ${e instanceof Error ? e.message : String(e)}` })
+        send({ type: "turn_end", stopReason: "error" })
+      }
+      await connection.flush()
+    }
+  }
+
+  const loop = async () => {
+    let lastBeat = Date.now()
+    while (!stopping && !isFinal(connection.state.status)) {
+      const prompt = prompts.shift()
+      if (prompt === undefined) {
+        if (Date.now() - lastBeat >= heartbeatInterval) {
+          lastBeat = Date.now()
+          void connection.send({ type: "heartbeat" })
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.max(10, heartbeatInterval - (Date.now() - lastBeat)))
+          wake = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        wake = undefined
+        continue
+      }
+      const controller = new AbortController()
+      turn = controller
+      log(`${options.sessionId}: prompt "${short(prompt)}"`)
+      await runTurn(prompt, controller.signal)
+      turn = undefined
+      finished++
+      lastBeat = Date.now()
+    }
+  }
+  const done = loop().catch((e) => log(`${options.sessionId}: the demo agent stopped: ${e instanceof Error ? e.message : String(e)}`))
+
+  return {
+    sessionId: options.sessionId,
+    connection,
+    done,
+    turnsFinished: () => finished,
+    stop: async () => {
+      stopping = true
+      turn?.abort()
+      wake?.()
+      await done
+      await connection.close()
+    }
+  }
+}

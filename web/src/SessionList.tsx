@@ -1,0 +1,142 @@
+/**
+ * The session list, live from `/sessions/stream`: status, summary, project,
+ * times; a project filter; create and delete.
+ */
+import { useEffect, useRef, useState } from "preact/hooks"
+import type { ReinClient, Session, SessionsState } from "../../src/client/index.js"
+import { ReinError } from "../../src/client/index.js"
+import { clockTime, fullTime, relativeTime } from "./format.js"
+import { useNow } from "./hooks.js"
+import { navigate, sessionHref } from "./route.js"
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+
+export const StatusBadge = ({ status }: { status: string }) => (
+  <span class={`badge session-status status-${status}`} data-status={status}>{status}</span>
+)
+
+const CreateForm = ({ client }: { client: ReinClient }) => {
+  const [id, setId] = useState("")
+  const [project, setProject] = useState("")
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | undefined>()
+  const submit = async (e: Event) => {
+    e.preventDefault()
+    const trimmed = id.trim()
+    if (!ID_PATTERN.test(trimmed) || trimmed === "stream") {
+      setError("Use letters, digits and . _ : - (starting with a letter or digit); \"stream\" is reserved.")
+      return
+    }
+    setBusy(true)
+    setError(undefined)
+    try {
+      await client.createSession(trimmed, project.trim() ? { project: project.trim() } : {})
+      setId("")
+      navigate(sessionHref(trimmed))
+    } catch (err) {
+      setError(err instanceof ReinError ? err.message : String(err))
+    } finally {
+      setBusy(false)
+    }
+  }
+  return (
+    <form class="create-form" onSubmit={submit} aria-label="Create a session">
+      <div class="field-row">
+        <label>
+          <span class="label">Session id</span>
+          <input name="id" value={id} required placeholder="e.g. fix-login" onInput={(e) => setId((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          <span class="label">Project</span>
+          <input name="project" value={project} placeholder="optional" onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
+        </label>
+      </div>
+      <button type="submit" class="button primary" disabled={busy}>Create session</button>
+      {error && <p class="inline-error" role="alert">{error}</p>}
+    </form>
+  )
+}
+
+const DeleteButton = ({ client, id }: { client: ReinClient; id: string }) => {
+  const [armed, setArmed] = useState(false)
+  const [error, setError] = useState<string | undefined>()
+  const timer = useRef<ReturnType<typeof setTimeout>>()
+  useEffect(() => () => clearTimeout(timer.current), [])
+  const click = async () => {
+    if (!armed) {
+      setArmed(true)
+      timer.current = setTimeout(() => setArmed(false), 4000)
+      return
+    }
+    clearTimeout(timer.current)
+    setArmed(false)
+    try {
+      await client.deleteSession(id)
+    } catch (e) {
+      if (!(e instanceof ReinError && e.status === 404)) setError(e instanceof Error ? e.message : String(e))
+    }
+  }
+  return (
+    <>
+      <button type="button" class={`button small ${armed ? "danger" : "ghost"}`} aria-label={armed ? `Confirm delete ${id}` : `Delete ${id}`} onClick={click}>
+        {armed ? "Confirm delete" : "Delete"}
+      </button>
+      {error && <span class="inline-error" role="alert">{error}</span>}
+    </>
+  )
+}
+
+export const SessionList = (
+  { client, state, selectedId, heartbeats }: {
+    client: ReinClient
+    state: SessionsState | undefined
+    selectedId: string | undefined
+    heartbeats: ReadonlyMap<string, number>
+  }
+) => {
+  const [project, setProject] = useState("")
+  const now = useNow(1000)
+  const sessions = state?.sessions ?? []
+  const projects = [...new Set(sessions.map((s) => s.project).filter((p): p is string => p !== null))].sort()
+  const shown = project === "" ? sessions : sessions.filter((s) => s.project === project)
+  const heartbeat = (s: Session) => Math.max(s.lastHeartbeat, heartbeats.get(s.id) ?? 0)
+
+  return (
+    <section class="session-list" aria-label="Sessions">
+      <CreateForm client={client} />
+      <div class="list-toolbar">
+        <label>
+          <span class="label">Project</span>
+          <select value={project} onChange={(e) => setProject((e.target as HTMLSelectElement).value)} aria-label="Filter by project">
+            <option value="">All projects</option>
+            {projects.map((p) => <option value={p}>{p}</option>)}
+          </select>
+        </label>
+        <span class="muted count">{shown.length} of {sessions.length}</span>
+      </div>
+      {state?.synced && sessions.length === 0 && <p class="empty">No sessions yet. Create one above, or run <code>npm run demo</code>.</p>}
+      <ul class="sessions">
+        {[...shown].reverse().map((s) => (
+          <li class={`session-item${s.id === selectedId ? " selected" : ""}`} data-session={s.id}>
+            <a href={sessionHref(s.id)} class="session-link" aria-current={s.id === selectedId ? "page" : undefined}>
+              <span class="session-line">
+                <strong class="session-id">{s.id}</strong>
+                <StatusBadge status={s.status} />
+              </span>
+              <span class="session-summary">{s.summary ?? <span class="muted">No summary</span>}</span>
+              <span class="session-times muted">
+                {s.project && <span class="project">{s.project} · </span>}
+                <time dateTime={new Date(s.createdAt).toISOString()} title={fullTime(s.createdAt)}>created {clockTime(s.createdAt)}</time>
+                {" · "}
+                <time dateTime={new Date(heartbeat(s)).toISOString()} title={`last heartbeat ${fullTime(heartbeat(s))}`}>
+                  heartbeat {relativeTime(heartbeat(s), now)}
+                </time>
+              </span>
+            </a>
+            <DeleteButton client={client} id={s.id} />
+          </li>
+        ))}
+      </ul>
+    </section>
+  )
+}

@@ -1,0 +1,206 @@
+/**
+ * One session: its transcript, live from `/sessions/:id/stream`, a prompt
+ * box and an Abort button. The transcript follows new output while the
+ * reader is at the bottom, and stops following when they scroll up.
+ */
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks"
+import type { Artifact, ArtifactsState, ReinClient, Session } from "../../src/client/index.js"
+import { ReinError } from "../../src/client/index.js"
+import { ArtifactView } from "./ArtifactView.js"
+import { fullTime } from "./format.js"
+import { useWatch } from "./hooks.js"
+import { StatusBadge } from "./SessionList.js"
+
+const connectionLabel = (state: ArtifactsState | undefined): { text: string; tone: string } => {
+  if (state === undefined) return { text: "Connecting…", tone: "pending" }
+  const c = state.connection
+  switch (c.status) {
+    case "connecting":
+      return { text: "Connecting…", tone: "pending" }
+    case "open":
+      return state.synced ? { text: "Live", tone: "ok" } : { text: "Loading history…", tone: "pending" }
+    case "reconnecting":
+      return { text: `Reconnecting… (attempt ${c.attempt})`, tone: "warn" }
+    case "gone":
+      return { text: "Session deleted", tone: "bad" }
+    case "failed":
+      return { text: `Stream refused: ${c.error?.message ?? "error"}`, tone: "bad" }
+    case "closed":
+      return { text: "Closed", tone: "bad" }
+  }
+}
+
+const commandError = (e: unknown): string => {
+  if (e instanceof ReinError) {
+    if (e.code === "no_sandbox") return "No agent is connected to this session, so it cannot take commands."
+    return `${e.message} (${e.status === 0 ? "network" : e.status} ${e.code})`
+  }
+  return String(e)
+}
+
+const NEAR_BOTTOM_PX = 48
+
+export const SessionView = ({ client, sessionId, session }: { client: ReinClient; sessionId: string; session: Session | undefined }) => {
+  const state = useWatch(() => client.watchSession(sessionId), [client, sessionId])
+  const artifacts = state?.artifacts ?? []
+  const [prompt, setPrompt] = useState("")
+  const [sending, setSending] = useState(false)
+  const [error, setError] = useState<string | undefined>()
+  const scroller = useRef<HTMLDivElement>(null)
+  const content = useRef<HTMLDivElement>(null)
+  const follow = useRef(true)
+  const lastTop = useRef(0)
+  const [unseen, setUnseen] = useState(false)
+  const promptBox = useRef<HTMLTextAreaElement>(null)
+
+  const toolCalls = useMemo(() => {
+    const m = new Map<string, Artifact>()
+    for (const a of artifacts) if (a.kind === "tool_call") m.set(String(a.toolCallId), a)
+    return m
+  }, [artifacts])
+
+  // Follow new output while the reader is at the bottom.
+  useLayoutEffect(() => {
+    const el = scroller.current
+    if (!el) return
+    if (follow.current) el.scrollTop = el.scrollHeight
+    else if (artifacts.length > 0) setUnseen(true)
+  }, [artifacts])
+
+  // Content grows after a render (fonts, wrapping, an opened <details>) and the view shrinks (the header
+  // fills in): keep the bottom in view while following.
+  useEffect(() => {
+    const el = scroller.current
+    const body = content.current
+    if (!el || !body || typeof ResizeObserver === "undefined") return
+    const observer = new ResizeObserver(() => {
+      if (follow.current) el.scrollTop = el.scrollHeight
+    })
+    observer.observe(body)
+    observer.observe(el)
+    return () => observer.disconnect()
+  }, [])
+
+  useEffect(() => {
+    follow.current = true
+    setUnseen(false)
+    setError(undefined)
+    promptBox.current?.focus()
+  }, [sessionId])
+
+  // Only the reader scrolling up stops following: growth below the view must not count as leaving the bottom.
+  const onScroll = () => {
+    const el = scroller.current
+    if (!el) return
+    if (el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX) {
+      follow.current = true
+      setUnseen(false)
+    } else if (el.scrollTop < lastTop.current) follow.current = false
+    lastTop.current = el.scrollTop
+  }
+
+  const jumpToLatest = () => {
+    const el = scroller.current
+    if (!el) return
+    follow.current = true
+    setUnseen(false)
+    el.scrollTop = el.scrollHeight
+  }
+
+  const run = async (what: () => Promise<void>) => {
+    setSending(true)
+    setError(undefined)
+    try {
+      await what()
+      return true
+    } catch (e) {
+      setError(commandError(e))
+      return false
+    } finally {
+      setSending(false)
+    }
+  }
+
+  const send = async (e?: Event) => {
+    e?.preventDefault()
+    const text = prompt.trim()
+    if (text === "" || sending) return
+    follow.current = true
+    if (await run(() => client.prompt(sessionId, text))) setPrompt("")
+  }
+
+  const abort = () => run(() => client.abort(sessionId))
+
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) void send(e)
+  }
+
+  const conn = connectionLabel(state)
+  const gone = state?.connection.status === "gone"
+  const status = session?.status
+
+  return (
+    <section class="session-view" aria-label={`Session ${sessionId}`}>
+      <header class="session-header">
+        <div class="session-title">
+          <h1>{sessionId}</h1>
+          {status && <StatusBadge status={status} />}
+          <span class={`connection tone-${conn.tone}`} role="status" data-connection={state?.connection.status ?? "connecting"}>
+            <span class="dot" aria-hidden="true" />
+            {conn.text}
+          </span>
+        </div>
+        {session && (
+          <p class="session-meta">
+            {session.summary ? <span class="summary">{session.summary}</span> : <span class="muted">No summary yet</span>}
+            {session.project && <span class="project">project {session.project}</span>}
+            <span class="muted">created {fullTime(session.createdAt)}</span>
+          </p>
+        )}
+      </header>
+
+      <div class="transcript" ref={scroller} onScroll={onScroll} tabIndex={0} aria-label="Transcript" aria-live="off">
+        <div class="transcript-content" ref={content}>
+          {state?.synced && artifacts.length === 0 && (
+            <p class="empty">Nothing here yet. Send a prompt below{status === "bootstrapping" ? " once an agent connects" : ""}.</p>
+          )}
+          {artifacts.map((a) => (
+            <ArtifactView
+              key={a.seq}
+              a={a}
+              client={client}
+              sessionId={sessionId}
+              toolCall={a.kind === "permission" && a.toolCallId ? toolCalls.get(String(a.toolCallId)) : undefined}
+            />
+          ))}
+        </div>
+      </div>
+      {unseen && (
+        <button type="button" class="button jump" onClick={jumpToLatest}>
+          ↓ New activity
+        </button>
+      )}
+
+      <form class="composer" onSubmit={send}>
+        <label class="sr-only" for="prompt">Prompt</label>
+        <textarea
+          id="prompt"
+          ref={promptBox}
+          rows={2}
+          placeholder={gone ? "This session was deleted" : "Ask the agent… (Enter to send, Shift+Enter for a new line)"}
+          value={prompt}
+          disabled={gone}
+          onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)}
+          onKeyDown={onKeyDown}
+        />
+        <div class="composer-actions">
+          <button type="submit" class="button primary" disabled={gone || sending || prompt.trim() === ""}>Send</button>
+          <button type="button" class="button danger" disabled={gone || status !== "live"} onClick={abort} title="Ask the agent to stop this turn">
+            Abort
+          </button>
+        </div>
+        {error && <p class="inline-error" role="alert">{error}</p>}
+      </form>
+    </section>
+  )
+}
