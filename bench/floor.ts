@@ -4,11 +4,12 @@
  * the bench) and prints `floor listening on http://127.0.0.1:PORT`.
  *
  * It does no work of its own beyond moving the same bytes:
- * - POST /sessions/:id/events: reads the body, keeps a copy (for replay), and
- *   writes it wrapped as one `artifact_created` frame to every subscriber of
- *   that session, then answers 202.
- * - GET /sessions/:id/stream: replays kept frames (from `Last-Event-ID`, an
- *   index into them), `snapshot_complete`, then live frames.
+ * - POST /sessions/:id/events: reads the body, keeps it (for replay), and when
+ *   the session has subscribers writes each event in it, wrapped as an
+ *   `artifact_created` frame, to every one of them; then answers 202.
+ * - GET /sessions/:id/stream: replays kept events as `artifact_snapshot`
+ *   frames numbered from 1 (from `Last-Event-ID`), `snapshot_complete`, then
+ *   live frames.
  * - POST /sessions/:id: keeps a session record, answers 201 with it.
  * - GET /sessions, GET /sessions/stream: those records as JSON / snapshots.
  * - Anything else: 202 (POST) or 204.
@@ -16,7 +17,10 @@
 import * as http from "node:http"
 
 interface Topic {
-  readonly bodies: Array<Buffer>
+  /** Bodies as received, not yet split into events (a batch body is parsed only when a stream needs it). */
+  readonly pending: Array<Buffer>
+  /** One replay frame per event, numbered from 1 like Rein's seqs. */
+  readonly frames: Array<Buffer>
   readonly subscribers: Set<http.ServerResponse>
 }
 
@@ -26,17 +30,32 @@ const records = new Map<string, string>()
 const topic = (id: string): Topic => {
   let t = topics.get(id)
   if (t === undefined) {
-    t = { bodies: [], subscribers: new Set() }
+    t = { pending: [], frames: [], subscribers: new Set() }
     topics.set(id, t)
   }
   return t
 }
 
-const framePrefix = (id: number) => Buffer.from(`id: ${id}\nevent: artifact_created\ndata: {"artifact":`)
+const frame = (event: string, id: number, json: string | Buffer) =>
+  Buffer.concat([Buffer.from(`id: ${id}\nevent: ${event}\ndata: {"artifact":`), Buffer.from(json), frameSuffix])
 const frameSuffix = Buffer.from("}\n\n")
-const frame = (id: number, body: Buffer) => Buffer.concat([framePrefix(id), body, frameSuffix])
 const complete = "event: snapshot_complete\ndata: {}\n\n"
+/** One chunk of `Transfer-Encoding: chunked`, encoded once and written as is to every subscriber. */
+const chunked = (data: Buffer) => Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from("\r\n")])
 const sseHeaders = { "content-type": "text/event-stream", "cache-control": "no-cache" }
+
+/** Splits pending bodies into per-event replay frames (once). */
+const materialize = (t: Topic, live?: (id: number, json: string | Buffer) => void) => {
+  const add = (json: string | Buffer) => {
+    t.frames.push(frame("artifact_snapshot", t.frames.length + 1, json))
+    live?.(t.frames.length, json)
+  }
+  for (const body of t.pending) {
+    if (body[0] === 0x5b /* [ */) for (const e of JSON.parse(body.toString()) as Array<unknown>) add(JSON.stringify(e))
+    else add(body)
+  }
+  t.pending.length = 0
+}
 
 const readBody = (req: http.IncomingMessage, then: (body: Buffer) => void) => {
   const chunks: Array<Buffer> = []
@@ -54,10 +73,13 @@ const server = http.createServer((req, res) => {
     readBody(req, (body) => {
       if (id !== undefined && sub === "events") {
         const t = topic(id)
-        t.bodies.push(body)
+        t.pending.push(body)
         if (t.subscribers.size > 0) {
-          const f = frame(t.bodies.length, body)
-          for (const s of t.subscribers) s.write(f)
+          // Live: the same bytes to every subscriber, written straight to the sockets (the least node can do).
+          materialize(t, (seq, json) => {
+            const f = chunked(frame("artifact_created", seq, json))
+            for (const s of t.subscribers) s.socket!.write(f)
+          })
         }
         res.writeHead(202).end()
       } else if (id !== undefined && sub === undefined) {
@@ -94,10 +116,8 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, sseHeaders)
     const raw = req.headers["last-event-id"]
     const from = typeof raw === "string" && /^\d+$/.test(raw) ? Math.max(1, Number(raw)) : 1
-    const replay: Array<Buffer> = []
-    for (let i = from; i <= t.bodies.length; i++) replay.push(frame(i, t.bodies[i - 1]!))
-    replay.push(Buffer.from(complete))
-    res.write(Buffer.concat(replay))
+    materialize(t)
+    res.write(Buffer.concat([...t.frames.slice(from - 1), Buffer.from(complete)]))
     t.subscribers.add(res)
     res.on("close", () => t.subscribers.delete(res))
   } else {

@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- --json] [--only <name>[,<name>]] [--target <url>] [--rounds <n>]`
+ * `npm run bench [-- --json] [--only <name>[,<name>]] [--target <url>] [--rounds <n>] [--bin <path>] [--budget <s>]`
  *
  * Runs every scenario against a fresh Rein server (the CLI, `node dist/bin.js`,
  * on a temp SQLite file) and against the floor (a no-op node:http / SSE server
- * in its own process), alternating, best of `--rounds` (3), and prints Rein's
+ * in its own process), alternating which goes first, best of 3 rounds (fewer
+ * where a scenario says so or the time budget runs short), and prints Rein's
  * figure, the floor's and the ratio. Progress goes to stderr.
  */
 import { cpus } from "node:os"
@@ -25,13 +26,22 @@ const { values: args } = parseArgs({
     json: { type: "boolean", default: false },
     only: { type: "string" },
     target: { type: "string" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string" },
+    bin: { type: "string" },
+    budget: { type: "string", default: "260" },
     help: { type: "boolean", short: "h", default: false }
   }
 })
 
 if (args.help) {
-  console.log(`usage: npm run bench -- [--json] [--only <name>[,<name>...]] [--target <url>] [--rounds <n>]
+  console.log(`usage: npm run bench -- [--json] [--only <name>[,<name>...]] [--target <url>] [--rounds <n>] [--bin <path>]
+  --json     one JSON object { scenario: { metric: value, ... } } on stdout
+  --only     run only these scenarios
+  --target   measure an already running server (loopback only) instead of starting one
+  --rounds   rounds per scenario (default: 3, or the scenario's own smaller default)
+  --bin      the server entry point to start (default dist/bin.js)
+  --budget   seconds the scenarios may take in all (default 260): rounds after the first are
+             skipped when they would not leave time for the first round of the scenarios after them
 scenarios: ${scenarios.map((s) => s.name).join(", ")}`)
   process.exit(0)
 }
@@ -48,8 +58,12 @@ for (const name of only ?? []) {
   if (!scenarios.some((s) => s.name === name)) fail(`unknown scenario ${name} (one of ${scenarios.map((s) => s.name).join(", ")})`)
 }
 const selected = scenarios.filter((s) => only === undefined || only.includes(s.name))
-const rounds = Number(args.rounds)
-if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10) fail("--rounds must be 1 to 10")
+const rounds = args.rounds === undefined ? undefined : Number(args.rounds)
+if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 10)) fail("--rounds must be 1 to 10")
+const roundsOf = (s: Scenario) => rounds ?? s.rounds ?? 3
+const budgetMs = Number(args.budget) * 1000
+if (!(budgetMs > 0)) fail("--budget must be a positive number of seconds")
+const started = performance.now()
 
 const parseTarget = (raw: string): string => {
   let u: URL
@@ -77,7 +91,7 @@ interface Outcome {
 const runOne = async (scenario: Scenario, kind: "rein" | "floor"): Promise<Figures> => {
   let child: Child | undefined
   try {
-    child = kind === "floor" ? await startFloor() : target === undefined ? await startRein() : undefined
+    child = kind === "floor" ? await startFloor() : target === undefined ? await startRein(args.bin) : undefined
     const t: Target = {
       kind,
       url: child?.url ?? target!,
@@ -95,12 +109,18 @@ const runOne = async (scenario: Scenario, kind: "rein" | "floor"): Promise<Figur
   }
 }
 
-const runScenario = async (scenario: Scenario): Promise<Outcome> => {
+const runScenario = async (scenario: Scenario, reserveMs: number): Promise<Outcome> => {
   const t0 = performance.now()
+  let lastRoundMs = 0
   const rein: Array<Figures> = []
   const floor: Array<Figures> = []
   const errors: Array<string> = []
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0; r < roundsOf(scenario); r++) {
+    const roundStart = performance.now()
+    if (r > 0 && roundStart - started + lastRoundMs + reserveMs > budgetMs) {
+      log(`  ${scenario.name}: round(s) ${r + 1} to ${roundsOf(scenario)} skipped to stay within the ${budgetMs / 1000} s budget`)
+      break
+    }
     // Alternate which goes first, so neither always runs on a warmer (or busier) machine.
     const order: ReadonlyArray<"rein" | "floor"> = r % 2 === 0 ? ["rein", "floor"] : ["floor", "rein"]
     for (const kind of order) {
@@ -115,6 +135,7 @@ const runScenario = async (scenario: Scenario): Promise<Outcome> => {
         log(`  ${scenario.name} ${message}`)
       }
     }
+    lastRoundMs = performance.now() - roundStart
   }
   return { scenario, rein, floor, errors, ms: performance.now() - t0 }
 }
@@ -133,10 +154,11 @@ const fmt = (x: number | null): string => {
   return x.toPrecision(2)
 }
 
-const pickOf = (values: ReadonlyArray<number | null | undefined>, pick: "max" | "min"): number | null => {
-  const xs = values.filter((v): v is number => typeof v === "number" && !Number.isNaN(v))
+const pickOf = (values: ReadonlyArray<number | null | undefined>, pick: "max" | "min" | "median"): number | null => {
+  const xs = values.filter((v): v is number => typeof v === "number" && !Number.isNaN(v)).sort((a, b) => a - b)
   if (xs.length === 0) return null
-  return pick === "max" ? Math.max(...xs) : Math.min(...xs)
+  if (pick === "median") return xs.length % 2 === 1 ? xs[(xs.length - 1) / 2]! : (xs[xs.length / 2 - 1]! + xs[xs.length / 2]!) / 2
+  return pick === "max" ? xs[xs.length - 1]! : xs[0]!
 }
 
 const summarize = (o: Outcome) => {
@@ -144,8 +166,8 @@ const summarize = (o: Outcome) => {
   for (const m of o.scenario.metrics) {
     const reinRuns = o.rein.map((f) => f[m.key] ?? null)
     const rein = pickOf(reinRuns, m.pick)
-    const floor = m.floor ? pickOf(o.floor.map((f) => f[m.key]), m.pick) : null
-    const ratio = rein !== null && floor !== null && floor !== 0 ? rein / floor : null
+    const floor = m.floor !== "none" ? pickOf(o.floor.map((f) => f[m.key]), m.pick) : null
+    const ratio = m.floor === "ratio" && rein !== null && floor !== null && floor !== 0 ? rein / floor : null
     const xs = reinRuns.filter((v): v is number => v !== null && !Number.isNaN(v)).sort((a, b) => a - b)
     const mid = xs[Math.floor(xs.length / 2)]
     const spread = xs.length > 1 && mid !== undefined && mid !== 0 ? (100 * (xs[xs.length - 1]! - xs[0]!)) / Math.abs(mid) : null
@@ -173,11 +195,11 @@ const table = (outcomes: ReadonlyArray<Outcome>) => {
     for (const m of o.scenario.metrics) {
       const s = summaries.get(m.key)!
       rows.push([
-        first ? o.scenario.name : "",
+        first ? `${o.scenario.name} (${o.rein.length}/${o.floor.length})` : "",
         m.label,
         m.unit,
         fmt(s.rein),
-        m.floor ? fmt(s.floor) : "-",
+        m.floor !== "none" ? fmt(s.floor) : "-",
         s.ratio === null ? "-" : `${s.ratio.toFixed(2)}x`,
         s.spread === null ? "-" : `${s.spread.toFixed(0)}%`
       ])
@@ -195,6 +217,11 @@ const table = (outcomes: ReadonlyArray<Outcome>) => {
       : r.map((c, i) => pad(c, widths[i]!, i >= 3)).join("  ")
   const out = [line(rows[0]!), rows[0]!.map((_, i) => "-".repeat(widths[i]!)).join("  ")]
   for (const r of rows.slice(1)) out.push(line(r))
+  out.push(
+    "",
+    "(r/f): rounds measured for Rein/the floor. Each figure is the best round (the worst or the median, where the label says so);",
+    "ratio = rein / floor; spread = (max - min) / median over Rein's rounds."
+  )
   if (notes.length > 0) out.push("", "errors:", ...notes.map((n) => `  ${n}`))
   return out.join("\n")
 }
@@ -207,14 +234,14 @@ const json = (outcomes: ReadonlyArray<Outcome>) => {
     for (const m of o.scenario.metrics) {
       const x = summaries.get(m.key)!
       s[m.key] = x.rein
-      if (m.floor) {
-        s[`${m.key}_floor`] = x.floor
-        s[`${m.key}_ratio`] = x.ratio
-      }
+      if (m.floor !== "none") s[`${m.key}_floor`] = x.floor
+      if (m.floor === "ratio") s[`${m.key}_ratio`] = x.ratio
       s[`${m.key}_spread_pct`] = x.spread
     }
     s.targets = Object.fromEntries(checks.map((c) => [c.label, c.ok]))
     if (o.errors.length > 0) s.errors = o.errors
+    s.rounds = o.rein.length
+    s.floor_rounds = o.floor.length
     s.seconds = Math.round(o.ms / 100) / 10
     out[o.scenario.name] = s
   }
@@ -222,16 +249,17 @@ const json = (outcomes: ReadonlyArray<Outcome>) => {
 }
 
 const main = async () => {
-  const t0 = performance.now()
+  const t0 = started
   log(
-    `rein bench: ${selected.map((s) => s.name).join(", ")}; ${rounds} round(s); ` +
-      `rein ${target ?? "fresh per run (node dist/bin.js)"}; floor fresh per run; ` +
+    `rein bench: ${selected.map((s) => `${s.name} x${roundsOf(s)}`).join(", ")}; ` +
+      `rein ${target ?? `fresh per run (node ${args.bin ?? "dist/bin.js"})`}; floor fresh per run; ` +
       `node ${process.version}, ${cpus().length} CPU(s)`
   )
   const outcomes: Array<Outcome> = []
-  for (const s of selected) {
+  for (const [i, s] of selected.entries()) {
     log(`${s.name}: ${s.description}`)
-    outcomes.push(await runScenario(s))
+    const reserve = selected.slice(i + 1).reduce((a, x) => a + x.estimateS * 1000, 0)
+    outcomes.push(await runScenario(s, reserve))
   }
   const total = (performance.now() - t0) / 1000
   if (args.json) console.log(json(outcomes))

@@ -21,10 +21,10 @@ export interface MetricDef {
   readonly key: string
   readonly label: string
   readonly unit: string
-  /** Which of the rounds counts: the best for a performance figure, the worst for a correctness one. */
-  readonly pick: "max" | "min"
-  /** Whether the floor has this figure too (then a ratio is printed). */
-  readonly floor: boolean
+  /** Which of the rounds counts: the best for a performance figure, the worst for a correctness one, the median for a noisy ratio. */
+  readonly pick: "max" | "min" | "median"
+  /** Whether the floor has this figure too, and whether Rein / floor means something. */
+  readonly floor: "ratio" | "value" | "none"
 }
 
 /** One metric after all rounds. */
@@ -49,6 +49,10 @@ export interface Scenario {
   readonly description: string
   /** A run that takes longer is abandoned (each run, Rein or floor). */
   readonly timeoutMs: number
+  /** Rounds (Rein and floor each) unless --rounds says otherwise; default 3. */
+  readonly rounds?: number
+  /** Rough seconds one round (Rein and floor) takes, reserved so later scenarios fit the time budget. */
+  readonly estimateS: number
   readonly metrics: ReadonlyArray<MetricDef>
   readonly run: (target: Target) => Promise<Figures>
   /** Figures that need the server stopped (e.g. file sizes after shutdown); called before its files are removed. */
@@ -60,12 +64,15 @@ export const metric = (
   key: string,
   label: string,
   unit: string,
-  pick: "max" | "min",
-  floor = true
+  pick: "max" | "min" | "median",
+  floor: "ratio" | "value" | "none" = "ratio"
 ): MetricDef => ({ key, label, unit, pick, floor })
 
+/** A count (errors, losses): the floor's is shown, a ratio would mean nothing. */
+export const count = (key: string, label: string, pick: "max" | "min" = "max"): MetricDef => metric(key, label, "", pick, "value")
+
 /** The client's own CPU share, reported by every scenario. */
-export const clientCpu = metric("client_cpu", "bench client CPU (worst round)", "% core", "max")
+export const clientCpu = metric("client_cpu", "bench client CPU (worst round)", "% core", "max", "value")
 
 /** `value op bound`, null when the value is missing. */
 export const atMost = (x: number | null, bound: number): boolean | null => x === null || Number.isNaN(x) ? null : x <= bound

@@ -3,7 +3,7 @@
  * on 4 connections, each a closed loop).
  */
 import { closedLoop, cpuMeter, percentile, pool, post, postOk } from "../lib.js"
-import { atLeast, clientCpu, metric, type Scenario } from "../scenario.js"
+import { atLeast, clientCpu, count, metric, type Scenario } from "../scenario.js"
 
 const size = 100
 const parallel = 4
@@ -14,11 +14,12 @@ export const batch: Scenario = {
   name: "batch",
   description: `batches of ${size} text_delta events, ${parallel} sessions on ${parallel} connections`,
   timeoutMs: 30_000,
+  estimateS: 8,
   metrics: [
     metric("events_per_s", "events", "events/s", "max"),
     metric("rps", "batches", "req/s", "max"),
     metric("p99_ms", "batch p99 latency", "ms", "min"),
-    metric("errors", "non-202 answers (worst round)", "", "max"),
+    count("errors", "non-202 answers (worst round)", "max"),
     clientCpu
   ],
   run: async (t) => {

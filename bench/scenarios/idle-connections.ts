@@ -3,7 +3,7 @@
  * 10 sessions). What does each cost the server in resident memory?
  */
 import { cpuMeter, mapLimit, now, pool, postOk, rssKiB, sleep, sse, type SseConnection, within } from "../lib.js"
-import { atMost, clientCpu, metric, type Scenario } from "../scenario.js"
+import { atMost, clientCpu, count, metric, type Scenario } from "../scenario.js"
 
 const connections = 5_000
 const sessionCount = 10
@@ -12,10 +12,11 @@ export const idleConnections: Scenario = {
   name: "idle-connections",
   description: `${connections.toLocaleString("en-US")} idle SSE connections (${sessionCount} sessions)`,
   timeoutMs: 60_000,
+  estimateS: 14,
   metrics: [
     metric("rss_per_conn_kib", "server RSS per connection", "KiB", "min"),
     metric("open_ms", `time to open all ${connections.toLocaleString("en-US")} (to snapshot_complete)`, "ms", "min"),
-    metric("failed", "connections that failed (worst round)", "", "max"),
+    count("failed", "connections that failed (worst round)", "max"),
     clientCpu
   ],
   run: async (t) => {

@@ -4,22 +4,23 @@
  * connections (each its own closed loop).
  */
 import { closedLoop, cpuMeter, percentile, pool, post, postOk } from "../lib.js"
-import { atLeast, clientCpu, metric, type Scenario } from "../scenario.js"
+import { atLeast, clientCpu, count, metric, type Scenario } from "../scenario.js"
 
 const event = JSON.stringify({ type: "text_delta", delta: "hello world " })
-const maxMs = 2_500
+const maxMs = 2_000
 const parallel = 16
 
 export const ingest: Scenario = {
   name: "ingest",
   description: "single text_delta events: 1 connection sequential, and 16 sessions on 16 connections",
   timeoutMs: 30_000,
+  estimateS: 12,
   metrics: [
     metric("seq_rps", "sequential, 1 connection", "req/s", "max"),
     metric("seq_p99_ms", "sequential p99 latency", "ms", "min"),
     metric("par_rps", "16 sessions, 16 connections", "req/s", "max"),
     metric("par_p99_ms", "parallel p99 latency", "ms", "min"),
-    metric("errors", "non-202 answers (worst round)", "", "max"),
+    count("errors", "non-202 answers (worst round)", "max"),
     clientCpu
   ],
   run: async (t) => {
@@ -35,11 +36,11 @@ export const ingest: Scenario = {
       const ids = Array.from({ length: parallel }, (_, i) => `${t.tag}-par${i}`)
       for (const id of ids) await postOk(many, `/sessions/${id}`, "{}")
 
-      await closedLoop(1, 500, 2_000, () => send(one, seqId)) // warm-up
+      await closedLoop(1, 300, 1_000, () => send(one, seqId)) // warm-up
       const cpu = cpuMeter()
       const seq = await closedLoop(1, 50_000, maxMs, () => send(one, seqId))
 
-      await closedLoop(parallel, 500, 2_000, (w) => send(many, ids[w]!)) // warm-up
+      await closedLoop(parallel, 300, 1_000, (w) => send(many, ids[w]!)) // warm-up
       const par = await closedLoop(parallel, 200_000, maxMs, (w) => send(many, ids[w]!))
       return {
         seq_rps: seq.count / (seq.ms / 1000),

@@ -4,22 +4,23 @@
  * 5 times each; the median counts.
  */
 import { closedLoop, cpuMeter, getText, median, now, pool, post, sse, within } from "../lib.js"
-import { atMost, clientCpu, metric, type Scenario } from "../scenario.js"
+import { atMost, clientCpu, count, metric, type Scenario } from "../scenario.js"
 
-const count = 10_000
+const sessionCount = 10_000
 const parallel = 16
 const repeats = 5
 
 export const sessions: Scenario = {
   name: "sessions",
-  description: `${count.toLocaleString("en-US")} sessions created, listed, streamed`,
+  description: `${sessionCount.toLocaleString("en-US")} sessions created, listed, streamed`,
   timeoutMs: 60_000,
+  estimateS: 12,
   metrics: [
     metric("create_rps", "created", "sessions/s", "max"),
     metric("list_ms", `GET /sessions (median of ${repeats})`, "ms", "min"),
     metric("stream_ms", `GET /sessions/stream to snapshot_complete (median of ${repeats})`, "ms", "min"),
-    metric("listed", "sessions listed (worst round)", "", "min"),
-    metric("errors", "failed creations (worst round)", "", "max"),
+    count("listed", "sessions listed (worst round)", "min"),
+    count("errors", "failed creations (worst round)", "max"),
     clientCpu
   ],
   run: async (t) => {
@@ -27,7 +28,7 @@ export const sessions: Scenario = {
     try {
       let errors = 0
       const cpu = cpuMeter()
-      const created = await closedLoop(parallel, count, 45_000, (_, i) =>
+      const created = await closedLoop(parallel, sessionCount, 45_000, (_, i) =>
         post(p, `/sessions/${t.tag}-s${i}`, JSON.stringify({ project: `p${i % 10}` })).then((s) => void (s === 201 || errors++)))
       const clientCpu = cpu()
 
@@ -65,6 +66,6 @@ export const sessions: Scenario = {
   checks: (get) => [
     { label: "list <= 50 ms", ok: atMost(get("list_ms").rein, 50) },
     { label: "session stream snapshot <= 200 ms", ok: atMost(get("stream_ms").rein, 200) },
-    { label: `all ${count.toLocaleString("en-US")} created and listed`, ok: get("errors").rein === 0 && get("listed").rein === count }
+    { label: `all ${sessionCount.toLocaleString("en-US")} created and listed`, ok: get("errors").rein === 0 && get("listed").rein === sessionCount }
   ]
 }
