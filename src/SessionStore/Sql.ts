@@ -106,14 +106,25 @@ const unescape = (s: string): string => JSON.parse(`"${s}"`)
 /** Coalesce runs of appends to the same field: a batch of 100 deltas becomes one write. */
 const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<CommittedChange> => {
   const out: Array<CommittedChange> = []
-  for (const c of changes) {
-    const last = out[out.length - 1]
-    if (
-      c._tag === "updated" && c.append !== undefined && last !== undefined && last._tag === "updated" &&
-      last.append !== undefined && last.seq === c.seq && last.field === c.field
-    ) {
-      out[out.length - 1] = { ...c, append: last.append + c.append }
-    } else out.push(c)
+  let i = 0
+  while (i < changes.length) {
+    const c = changes[i]!
+    let j = i + 1
+    if (c._tag === "updated" && c.append !== undefined) {
+      while (j < changes.length) {
+        const n = changes[j]!
+        if (n._tag !== "updated" || n.append === undefined || n.seq !== c.seq || n.field !== c.field) break
+        j++
+      }
+    }
+    if (j === i + 1) out.push(c)
+    else {
+      // One join for the whole run; the last change carries its rev and time.
+      const parts: Array<string> = []
+      for (let k = i; k < j; k++) parts.push((changes[k] as { readonly append: string }).append)
+      out.push({ ...changes[j - 1]!, append: parts.join("") } as CommittedChange)
+    }
+    i = j
   }
   return out
 }

@@ -22,6 +22,10 @@ const pragmas = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`PRAGMA synchronous = NORMAL`
   yield* sql`PRAGMA busy_timeout = 5000`
+  // Appends rewrite the same few pages over and over: checkpoint often and keep the WAL file
+  // small, so the disk holds about the text's size, not a trail of page images.
+  yield* sql`PRAGMA wal_autocheckpoint = 100`
+  yield* sql`PRAGMA journal_size_limit = 524288`
   yield* sql`PRAGMA foreign_keys = OFF`
 })
 
