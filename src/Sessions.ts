@@ -241,20 +241,24 @@ export const make = (options: SessionsOptions) =>
         const committed = changes.map((c): CommittedChange => ({ ...c, rev: ++rev }))
         const fields = changedFields(entry.session, session)
         const lastHeartbeat = options.heartbeat ? now : entry.session.lastHeartbeat
-        yield* store.commit(entry.session.id, {
-          rev,
-          lastHeartbeat,
-          ...fields,
-          changes: committed,
-          idempotencyKey: options.idempotencyKey
-        })
-        entry.rev = rev
-        entry.reducer = next
-        entry.session = { ...entry.session, ...fields, lastHeartbeat }
-        if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields })
-        if (committed.length > 0) {
-          yield* bus.publishArtifacts(entry.session.id, committed.map((change) => ({ rev: change.rev, change })))
-        }
+        // From commit to publish nothing may interrupt (a client hanging up mid-request):
+        // memory must follow what the store committed, or the next seq would be reused.
+        yield* Effect.uninterruptible(Effect.gen(function*() {
+          yield* store.commit(entry.session.id, {
+            rev,
+            lastHeartbeat,
+            ...fields,
+            changes: committed,
+            idempotencyKey: options.idempotencyKey
+          })
+          entry.rev = rev
+          entry.reducer = next
+          entry.session = { ...entry.session, ...fields, lastHeartbeat }
+          if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields })
+          if (committed.length > 0) {
+            yield* bus.publishArtifacts(entry.session.id, committed.map((change) => ({ rev: change.rev, change })))
+          }
+        }))
       })
 
     const openArtifacts = (id: string, lastEventId?: number) =>
