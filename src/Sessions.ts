@@ -143,12 +143,17 @@ export const make = (options: SessionsOptions) =>
       })
 
     /** Run `f` holding the session's lock; fails if the session went away meanwhile. */
+    /**
+     * Run `f` holding the session's lock; fails if the session went away meanwhile. Waiting for
+     * the lock can be interrupted, `f` cannot: a client hanging up must not leave memory behind
+     * what the store already did.
+     */
     const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E>): Effect.Effect<A, E | SessionNotFound> =>
       Effect.flatMap(lookup(id), (entry) =>
         entry.lock.withPermits(1)(
-          Effect.suspend((): Effect.Effect<A, E | SessionNotFound> =>
+          Effect.uninterruptible(Effect.suspend((): Effect.Effect<A, E | SessionNotFound> =>
             entry.removed ? Effect.fail(new SessionNotFound({ id })) : f(entry)
-          )
+          ))
         ))
 
     /** Mutates memory and numbers the notice in one step, so watchers' snapshots stay exact. */
@@ -201,12 +206,15 @@ export const make = (options: SessionsOptions) =>
       Effect.gen(function*() {
         const id = entry.session.id
         yield* store.remove(id)
-        entries.delete(id)
-        entry.removed = true
+        // Gone from the list and announced in one step, so list watchers' snapshots stay exact.
+        yield* Effect.suspend(() => {
+          entries.delete(id)
+          entry.removed = true
+          return notify(entry.session.project, { _tag: "removed", id })
+        })
         if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
         entry.sandbox = undefined
         yield* bus.endArtifacts(id)
-        yield* notify(entry.session.project, { _tag: "removed", id })
       })
 
     /** Removes a session still waiting for its sandbox; while the store is down, tries again. */
@@ -336,36 +344,34 @@ export const make = (options: SessionsOptions) =>
           if (entries.has(id)) return yield* new SessionExists({ id })
           const now = yield* Clock.currentTimeMillis
           const session: Session = { id, status: "bootstrapping", summary: null, project, createdAt: now, lastHeartbeat: now }
-          yield* store.create(session, sandboxTokenHash)
-          entries.set(id, {
-            session,
-            rev: 0,
-            sandboxTokenHash,
-            reducer: reducer.initial,
-            sandbox: undefined,
-            removed: false,
-            lock: yield* Effect.makeSemaphore(1)
-          })
-          yield* notify(project, { _tag: "created", session })
-          yield* startTimer(id, options.bootstrapTimeout)
-          return session
+          const lock = yield* Effect.makeSemaphore(1)
+          // Once stored, the session must reach memory, watchers and its timer whatever happens.
+          return yield* Effect.uninterruptible(Effect.gen(function*() {
+            yield* store.create(session, sandboxTokenHash)
+            entries.set(id, { session, rev: 0, sandboxTokenHash, reducer: reducer.initial, sandbox: undefined, removed: false, lock })
+            yield* notify(project, { _tag: "created", session })
+            yield* startTimer(id, options.bootstrapTimeout)
+            return session
+          }))
         }),
       remove: (id) =>
-        locked(id, removeEntry).pipe(Effect.zipRight(FiberMap.remove(timers, id))),
+        locked(id, (entry) => Effect.zipRight(removeEntry(entry), FiberMap.remove(timers, id))),
       connectSandbox: (id) =>
         Effect.gen(function*() {
           const connection = ++connections
           const queue = yield* Queue.dropping<Command>(options.subscriberBuffer)
-          const entry = yield* locked(id, (entry) =>
-            Effect.gen(function*() {
-              yield* setStatus(entry, "live")
-              // A second sandbox stream closes the first; the first's close then changes nothing.
-              if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
-              entry.sandbox = { connection, queue }
-              return entry
-            }))
-          yield* FiberMap.remove(timers, id)
-          yield* Effect.addFinalizer(() =>
+          // Acquired with its release, so no interruption can leave a sandbox nobody reads.
+          yield* Effect.acquireRelease(
+            locked(id, (entry) =>
+              Effect.gen(function*() {
+                yield* setStatus(entry, "live")
+                // A second sandbox stream closes the first; the first's close then changes nothing.
+                if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
+                entry.sandbox = { connection, queue }
+                yield* FiberMap.remove(timers, id)
+                return entry
+              })),
+            (entry) =>
             entry.lock.withPermits(1)(Effect.suspend(() => {
               if (closing || entry.sandbox?.connection !== connection) return Effect.void
               entry.sandbox = undefined

@@ -9,6 +9,8 @@ import { InvalidInput } from "./Errors.js"
 const Str = Schema.String
 const OptStr = Schema.optional(Schema.String)
 const NonNegative = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
+/** Token counts add up over a turn: whole, and small enough that sums stay exact. */
+const TokenCount = Schema.Number.pipe(Schema.int(), Schema.between(0, 2 ** 40))
 
 export const PlanEntry = Schema.Struct({
   content: Str,
@@ -44,9 +46,9 @@ export const FileChange = ev("file_change", {
 })
 export const ErrorEvent = ev("error", { message: Str, code: Schema.optional(Schema.Union(Str, Schema.Number)) })
 export const Usage = ev("usage", {
-  inputTokens: NonNegative,
-  outputTokens: NonNegative,
-  costUsd: Schema.optional(NonNegative)
+  inputTokens: TokenCount,
+  outputTokens: TokenCount,
+  costUsd: Schema.optional(NonNegative.pipe(Schema.lessThanOrEqualTo(1e9)))
 })
 export const Summary = ev("summary", { text: Str })
 export const TurnStart = ev("turn_start", {})

@@ -181,7 +181,12 @@ export const make = (options: RouterOptions) =>
           // No history here: `snapshot_complete` tells the sandbox it is connected.
           c.write(Sse.complete)
           yield* Stream.fromQueue(commands).pipe(
-            Stream.runForEach((command) => Effect.sync(() => c.write(Sse.command(command)))),
+            // Commands count against the stream's limits too: a sandbox that stops reading is cut off.
+            Stream.runForEach((command) =>
+              Effect.sync(() => {
+                if (!c.offer(Sse.command(command))) c.end("overflow")
+              })
+            ),
             Effect.ensuring(Effect.sync(() => c.end("ended"))),
             Effect.forkScoped
           )
