@@ -35,3 +35,39 @@ it("a sandbox that stops reading its commands is cut off, and later prompts are 
   expect(statuses.filter((s) => s === 202).length).toBeLessThan(100)
   expect((await server.request("GET", "/sessions/c1")).body.status).toBe("disconnected")
 })
+
+it("a snapshot larger than the byte limit does not count against it: a live event still gets through", async () => {
+  server = await start({ subscriberBufferBytes: 64 * 1024 })
+  expect((await server.request("POST", "/sessions/s1")).status).toBe(201)
+  // A snapshot of ~14 MB: more than loopback socket buffers take, so much of it stays unread.
+  const big = "b".repeat(900 * 1024)
+  for (let i = 0; i < 16; i++) {
+    expect((await server.request("POST", "/sessions/s1/events", { type: "custom", name: "big", data: big })).status).toBe(202)
+  }
+  const port = server.port
+  socket = await new Promise<Socket>((resolve) => {
+    const s = connect(port, "127.0.0.1", () => {
+      s.write(`GET /sessions/s1/stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`)
+      s.pause()
+      resolve(s)
+    })
+  })
+  // Give the server time to take the request and write the snapshot (were the event published
+  // first, it would only be part of the snapshot: the test would pass without testing anything).
+  await new Promise((r) => setTimeout(r, 300))
+  expect((await server.request("POST", "/sessions/s1/events", { type: "custom", name: "small", data: 1 })).status).toBe(202)
+  let received = ""
+  const got = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000)
+    socket!.on("data", (d) => {
+      received += d.toString()
+      if (received.includes("\"small\"")) {
+        clearTimeout(timer)
+        resolve(true)
+      }
+    })
+    socket!.on("close", () => resolve(false))
+    socket!.resume()
+  })
+  expect(got).toBe(true)
+})

@@ -70,6 +70,8 @@ export class Channel {
   private ends: Array<number> = []
   private head = 0
   private done = false
+  /** Where live frames start: unread snapshot bytes do not count against the limits. */
+  private liveFrom = 0
 
   constructor(private readonly limits: Limits, private readonly onSlow: () => void) {}
 
@@ -82,7 +84,8 @@ export class Channel {
   /** False when the subscriber is a whole buffer behind. */
   offer(bytes: Buffer): boolean {
     if (this.done) return true
-    if (this.backlog() >= this.limits.maxEvents || this.body.readableLength + bytes.length > this.limits.maxBytes) return false
+    const unreadLive = Math.min(this.body.readableLength, this.pushed - this.liveFrom)
+    if (this.backlog() >= this.limits.maxEvents || unreadLive + bytes.length > this.limits.maxBytes) return false
     this.write(bytes)
     this.ends.push(this.pushed)
     return true
@@ -111,7 +114,9 @@ export class Channel {
     } else this.body.push(null)
   }
 
+  /** The sink for live notices; everything written before it is history. */
   sink<N>(encode: (n: N) => Buffer): Sink<N> {
+    this.liveFrom = this.pushed
     return { offer: (n) => this.offer(encode(n)), end: (reason) => Effect.sync(() => this.end(reason)) }
   }
 
