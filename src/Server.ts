@@ -15,6 +15,7 @@ import * as NodeServer from "./Http/NodeServer.js"
 import * as Router from "./Http/Router.js"
 import * as Reducer from "./Reducer.js"
 import type { SessionStore } from "./SessionStore.js"
+import * as Pg from "./SessionStore/Pg.js"
 import * as Sqlite from "./SessionStore/Sqlite.js"
 import * as Sessions from "./Sessions.js"
 
@@ -39,9 +40,11 @@ export interface ServerOptions {
   readonly maxConnections?: number
   /** Milliseconds shutdown waits for requests in flight. Default 5 000. */
   readonly shutdownGrace?: number
-  /** SQLite file. Default `:memory:`. Ignored when `store` is given. */
+  /** SQLite file. Default `:memory:`. Ignored when `store` or `pgUrl` is given. */
   readonly dbPath?: string
-  /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`). */
+  /** PostgreSQL connection URL: the store lives there instead of SQLite. Ignored when `store` is given. */
+  readonly pgUrl?: string
+  /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`, `Pg.layer(...)`). */
   readonly store?: Layer.Layer<SessionStore, StoreError>
 }
 
@@ -68,7 +71,7 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
 /** Store, bus, reducer and sessions: everything but HTTP. */
 export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
   const o = resolve(options)
-  const store = o.store ?? Sqlite.layer({ filename: o.dbPath })
+  const store = o.store ?? (o.pgUrl !== undefined ? Pg.layer({ url: o.pgUrl }) : Sqlite.layer({ filename: o.dbPath }))
   return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, subscriberBuffer: o.subscriberBuffer }).pipe(
     Layer.provide(EventBus.layer),
     Layer.provide(Reducer.layer),

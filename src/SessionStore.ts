@@ -90,6 +90,8 @@ export const makeMemory = Effect.sync(() => {
   return SessionStore.of({
     list: Effect.sync(() =>
       Array.from(sessions.values(), (s) => ({ session: s.session, rev: s.rev, sandboxTokenHash: s.sandboxTokenHash }))
+        // Oldest first; a stable sort keeps ties in creation order.
+        .sort((a, b) => a.session.createdAt - b.session.createdAt)
     ),
     create: (session, sandboxTokenHash = null) =>
       Effect.suspend(() => {

@@ -28,10 +28,28 @@ const host = Options.text("host").pipe(
   Options.withDescription("interface to bind (default 127.0.0.1, env REIN_HOST)"),
   Options.withFallbackConfig(Config.string("REIN_HOST").pipe(Config.withDefault("127.0.0.1")))
 )
+// The store: flags beat environment variables, and PostgreSQL beats SQLite at the same level:
+// --pg, --db, DATABASE_URL, REIN_DB, ./rein.db. (An ambient DATABASE_URL meant for another
+// program must not override an explicit --db.)
 const db = Options.text("db").pipe(
   Options.withDescription("SQLite database file, or :memory: (default ./rein.db, env REIN_DB)"),
-  Options.withFallbackConfig(Config.string("REIN_DB").pipe(Config.withDefault("./rein.db")))
+  Options.optional
 )
+const pg = Options.text("pg").pipe(
+  Options.withDescription(
+    "PostgreSQL connection URL: store sessions there instead of SQLite; --pg wins over --db, --db over env (env DATABASE_URL)"
+  ),
+  Options.optional
+)
+type Store = { readonly _tag: "pg"; readonly url: string } | { readonly _tag: "sqlite"; readonly path: string }
+const chooseStore = (flags: { readonly pg: Option.Option<string>; readonly db: Option.Option<string> }) =>
+  Effect.gen(function*() {
+    if (Option.isSome(flags.pg)) return { _tag: "pg", url: flags.pg.value } as Store
+    if (Option.isSome(flags.db)) return { _tag: "sqlite", path: flags.db.value } as Store
+    const url = yield* Config.option(Config.string("DATABASE_URL"))
+    if (Option.isSome(url) && url.value !== "") return { _tag: "pg", url: url.value } as Store
+    return { _tag: "sqlite", path: yield* Config.string("REIN_DB").pipe(Config.withDefault("./rein.db")) } as Store
+  })
 const bootstrapTimeout = Options.integer("bootstrap-timeout").pipe(
   Options.withDescription("milliseconds a new session waits for its sandbox before it is removed (default 180000, env REIN_BOOTSTRAP_TIMEOUT)"),
   Options.withFallbackConfig(Config.integer("REIN_BOOTSTRAP_TIMEOUT").pipe(Config.withDefault(180_000))),
@@ -49,30 +67,44 @@ const maxConnections = Options.integer("max-connections").pipe(
   Options.optional
 )
 
+/** The URL without its password, for the log. */
+const redactUrl = (url: string) => {
+  try {
+    const u = new URL(url)
+    if (u.password !== "") u.password = "***"
+    return u.toString()
+  } catch {
+    return "postgresql"
+  }
+}
+
 const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
 
-const command = Command.make("rein-server", { port, host, db, bootstrapTimeout, token, maxConnections }, (o) => {
-  const server = Server.layer({
-    port: o.port,
-    host: o.host,
-    dbPath: o.db,
-    bootstrapTimeout: o.bootstrapTimeout,
-    token: Option.getOrUndefined(o.token),
-    maxConnections: Option.getOrUndefined(o.maxConnections)
+const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeout, token, maxConnections }, (o) =>
+  Effect.flatMap(chooseStore(o), (store) => {
+    const server = Server.layer({
+      port: o.port,
+      host: o.host,
+      ...(store._tag === "pg" ? { pgUrl: store.url } : { dbPath: store.path }),
+      bootstrapTimeout: o.bootstrapTimeout,
+      token: Option.getOrUndefined(o.token),
+      maxConnections: Option.getOrUndefined(o.maxConnections)
+    })
+    const announce = Layer.effectDiscard(Effect.gen(function*() {
+      const { address } = yield* HttpServer.HttpServer
+      const url = address._tag === "TcpAddress" ? `http://${address.hostname}:${address.port}` : address.path
+      const db = store._tag === "pg" ? redactUrl(store.url) : store.path
+      yield* Console.log(`rein-server ${version} listening on ${url} (db: ${db})`)
+      if (!loopback(o.host) && Option.isNone(o.token)) {
+        yield* Console.error(
+          `WARNING: listening on ${o.host} without a token: anyone who can reach this port controls your agents. ` +
+            `Set --token or REIN_TOKEN.`
+        )
+      }
+    }))
+    return Layer.launch(announce.pipe(Layer.provide(server)))
   })
-  const announce = Layer.effectDiscard(Effect.gen(function*() {
-    const { address } = yield* HttpServer.HttpServer
-    const url = address._tag === "TcpAddress" ? `http://${address.hostname}:${address.port}` : address.path
-    yield* Console.log(`rein-server ${version} listening on ${url} (db: ${o.db})`)
-    if (!loopback(o.host) && Option.isNone(o.token)) {
-      yield* Console.error(
-        `WARNING: listening on ${o.host} without a token: anyone who can reach this port controls your agents. ` +
-          `Set --token or REIN_TOKEN.`
-      )
-    }
-  }))
-  return Layer.launch(announce.pipe(Layer.provide(server)))
-})
+)
 
 const cli = Command.run(command, { name: "rein-server", version })
 

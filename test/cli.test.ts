@@ -48,10 +48,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) c()
 })
 
-/** The environment without any REIN_* setting of the machine running the tests. */
+/** The environment without any REIN_* setting (or DATABASE_URL) of the machine running the tests. */
 const cleanEnv = (extra: Record<string, string> = {}) => {
   const env: Record<string, string> = {}
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("REIN_") && v !== undefined) env[k] = v
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith("REIN_") && k !== "DATABASE_URL" && v !== undefined) env[k] = v
+  }
   return { ...env, NO_COLOR: "1", ...extra }
 }
 

@@ -2,6 +2,10 @@
  * The SessionStore over `@effect/sql`. Appendable fields (`text`, `input`)
  * live in an append-only chunk table, so persisting a delta costs what the
  * delta costs, not what the whole message costs.
+ *
+ * One implementation for SQLite and PostgreSQL: a `Dialect` holds the few
+ * places where their SQL differs (migrations, placeholders of the raw
+ * hot-path statements, setting one JSON field, insertion order).
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -15,7 +19,7 @@ import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
 
-const migrations = Migrator.fromRecord({
+const sqliteMigrations = Migrator.fromRecord({
   "0001_create_tables": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE sessions (
@@ -61,6 +65,123 @@ const migrations = Migrator.fromRecord({
   })
 })
 
+/** PostgreSQL: the same tables; times and revs are BIGINT, JSON stays TEXT; `ord` stands in for `rowid`. */
+const pgMigrations = Migrator.fromRecord({
+  "0001_create_tables": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE sessions (
+      id TEXT PRIMARY KEY,
+      status TEXT NOT NULL,
+      summary TEXT,
+      project TEXT,
+      created_at BIGINT NOT NULL,
+      last_heartbeat BIGINT NOT NULL,
+      rev BIGINT NOT NULL DEFAULT 0,
+      ord BIGINT GENERATED ALWAYS AS IDENTITY
+    )`
+    yield* sql`CREATE TABLE artifacts (
+      session_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      kind TEXT NOT NULL,
+      fields TEXT NOT NULL,
+      created_at BIGINT NOT NULL,
+      updated_at BIGINT NOT NULL,
+      created_rev BIGINT NOT NULL,
+      updated_rev BIGINT NOT NULL,
+      PRIMARY KEY (session_id, seq)
+    )`
+    yield* sql`CREATE INDEX artifacts_updated_rev ON artifacts (session_id, updated_rev)`
+    yield* sql`CREATE TABLE artifact_chunks (
+      session_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      field TEXT NOT NULL,
+      n INTEGER NOT NULL,
+      text TEXT NOT NULL,
+      PRIMARY KEY (session_id, seq, field, n)
+    )`
+    yield* sql`CREATE TABLE idempotency_keys (
+      session_id TEXT NOT NULL,
+      key TEXT NOT NULL,
+      n BIGINT NOT NULL,
+      PRIMARY KEY (session_id, key)
+    )`
+    yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
+  }),
+  "0002_sandbox_tokens": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
+  })
+})
+
+/** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
+type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
+
+/** Where the SQL of the two databases differs. */
+export interface Dialect {
+  readonly migrations: Migrator.Loader<never>
+  /** Rewrites a raw statement's `?` placeholders for the driver (SQLite: unchanged). */
+  readonly placeholders: (query: string) => string
+  /** The column that orders rows of `sessions` by insertion. */
+  readonly insertOrder: string
+  /** Sets top-level JSON field `field` of artifact `seq` to `value`, with its time and rev. */
+  readonly setField: (
+    run: Run,
+    id: string,
+    seq: number,
+    field: string,
+    value: unknown,
+    at: number,
+    rev: number
+  ) => Effect.Effect<void, unknown>
+  /** Run first in a read transaction so all its statements see one snapshot (SQLite: none needed). */
+  readonly snapshotRead: string | undefined
+}
+
+export const sqlite: Dialect = {
+  migrations: sqliteMigrations,
+  placeholders: (query) => query,
+  insertOrder: "rowid",
+  setField: (run, id, seq, field, value, at, rev) =>
+    run(
+      "UPDATE artifacts SET fields = json_set(fields, ?, json(?)), updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?",
+      [`$.${field}`, JSON.stringify(value ?? null), at, rev, id, seq]
+    ),
+  snapshotRead: undefined
+}
+
+const numbered = new Map<string, string>()
+
+export const pg: Dialect = {
+  migrations: pgMigrations,
+  placeholders: (query) => {
+    let out = numbered.get(query)
+    if (out === undefined) {
+      let i = 0
+      out = query.replace(/\?/g, () => `$${++i}`)
+      numbered.set(query, out)
+    }
+    return out
+  },
+  insertOrder: "ord",
+  // Read, set, write: jsonb would reorder keys and refuses \u0000 and lone surrogates, which
+  // JSON.stringify leaves as escapes in TEXT. Sets are rare next to appends.
+  setField: (run, id, seq, field, value, at, rev) =>
+    Effect.gen(function*() {
+      const rows = yield* run("SELECT fields FROM artifacts WHERE session_id = ? AND seq = ?", [id, seq])
+      if (rows[0] === undefined) return
+      const fields = JSON.parse(rows[0].fields)
+      fields[field] = value ?? null
+      yield* run("UPDATE artifacts SET fields = ?, updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [
+        JSON.stringify(fields),
+        at,
+        rev,
+        id,
+        seq
+      ])
+    }),
+  snapshotRead: "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+}
+
 interface SessionRow {
   readonly id: string
   readonly status: SessionStatus
@@ -86,13 +207,14 @@ interface ChunkRow {
   readonly text: string
 }
 
+// Times and revs go through Number(): PostgreSQL's driver returns BIGINT as a string.
 const toSession = (r: SessionRow): Session => ({
   id: r.id,
   status: r.status,
   summary: r.summary,
   project: r.project,
-  createdAt: r.created_at,
-  lastHeartbeat: r.last_heartbeat
+  createdAt: Number(r.created_at),
+  lastHeartbeat: Number(r.last_heartbeat)
 })
 
 /**
@@ -129,9 +251,9 @@ const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<Commit
   return out
 }
 
-export const make = Effect.gen(function*() {
+export const make = (dialect: Dialect) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* Migrator.make({})({ loader: migrations, table: "rein_migrations" })
+  yield* Migrator.make({})({ loader: dialect.migrations, table: "rein_migrations" })
 
   /** Tail chunk (number, length) per artifact field; cleared when a transaction fails. */
   type Tail = { readonly n: number; readonly len: number }
@@ -139,8 +261,6 @@ export const make = Effect.gen(function*() {
   const tailKey = (id: string, seq: number, field: string) => `${id}\u0000${seq}\u0000${field}`
 
   const storeError = (cause: unknown) => new StoreError({ cause })
-
-  type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
 
   const appendChunk = (run: Run, id: string, seq: number, field: string, raw: string, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
@@ -200,18 +320,27 @@ export const make = Effect.gen(function*() {
         yield* run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, change.seq, change.field])
         tails.delete(tailKey(id, change.seq, change.field))
         pending.delete(tailKey(id, change.seq, change.field))
+        // A string goes to the chunks, as at creation, so later appends extend it.
+        if (typeof change.set === "string") {
+          yield* dialect.setField(run, id, change.seq, change.field, "", change.at, change.rev)
+          if (change.set !== "") yield* appendChunk(run, id, change.seq, change.field, change.set, pending)
+          return
+        }
       }
-      yield* run(
-        "UPDATE artifacts SET fields = json_set(fields, ?, json(?)), updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?",
-        [`$.${change.field}`, JSON.stringify(change.set ?? null), change.at, change.rev, id, change.seq]
-      )
+      yield* dialect.setField(run, id, change.seq, change.field, change.set, change.at, change.rev)
     })
 
   const assemble = (rows: ReadonlyArray<ArtifactRow>, chunks: ReadonlyArray<ChunkRow>): Array<Artifact> => {
     const bySeq = new Map<number, Record<string, unknown>>()
     const out: Array<Artifact> = []
     for (const r of rows) {
-      const a: Record<string, unknown> = { seq: r.seq, kind: r.kind, ...JSON.parse(r.fields), createdAt: r.created_at, updatedAt: r.updated_at }
+      const a: Record<string, unknown> = {
+        seq: r.seq,
+        kind: r.kind,
+        ...JSON.parse(r.fields),
+        createdAt: Number(r.created_at),
+        updatedAt: Number(r.updated_at)
+      }
       bySeq.set(r.seq, a)
       out.push(a as Artifact)
     }
@@ -233,8 +362,10 @@ export const make = Effect.gen(function*() {
   }
 
   return SessionStore.of({
-    list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, rowid`.pipe(
-      Effect.map((rows) => rows.map((r) => ({ session: toSession(r), rev: r.rev, sandboxTokenHash: r.sandbox_token_hash }))),
+    list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, ${sql.literal(dialect.insertOrder)}`.pipe(
+      Effect.map((rows) =>
+        rows.map((r) => ({ session: toSession(r), rev: Number(r.rev), sandboxTokenHash: r.sandbox_token_hash }))
+      ),
       Effect.mapError(storeError)
     ),
     create: (s, sandboxTokenHash = null) =>
@@ -278,7 +409,7 @@ export const make = Effect.gen(function*() {
       return Effect.gen(function*() {
         // withTransaction provides the connection; the type system cannot see that.
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-        const run: Run = (query, params) => connection.execute(query, params, undefined)
+        const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
         yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ?`, params)
         for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
         if (commit.idempotencyKey !== undefined) {
@@ -301,8 +432,9 @@ export const make = Effect.gen(function*() {
     },
     artifacts: (id, from) =>
       Effect.gen(function*() {
+        if (dialect.snapshotRead !== undefined) yield* sql.unsafe(dialect.snapshotRead)
         const session = yield* sql<{ rev: number }>`SELECT rev FROM sessions WHERE id = ${id}`
-        const rev = session[0]?.rev ?? 0
+        const rev = Number(session[0]?.rev ?? 0)
         const anchor = from === undefined
           ? []
           : yield* sql<{ created_rev: number }>`SELECT created_rev FROM artifacts WHERE session_id = ${id} AND seq = ${from}`

@@ -1,0 +1,438 @@
+/**
+ * The SessionStore contract, written once and run against every store:
+ * memory, SQLite (`:memory:` and a file) and PostgreSQL. The PostgreSQL runs
+ * need `DATABASE_URL` (CI's `.ci/run` starts a throwaway server and sets it)
+ * and are skipped without it; each test gets its own schema.
+ *
+ * Plus one end-to-end smoke over HTTP with `createServer({ pgUrl })`.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { randomUUID } from "node:crypto"
+import { join } from "node:path"
+import { isDeepStrictEqual } from "node:util"
+import { afterEach, describe, expect, it } from "vitest"
+import type { Artifact, CommittedChange } from "../src/Domain/Artifact.js"
+import type { Session } from "../src/Domain/Session.js"
+import { type Commit, idempotencyWindow, layerMemory, SessionStore } from "../src/SessionStore.js"
+import * as Pg from "../src/SessionStore/Pg.js"
+import * as Sqlite from "../src/SessionStore/Sqlite.js"
+import { foldArtifacts, type SseClient, sse, sorted, start, type TestServer, tempDir } from "./helpers.js"
+
+const databaseUrl = process.env.DATABASE_URL
+const noPg = databaseUrl === undefined || databaseUrl === ""
+
+type Store = typeof SessionStore.Service
+
+/** A place a store lives: `open` may be called again (after the last one closed) to reopen it. */
+interface Place {
+  readonly open: () => Layer.Layer<SessionStore, unknown>
+  readonly persistent: boolean
+  readonly cleanup: () => Promise<void>
+}
+
+/** Runs `f` against the store, closing it afterwards. */
+const use = <A>(layer: Layer.Layer<SessionStore, unknown>, f: (store: Store) => Effect.Effect<A, unknown>) =>
+  Effect.runPromise(Effect.scoped(Effect.flatMap(Layer.build(layer), (ctx) => f(Context.get(ctx, SessionStore)))))
+
+/** A connection URL whose sessions use `schema` (created here) as their search path. */
+const pgSchema = async (url: string) => {
+  const schema = `conformance_${randomUUID().replaceAll("-", "")}`
+  const admin = (statement: string) =>
+    Effect.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+        Effect.provide(PgClient.layer({ url: Redacted.make(url) }))
+      )
+    )
+  await admin(`CREATE SCHEMA ${schema}`)
+  const u = new URL(url)
+  u.searchParams.set("options", `-c search_path=${schema}`)
+  return { url: u.toString(), drop: () => admin(`DROP SCHEMA ${schema} CASCADE`).then(() => undefined) }
+}
+
+const places: ReadonlyArray<readonly [string, boolean, () => Promise<Place>]> = [
+  ["memory", false, async () => {
+    // One store for the whole test: "reopening" hands back the same one.
+    const shared = await Effect.runPromise(Effect.scoped(Layer.build(Layer.fresh(layerMemory))))
+    return { open: () => Layer.succeedContext(shared), persistent: false, cleanup: async () => {} }
+  }],
+  ["sqlite :memory:", false, async () => ({
+    open: () => Sqlite.layer({ filename: ":memory:" }),
+    persistent: false,
+    cleanup: async () => {}
+  })],
+  ["sqlite file", false, async () => {
+    const tmp = tempDir()
+    const filename = join(tmp.dir, "rein.db")
+    return { open: () => Sqlite.layer({ filename }), persistent: true, cleanup: async () => tmp.cleanup() }
+  }],
+  ["postgresql", noPg, async () => {
+    const db = await pgSchema(databaseUrl!)
+    return { open: () => Pg.layer({ url: db.url }), persistent: true, cleanup: db.drop }
+  }]
+]
+
+const NOW = 1_764_000_000_000
+
+const session = (id: string, createdAt = NOW, project: string | null = null): Session => ({
+  id,
+  status: "bootstrapping",
+  summary: null,
+  project,
+  createdAt,
+  lastHeartbeat: createdAt
+})
+
+const textArtifact = (seq: number, text: string, at = NOW): Artifact => ({ seq, kind: "text", text, createdAt: at, updatedAt: at })
+
+const created = (artifact: Artifact, rev: number): CommittedChange => ({ _tag: "created", artifact, rev })
+const append = (seq: number, field: string, text: string, rev: number, at = NOW + rev): CommittedChange => ({
+  _tag: "updated",
+  seq,
+  field,
+  append: text,
+  at,
+  rev
+})
+const set = (seq: number, field: string, value: unknown, rev: number, at = NOW + rev): CommittedChange => ({
+  _tag: "updated",
+  seq,
+  field,
+  set: value,
+  at,
+  rev
+})
+
+/** Commits changes one revision at a time, as Sessions does. */
+const commit = (store: Store, id: string, rev: number, changes: ReadonlyArray<CommittedChange>, extra: Partial<Commit> = {}) =>
+  store.commit(id, { rev, lastHeartbeat: NOW + rev, changes, ...extra })
+
+/** Text that stresses the chunked, escaped appends. */
+const tricky = "plain \"quoted\" back\\slash\nnew line\ttab \u0000 nul é ü 中文 🙂 \u2028 end"
+
+describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) => {
+  let place: Place | undefined
+  afterEach(async () => {
+    await place?.cleanup()
+    place = undefined
+  })
+  const run = async <A>(f: (store: Store) => Effect.Effect<A, unknown>) => {
+    place ??= await makePlace()
+    return use(place.open(), f)
+  }
+
+  it.skipIf(skip)("create, then create again: SessionExists; the first one is unchanged", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("a1", NOW, "web"), "hash-a1")
+        const again = yield* Effect.flip(store.create({ ...session("a1", NOW + 5), summary: "other" }))
+        expect(again._tag).toBe("SessionExists")
+        expect(yield* store.list).toEqual([{ session: session("a1", NOW, "web"), rev: 0, sandboxTokenHash: "hash-a1" }])
+        yield* store.create(session("a2"))
+        expect((yield* store.list)[1]).toEqual({ session: session("a2"), rev: 0, sandboxTokenHash: null })
+      })
+    ))
+
+  it.skipIf(skip)("list: oldest first, ties in creation order", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("b", NOW + 2))
+        yield* store.create(session("a", NOW + 1))
+        yield* store.create(session("d", NOW + 2))
+        yield* store.create(session("c", NOW + 2))
+        yield* store.create(session("e", NOW))
+        expect((yield* store.list).map((s) => s.session.id)).toEqual(["e", "a", "b", "d", "c"])
+      })
+    ))
+
+  it.skipIf(skip)("update patches status, summary and lastHeartbeat; an empty patch or unknown id is a no-op", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("u1"))
+        yield* store.update("u1", { status: "live" })
+        yield* store.update("u1", { summary: "doing things", lastHeartbeat: NOW + 100 })
+        yield* store.update("u1", {})
+        yield* store.update("nobody", { status: "idle" })
+        expect(yield* store.list).toEqual([{
+          session: { ...session("u1"), status: "live", summary: "doing things", lastHeartbeat: NOW + 100 },
+          rev: 0,
+          sandboxTokenHash: null
+        }])
+        yield* store.update("u1", { summary: null })
+        expect((yield* store.list)[0]!.session.summary).toBeNull()
+      })
+    ))
+
+  it.skipIf(skip)("commit: created, append and set changes, with the session's rev, heartbeat, status and summary", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("c1"))
+        yield* store.create(session("other"))
+        yield* commit(store, "c1", 1, [created(textArtifact(1, "Hel"), 1)], { status: "live" })
+        yield* commit(store, "c1", 3, [
+          append(1, "text", "lo", 2),
+          created({ seq: 2, kind: "tool_call", toolCallId: "t1", name: "bash", input: "", status: "running", createdAt: NOW + 3, updatedAt: NOW + 3 }, 3)
+        ], { summary: "s" })
+        yield* commit(store, "c1", 7, [
+          append(2, "input", "{\"cmd\":", 4),
+          append(2, "input", "\"ls\"}", 5),
+          set(2, "status", "done", 6),
+          set(2, "output", { lines: ["a", "b"], code: 0, note: tricky }, 7)
+        ])
+        yield* commit(store, "c1", 8, [
+          created({ seq: 3, kind: "custom", name: "empty", data: null, createdAt: NOW + 8, updatedAt: NOW + 8 }, 8)
+        ], { status: "idle", summary: null })
+
+        const stored = (yield* store.list).find((s) => s.session.id === "c1")!
+        expect(stored.rev).toBe(8)
+        expect(stored.session).toMatchObject({ status: "idle", summary: null, lastHeartbeat: NOW + 8 })
+        const snapshot = yield* store.artifacts("c1")
+        expect(snapshot.rev).toBe(8)
+        expect(snapshot.artifacts).toEqual([
+          { seq: 1, kind: "text", text: "Hello", createdAt: NOW, updatedAt: NOW + 2 },
+          {
+            seq: 2,
+            kind: "tool_call",
+            toolCallId: "t1",
+            name: "bash",
+            input: "{\"cmd\":\"ls\"}",
+            status: "done",
+            output: { lines: ["a", "b"], code: 0, note: tricky },
+            createdAt: NOW + 3,
+            updatedAt: NOW + 7
+          },
+          { seq: 3, kind: "custom", name: "empty", data: null, createdAt: NOW + 8, updatedAt: NOW + 8 }
+        ])
+        expect(yield* store.artifacts("other")).toEqual({ rev: 0, artifacts: [] })
+        expect(yield* store.artifacts("unknown")).toEqual({ rev: 0, artifacts: [] })
+      })
+    ))
+
+  it.skipIf(skip)("long appends over the chunk size, escapes and unicode come back exactly; a set of an appendable field replaces it", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("l1"))
+        const initial = "I".repeat(5000) + tricky
+        yield* commit(store, "l1", 1, [created(textArtifact(1, initial), 1)])
+        let text = initial
+        let rev = 1
+        // Small appends crossing chunk boundaries, single commits.
+        for (let i = 0; i < 300; i++) {
+          const delta = `${i}:${tricky.slice(i % tricky.length)}|`
+          text += delta
+          rev++
+          yield* commit(store, "l1", rev, [append(1, "text", delta, rev)])
+        }
+        // A run of appends in one commit (a store may coalesce it), and one larger than two chunks.
+        const run = Array.from({ length: 100 }, (_, i) => append(1, "text", `r${i}🙂`, rev + 1 + i))
+        text += run.map((c) => (c as { append: string }).append).join("")
+        rev += 100
+        yield* commit(store, "l1", rev, run)
+        const huge = "H\"\\".repeat(3000)
+        text += huge
+        rev++
+        yield* commit(store, "l1", rev, [append(1, "text", huge, rev)])
+        expect(text.length).toBeGreaterThan(4 * 2048)
+        expect((yield* store.artifacts("l1")).artifacts[0]!.text).toBe(text)
+
+        // Setting an appendable field replaces all of it; appends continue from the new value.
+        rev++
+        yield* commit(store, "l1", rev, [set(1, "text", "fresh", rev), append(1, "text", "+1", rev + 1)])
+        rev++
+        yield* commit(store, "l1", rev, [append(1, "text", "+2", rev)])
+        expect((yield* store.artifacts("l1")).artifacts).toEqual([
+          { seq: 1, kind: "text", text: "fresh+1+2", createdAt: NOW, updatedAt: NOW + rev }
+        ])
+      })
+    ))
+
+  it.skipIf(skip)("a surrogate pair split across two commits survives", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("p1"))
+        yield* commit(store, "p1", 1, [created(textArtifact(1, "a\uD83D"), 1)])
+        yield* commit(store, "p1", 2, [append(1, "text", "\uDE00b", 2)])
+        yield* commit(store, "p1", 3, [created(textArtifact(2, "x"), 3), append(2, "text", "\uD83D", 4)])
+        yield* commit(store, "p1", 5, [append(2, "text", "\uDE01", 5)])
+        const artifacts = (yield* store.artifacts("p1")).artifacts
+        expect(artifacts[0]!.text).toBe("a\u{1F600}b")
+        expect(artifacts[1]!.text).toBe("x\u{1F601}")
+      })
+    ))
+
+  it.skipIf(skip)("artifacts(id, N): seq >= N or changed after N was created; unknown N (0, past the end) gives all", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("r1"))
+        for (let seq = 1; seq <= 5; seq++) yield* commit(store, "r1", seq, [created(textArtifact(seq, `t${seq}`, NOW + seq), seq)])
+        // After artifact 3 was created (rev 3): artifact 1 changes; artifact 2 does not.
+        yield* commit(store, "r1", 6, [append(1, "text", "!", 6)])
+        const all = (yield* store.artifacts("r1")).artifacts
+        expect(all.map((a) => a.seq)).toEqual([1, 2, 3, 4, 5])
+
+        const from3 = yield* store.artifacts("r1", 3)
+        expect(from3.rev).toBe(6)
+        expect(from3.artifacts).toEqual([all[0], all[2], all[3], all[4]])
+        expect((yield* store.artifacts("r1", 1)).artifacts).toEqual(all)
+        expect((yield* store.artifacts("r1", 5)).artifacts).toEqual([all[0], all[4]])
+        // Changed at a rev after 5's creation: 2 now qualifies too.
+        yield* commit(store, "r1", 7, [set(2, "text", "two", 7)])
+        const all2 = (yield* store.artifacts("r1")).artifacts
+        expect((yield* store.artifacts("r1", 5)).artifacts).toEqual([all2[0], all2[1], all2[4]])
+        for (const unknown of [0, 6, 99]) expect((yield* store.artifacts("r1", unknown))).toEqual({ rev: 7, artifacts: all2 })
+        expect(yield* store.artifacts("unknown", 1)).toEqual({ rev: 0, artifacts: [] })
+      })
+    ))
+
+  it.skipIf(skip)("idempotency keys: per session, and only the last 10 000 are remembered", { timeout: 120_000 }, () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("k1"))
+        yield* store.create(session("k2"))
+        expect(yield* store.hasIdempotencyKey("k1", "key-0")).toBe(false)
+        yield* commit(store, "k1", 1, [], { idempotencyKey: "key-0" })
+        expect(yield* store.hasIdempotencyKey("k1", "key-0")).toBe(true)
+        expect(yield* store.hasIdempotencyKey("k2", "key-0")).toBe(false)
+        for (let i = 1; i < idempotencyWindow; i++) yield* commit(store, "k1", i + 1, [], { idempotencyKey: `key-${i}` })
+        // Exactly the window: all remembered.
+        expect(yield* store.hasIdempotencyKey("k1", "key-0")).toBe(true)
+        yield* commit(store, "k1", idempotencyWindow + 1, [], { idempotencyKey: `key-${idempotencyWindow}` })
+        expect(yield* store.hasIdempotencyKey("k1", "key-0")).toBe(false)
+        expect(yield* store.hasIdempotencyKey("k1", "key-1")).toBe(true)
+        expect(yield* store.hasIdempotencyKey("k1", `key-${idempotencyWindow}`)).toBe(true)
+        expect((yield* store.list).find((s) => s.session.id === "k1")!.rev).toBe(idempotencyWindow + 1)
+      })
+    ))
+
+  it.skipIf(skip)("remove drops the session, its artifacts and keys; the id can be created afresh", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("x1"))
+        yield* store.create(session("x2"))
+        yield* commit(store, "x1", 1, [created(textArtifact(1, "A".repeat(3000)), 1)], { idempotencyKey: "k" })
+        yield* commit(store, "x1", 2, [append(1, "text", "tail", 2)])
+        yield* commit(store, "x2", 1, [created(textArtifact(1, "keep"), 1)], { idempotencyKey: "k" })
+        yield* store.remove("x1")
+        yield* store.remove("nobody")
+        expect((yield* store.list).map((s) => s.session.id)).toEqual(["x2"])
+        expect(yield* store.artifacts("x1")).toEqual({ rev: 0, artifacts: [] })
+        expect(yield* store.hasIdempotencyKey("x1", "k")).toBe(false)
+        expect(yield* store.hasIdempotencyKey("x2", "k")).toBe(true)
+        expect((yield* store.artifacts("x2")).artifacts[0]!.text).toBe("keep")
+
+        // Afresh: nothing of the old session leaks into the new one (appends included).
+        yield* store.create(session("x1", NOW + 10))
+        yield* commit(store, "x1", 1, [created(textArtifact(1, "new"), 1)])
+        yield* commit(store, "x1", 2, [append(1, "text", "+", 2)])
+        expect(yield* store.artifacts("x1")).toEqual({
+          rev: 2,
+          artifacts: [{ seq: 1, kind: "text", text: "new+", createdAt: NOW, updatedAt: NOW + 2 }]
+        })
+      })
+    ))
+
+  it.skipIf(skip)("ping answers", () => run((store) => store.ping))
+
+  it.skipIf(skip)("a persistent store keeps everything across a reopen, and appends continue", async () => {
+    const text = "T".repeat(2040)
+    await run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("d1", NOW, "proj"), "h")
+        yield* commit(store, "d1", 1, [created(textArtifact(1, text), 1)], { status: "live", idempotencyKey: "k1" })
+        yield* commit(store, "d1", 2, [append(1, "text", "🙂🙂🙂🙂🙂", 2)])
+      })
+    )
+    if (!place!.persistent) return
+    await run((store) =>
+      Effect.gen(function*() {
+        expect(yield* store.list).toEqual([{
+          session: { ...session("d1", NOW, "proj"), status: "live", lastHeartbeat: NOW + 2 },
+          rev: 2,
+          sandboxTokenHash: "h"
+        }])
+        expect(yield* store.hasIdempotencyKey("d1", "k1")).toBe(true)
+        yield* commit(store, "d1", 3, [append(1, "text", "\uD83D", 3)])
+        yield* commit(store, "d1", 4, [append(1, "text", "\uDE00!", 4)])
+        expect((yield* store.artifacts("d1")).artifacts[0]!.text).toBe(text + "🙂🙂🙂🙂🙂😀!")
+      })
+    )
+    await run((store) =>
+      Effect.gen(function*() {
+        expect((yield* store.artifacts("d1")).artifacts[0]!.text).toBe(text + "🙂🙂🙂🙂🙂😀!")
+      })
+    )
+  })
+})
+
+describe("createServer({ pgUrl }): end to end", () => {
+  const servers: Array<TestServer> = []
+  const clients: Array<SseClient> = []
+  const drops: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close()
+    await Promise.all(servers.splice(0).map((s) => s.close()))
+    for (const d of drops.splice(0)) await d()
+  })
+
+  it.skipIf(noPg)("sessions, sandbox stream, events and artifacts over HTTP; all of it survives a restart", async () => {
+    const db = await pgSchema(databaseUrl!)
+    drops.push(db.drop)
+    const first = await start({ pgUrl: db.url, bootstrapTimeout: 600_000 })
+    servers.push(first)
+    expect((await first.request("POST", "/sessions/e1", { project: "web" })).status).toBe(201)
+    expect((await first.request("POST", "/sessions/e1")).status).toBe(409)
+
+    const sandbox = await sse(`${first.url}/sessions/e1/commands`)
+    clients.push(sandbox)
+    expect(sandbox.status).toBe(200)
+    const watcher = await sse(`${first.url}/sessions/e1/stream`)
+    clients.push(watcher)
+    await watcher.waitFor((e) => e.event === "snapshot_complete")
+
+    const events = [
+      { type: "turn_start" },
+      ...Array.from({ length: 120 }, (_, i) => ({ type: "text_delta", delta: `chunk ${i} é🙂 "q" \\ ` })),
+      { type: "tool_call_start", toolCallId: "t1", name: "bash", input: "{" },
+      { type: "tool_call_input_delta", toolCallId: "t1", delta: "\"cmd\":\"ls\"}" },
+      { type: "tool_call_end", toolCallId: "t1", output: "a\nb" },
+      { type: "summary", text: "listing files" }
+    ]
+    for (let i = 0; i < events.length; i += 10) {
+      const res = await first.request("POST", "/sessions/e1/events", events.slice(i, i + 10))
+      expect(res.status, res.text).toBe(202)
+    }
+    const keyed = await first.request("POST", "/sessions/e1/events", { type: "turn_end" }, { "idempotency-key": "once" })
+    expect(keyed.status, keyed.text).toBe(202)
+
+    const artifacts = (await first.request("GET", "/sessions/e1/artifacts")).body as Array<any>
+    expect(artifacts.map((a) => a.kind)).toEqual(["text", "tool_call"])
+    expect(artifacts[0].text).toBe(events.slice(1, 121).map((e) => (e as { delta: string }).delta).join(""))
+    expect(artifacts[1]).toMatchObject({ input: "{\"cmd\":\"ls\"}", output: "a\nb" })
+    const deadline = Date.now() + 10_000
+    while (!isDeepStrictEqual(sorted(foldArtifacts(watcher.events)), artifacts) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(sorted(foldArtifacts(watcher.events))).toEqual(artifacts)
+    const before = (await first.request("GET", "/sessions/e1")).body
+    expect(before).toMatchObject({ id: "e1", project: "web", status: "idle", summary: "listing files" })
+
+    sandbox.close()
+    watcher.close()
+    await first.close()
+    servers.splice(0)
+
+    const second = await start({ pgUrl: db.url, bootstrapTimeout: 600_000 })
+    servers.push(second)
+    expect((await second.request("GET", "/sessions")).body.map((s: Session) => s.id)).toEqual(["e1"])
+    expect((await second.request("GET", "/sessions/e1")).body).toMatchObject({ ...before, status: "disconnected" })
+    expect((await second.request("GET", "/sessions/e1/artifacts")).body).toEqual(artifacts)
+    // The idempotency key survived too: a replay is accepted and applies nothing.
+    expect((await second.request("POST", "/sessions/e1/events", { type: "turn_end" }, { "idempotency-key": "once" })).status)
+      .toBe(202)
+    expect((await second.request("GET", "/sessions/e1/artifacts")).body).toEqual(artifacts)
+  })
+})
