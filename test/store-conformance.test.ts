@@ -308,6 +308,19 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
       })
     ))
 
+  it.skipIf(skip)("idempotency keys of commits that change no artifact (same rev) keep the window exact", { timeout: 120_000 }, () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("h1"))
+        // Heartbeats with keys: the session's rev does not move.
+        for (let i = 0; i <= idempotencyWindow + 50; i++) yield* commit(store, "h1", 0, [], { idempotencyKey: `hb-${i}` })
+        expect(yield* store.hasIdempotencyKey("h1", "hb-50")).toBe(false)
+        expect(yield* store.hasIdempotencyKey("h1", "hb-51")).toBe(true)
+        expect(yield* store.hasIdempotencyKey("h1", "hb-1000")).toBe(true)
+        expect(yield* store.hasIdempotencyKey("h1", `hb-${idempotencyWindow + 50}`)).toBe(true)
+      })
+    ))
+
   it.skipIf(skip)("remove drops the session, its artifacts and keys; the id can be created afresh", () =>
     run((store) =>
       Effect.gen(function*() {

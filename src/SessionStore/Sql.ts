@@ -410,22 +410,37 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
         // withTransaction provides the connection; the type system cannot see that.
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
         const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
-        yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ?`, params)
+        const updated = yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
+        // Writing artifacts of a session that is gone would leave orphan rows behind.
+        if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
         for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
         if (commit.idempotencyKey !== undefined) {
+          // Each key gets the next number of its session, so the window is exactly the last keys,
+          // and trimming it is one indexed range delete.
+          const last = yield* run("SELECT coalesce(max(n), 0) AS n FROM idempotency_keys WHERE session_id = ?", [id])
+          const n = Number(last[0]?.n ?? 0) + 1
           yield* run("INSERT INTO idempotency_keys (session_id, key, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [
             id,
             commit.idempotencyKey,
-            commit.rev
+            n
           ])
-          yield* run(
-            "DELETE FROM idempotency_keys WHERE session_id = ? AND n <= (SELECT n FROM idempotency_keys WHERE session_id = ? ORDER BY n DESC LIMIT 1 OFFSET ?)",
-            [id, id, idempotencyWindow]
-          )
+          yield* run("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
         }
       }).pipe(
         sql.withTransaction,
-        Effect.tap(() => Effect.sync(() => pending.forEach((v, k) => tails.set(k, v)))),
+        // A failed COMMIT (disk full, in WAL mode) is a defect in @effect/sql; it is a store failure.
+        Effect.catchSomeDefect((d) =>
+          typeof d === "object" && d !== null && (d as { _tag?: unknown })._tag === "SqlError"
+            ? Option.some(Effect.fail(d))
+            : Option.none()
+        ),
+        Effect.tap(() =>
+          Effect.sync(() => {
+            // The cache is only a shortcut (a miss reads the tail): bound it by starting over.
+            if (tails.size > 10_000) tails.clear()
+            pending.forEach((v, k) => tails.set(k, v))
+          })
+        ),
         Effect.tapError(() => Effect.sync(() => tails.clear())),
         Effect.mapError(storeError)
       )
