@@ -19,99 +19,59 @@ import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
 
-const sqliteMigrations = Migrator.fromRecord({
-  "0001_create_tables": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE sessions (
-      id TEXT PRIMARY KEY,
-      status TEXT NOT NULL,
-      summary TEXT,
-      project TEXT,
-      created_at INTEGER NOT NULL,
-      last_heartbeat INTEGER NOT NULL,
-      rev INTEGER NOT NULL DEFAULT 0
-    )`
-    yield* sql`CREATE TABLE artifacts (
-      session_id TEXT NOT NULL,
-      seq INTEGER NOT NULL,
-      kind TEXT NOT NULL,
-      fields TEXT NOT NULL,
-      created_at INTEGER NOT NULL,
-      updated_at INTEGER NOT NULL,
-      created_rev INTEGER NOT NULL,
-      updated_rev INTEGER NOT NULL,
-      PRIMARY KEY (session_id, seq)
-    )`
-    yield* sql`CREATE INDEX artifacts_updated_rev ON artifacts (session_id, updated_rev)`
-    yield* sql`CREATE TABLE artifact_chunks (
-      session_id TEXT NOT NULL,
-      seq INTEGER NOT NULL,
-      field TEXT NOT NULL,
-      n INTEGER NOT NULL,
-      text TEXT NOT NULL,
-      PRIMARY KEY (session_id, seq, field, n)
-    )`
-    yield* sql`CREATE TABLE idempotency_keys (
-      session_id TEXT NOT NULL,
-      key TEXT NOT NULL,
-      n INTEGER NOT NULL,
-      PRIMARY KEY (session_id, key)
-    )`
-    yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
-  }),
-  "0002_sandbox_tokens": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
+/**
+ * The tables, for either database: SQLite's INTEGER is 64-bit, PostgreSQL needs BIGINT for times
+ * and revs, and an identity column standing in for SQLite's `rowid` (insertion order).
+ */
+const migrationsWith = (types: { readonly big: string; readonly order: string }) =>
+  Migrator.fromRecord({
+    "0001_create_tables": Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(`CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        summary TEXT,
+        project TEXT,
+        created_at ${types.big} NOT NULL,
+        last_heartbeat ${types.big} NOT NULL,
+        rev ${types.big} NOT NULL DEFAULT 0${types.order}
+      )`)
+      yield* sql.unsafe(`CREATE TABLE artifacts (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        created_at ${types.big} NOT NULL,
+        updated_at ${types.big} NOT NULL,
+        created_rev ${types.big} NOT NULL,
+        updated_rev ${types.big} NOT NULL,
+        PRIMARY KEY (session_id, seq)
+      )`)
+      yield* sql`CREATE INDEX artifacts_updated_rev ON artifacts (session_id, updated_rev)`
+      yield* sql`CREATE TABLE artifact_chunks (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        field TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq, field, n)
+      )`
+      yield* sql.unsafe(`CREATE TABLE idempotency_keys (
+        session_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        n ${types.big} NOT NULL,
+        PRIMARY KEY (session_id, key)
+      )`)
+      yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
+    }),
+    "0002_sandbox_tokens": Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
+    })
   })
-})
 
-/** PostgreSQL: the same tables; times and revs are BIGINT, JSON stays TEXT; `ord` stands in for `rowid`. */
-const pgMigrations = Migrator.fromRecord({
-  "0001_create_tables": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE sessions (
-      id TEXT PRIMARY KEY,
-      status TEXT NOT NULL,
-      summary TEXT,
-      project TEXT,
-      created_at BIGINT NOT NULL,
-      last_heartbeat BIGINT NOT NULL,
-      rev BIGINT NOT NULL DEFAULT 0,
-      ord BIGINT GENERATED ALWAYS AS IDENTITY
-    )`
-    yield* sql`CREATE TABLE artifacts (
-      session_id TEXT NOT NULL,
-      seq INTEGER NOT NULL,
-      kind TEXT NOT NULL,
-      fields TEXT NOT NULL,
-      created_at BIGINT NOT NULL,
-      updated_at BIGINT NOT NULL,
-      created_rev BIGINT NOT NULL,
-      updated_rev BIGINT NOT NULL,
-      PRIMARY KEY (session_id, seq)
-    )`
-    yield* sql`CREATE INDEX artifacts_updated_rev ON artifacts (session_id, updated_rev)`
-    yield* sql`CREATE TABLE artifact_chunks (
-      session_id TEXT NOT NULL,
-      seq INTEGER NOT NULL,
-      field TEXT NOT NULL,
-      n INTEGER NOT NULL,
-      text TEXT NOT NULL,
-      PRIMARY KEY (session_id, seq, field, n)
-    )`
-    yield* sql`CREATE TABLE idempotency_keys (
-      session_id TEXT NOT NULL,
-      key TEXT NOT NULL,
-      n BIGINT NOT NULL,
-      PRIMARY KEY (session_id, key)
-    )`
-    yield* sql`CREATE INDEX idempotency_keys_n ON idempotency_keys (session_id, n)`
-  }),
-  "0002_sandbox_tokens": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
-  })
-})
+const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" })
+const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGINT GENERATED ALWAYS AS IDENTITY" })
 
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
 type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
