@@ -1,6 +1,6 @@
-import { connect, type Socket } from "node:net"
+import type { Socket } from "node:net"
 import { afterEach, expect, it } from "vitest"
-import { start, type TestServer } from "./helpers.js"
+import { stalledClient, start, type TestServer } from "./helpers.js"
 
 let server: TestServer | undefined
 let socket: Socket | undefined
@@ -13,15 +13,8 @@ afterEach(async () => {
 it("a sandbox that stops reading its commands is cut off, and later prompts are 409", async () => {
   server = await start({ subscriberBuffer: 5 })
   expect((await server.request("POST", "/sessions/c1")).status).toBe(201)
-  const port = server.port
   // A sandbox that connects and then never reads a byte.
-  socket = await new Promise<Socket>((resolve) => {
-    const s = connect(port, "127.0.0.1", () => {
-      s.write(`GET /sessions/c1/commands HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`)
-      s.pause()
-      resolve(s)
-    })
-  })
+  socket = await stalledClient(server.port, "/sessions/c1/commands")
   const live = async () => (await server!.request("GET", "/sessions/c1")).body.status === "live"
   while (!(await live())) await new Promise((r) => setTimeout(r, 10))
 
@@ -44,14 +37,7 @@ it("a snapshot larger than the byte limit does not count against it: a live even
   for (let i = 0; i < 16; i++) {
     expect((await server.request("POST", "/sessions/s1/events", { type: "custom", name: "big", data: big })).status).toBe(202)
   }
-  const port = server.port
-  socket = await new Promise<Socket>((resolve) => {
-    const s = connect(port, "127.0.0.1", () => {
-      s.write(`GET /sessions/s1/stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`)
-      s.pause()
-      resolve(s)
-    })
-  })
+  socket = await stalledClient(server.port, "/sessions/s1/stream")
   // Give the server time to take the request and write the snapshot (were the event published
   // first, it would only be part of the snapshot: the test would pass without testing anything).
   await new Promise((r) => setTimeout(r, 300))

@@ -1,19 +1,9 @@
-import { connect, type Socket } from "node:net"
+import type { Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { foldArtifacts, request, sorted, sse, tempDir } from "./helpers.js"
+import { foldArtifacts, request, sorted, sse, stalledClient, tempDir } from "./helpers.js"
 import { ensureBuilt, type ServerProcess, spawnServer } from "./process.js"
 
 beforeAll(ensureBuilt, 120_000)
-
-/** A client that sends its request and then never reads a byte. */
-const stalledClient = (port: number, path: string) =>
-  new Promise<Socket>((resolve) => {
-    const socket = connect(port, "127.0.0.1", () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n`)
-      socket.pause()
-      resolve(socket)
-    })
-  })
 
 /** Reads what the stalled socket got, until the server closes it (or 30 s pass). */
 const drain = (socket: Socket) =>

@@ -3,6 +3,7 @@
  * client built on eventsource-parser that records every event.
  */
 import { createParser, type EventSourceMessage } from "eventsource-parser"
+import { connect, type Socket } from "node:net"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -181,3 +182,13 @@ export const foldArtifacts = (events: ReadonlyArray<SseEvent>, into = new Map<nu
 
 /** Artifacts as an array ordered by seq, for deep equality with GET /artifacts. */
 export const sorted = (m: Map<number, any>) => [...m.values()].sort((a, b) => a.seq - b.seq)
+
+/** A raw client that sends one GET and then never reads a byte (a stalled subscriber). */
+export const stalledClient = (port: number, path: string) =>
+  new Promise<Socket>((resolve) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n`)
+      socket.pause()
+      resolve(socket)
+    })
+  })
