@@ -118,29 +118,26 @@ export const pool = (url: string, connections: number, pipelining = 1): Pool =>
 
 const jsonHeaders = { "content-type": "application/json" }
 
-/** POST a JSON string; resolves the status once the response is fully read. */
-export const post = async (p: Pool, path: string, body: string, pipelined = false): Promise<number> => {
-  const res = await p.request({
+/** Starts a JSON POST. Pipelining POSTs on one connection keeps their order (HTTP/1.1 answers in order). */
+const send = (p: Pool, path: string, body: string, pipelined: boolean) =>
+  p.request({
     method: "POST",
     path,
     body,
     headers: jsonHeaders,
-    // Pipelining POSTs on one connection keeps their order (HTTP/1.1 answers in order).
     ...(pipelined ? { idempotent: true, blocking: false } : {})
   })
+
+/** POST a JSON string; resolves the status once the response is fully read. */
+export const post = async (p: Pool, path: string, body: string, pipelined = false): Promise<number> => {
+  const res = await send(p, path, body, pipelined)
   await res.body.dump()
   return res.statusCode
 }
 
 /** POST expecting a 2xx; throws with the body otherwise. */
 export const postOk = async (p: Pool, path: string, body: string, pipelined = false): Promise<void> => {
-  const res = await p.request({
-    method: "POST",
-    path,
-    body,
-    headers: jsonHeaders,
-    ...(pipelined ? { idempotent: true, blocking: false } : {})
-  }).catch((e: Error) => {
+  const res = await send(p, path, body, pipelined).catch((e: Error) => {
     throw new Error(`POST ${path}: ${e.message}`, { cause: e })
   })
   if (res.statusCode >= 300) throw new Error(`POST ${path}: ${res.statusCode} ${await res.body.text()}`)
