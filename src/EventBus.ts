@@ -117,6 +117,8 @@ export class EventBus extends Context.Tag("@rein-ai/server/EventBus")<EventBus, 
   readonly endArtifacts: (id: string) => Effect.Effect<void>
   readonly subscribeSessions: (sink: Sink<SessionNotice>) => Effect.Effect<void, never, Scope.Scope>
   readonly publishSessions: (notice: SessionNotice) => Effect.Effect<void>
+  /** Ends every subscriber of every topic: what they were promised can no longer be kept. */
+  readonly endAll: Effect.Effect<void>
 }>() {}
 
 class Topic<A> {
@@ -164,8 +166,9 @@ export const make: Effect.Effect<typeof EventBus.Service, never, Scope.Scope> = 
   const sessions = new Topic<SessionNotice>()
   const artifacts = new Map<string, Topic<ArtifactNotice>>()
 
+  const endAll = Effect.suspend(() => Effect.forEach([sessions, ...artifacts.values()], (t) => t.end(), { discard: true }))
   // Closing the bus ends every stream, so shutdown never waits on a client.
-  yield* Effect.addFinalizer(() => Effect.forEach([sessions, ...artifacts.values()], (t) => t.end(), { discard: true }))
+  yield* Effect.addFinalizer(() => endAll)
 
   return EventBus.of({
     subscribeArtifacts: (id, sink) =>
@@ -189,7 +192,8 @@ export const make: Effect.Effect<typeof EventBus.Service, never, Scope.Scope> = 
         return t?.end() ?? Effect.void
       }),
     subscribeSessions: (sink) => sessions.subscribe(sink),
-    publishSessions: (notice) => sessions.publish([notice])
+    publishSessions: (notice) => sessions.publish([notice]),
+    endAll
   })
 })
 

@@ -42,9 +42,20 @@ export interface ServerOptions {
   readonly shutdownGrace?: number
   /** SQLite file. Default `:memory:`. Ignored when `store` or `pgUrl` is given. */
   readonly dbPath?: string
-  /** PostgreSQL connection URL: the store lives there instead of SQLite. Ignored when `store` is given. */
+  /**
+   * PostgreSQL connection URL: the store lives there instead of SQLite, and any number of
+   * instances may share it. Ignored when `store` is given.
+   */
   readonly pgUrl?: string
-  /** A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`, `Pg.layer(...)`). */
+  /**
+   * With `pgUrl`: milliseconds a sandbox lease lasts, i.e. how long after an instance dies its
+   * sandboxes' sessions turn `disconnected`. Default 10 000.
+   */
+  readonly leaseTtl?: number
+  /**
+   * A Layer providing the SessionStore (e.g. `layerMemory`, `Sqlite.layer(...)`, `Pg.layer(...)`);
+   * when it also provides a `Cluster` (as `Pg.layer` does), the instance runs clustered.
+   */
   readonly store?: Layer.Layer<SessionStore, StoreError>
 }
 
@@ -71,7 +82,7 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
 /** Store, bus, reducer and sessions: everything but HTTP. */
 export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
   const o = resolve(options)
-  const store = o.store ?? (o.pgUrl !== undefined ? Pg.layer({ url: o.pgUrl }) : Sqlite.layer({ filename: o.dbPath }))
+  const store = o.store ?? (o.pgUrl !== undefined ? Pg.layer({ url: o.pgUrl, leaseTtl: o.leaseTtl }) : Sqlite.layer({ filename: o.dbPath }))
   return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, subscriberBuffer: o.subscriberBuffer }).pipe(
     Layer.provide(EventBus.layer),
     Layer.provide(Reducer.layer),

@@ -6,7 +6,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
-import { SessionExists, type StoreError } from "./Domain/Errors.js"
+import { SessionExists, StaleSession, type StoreError } from "./Domain/Errors.js"
 import type { Session, SessionStatus } from "./Domain/Session.js"
 
 /** How many recent `Idempotency-Key`s a session remembers. */
@@ -23,6 +23,12 @@ export interface StoredSession {
 /** Everything one ingest writes, applied in one transaction. */
 export interface Commit {
   readonly rev: number
+  /**
+   * The rev the writer last saw. When given, the commit fails with StaleSession if the stored
+   * rev differs (another instance wrote first): the compare-and-set that keeps seq gap-free
+   * across instances.
+   */
+  readonly expectedRev?: number
   readonly lastHeartbeat: number
   readonly status?: SessionStatus
   readonly summary?: string | null
@@ -46,10 +52,12 @@ export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<Se
   /** Every session, oldest first. */
   readonly list: Effect.Effect<ReadonlyArray<StoredSession>, StoreError>
   readonly create: (session: Session, sandboxTokenHash?: string | null) => Effect.Effect<void, SessionExists | StoreError>
-  /** Removes the session with its artifacts and keys. */
-  readonly remove: (id: string) => Effect.Effect<void, StoreError>
+  /** The session as stored now. */
+  readonly get: (id: string) => Effect.Effect<StoredSession | undefined, StoreError>
+  /** Removes the session with its artifacts and keys; with `expectedRev`, only at that rev. */
+  readonly remove: (id: string, expectedRev?: number) => Effect.Effect<void, StoreError | StaleSession>
   readonly update: (id: string, patch: SessionPatch) => Effect.Effect<void, StoreError>
-  readonly commit: (id: string, commit: Commit) => Effect.Effect<void, StoreError>
+  readonly commit: (id: string, commit: Commit) => Effect.Effect<void, StoreError | StaleSession>
   /**
    * All artifacts in seq order or, with `resumeFrom: N` naming a known seq,
    * those with seq >= N or changed after artifact N was created.
@@ -99,17 +107,29 @@ export const makeMemory = Effect.sync(() => {
         sessions.set(session.id, { session, rev: 0, sandboxTokenHash, artifacts: [], keys: new Set(), keyOrder: [] })
         return Effect.void
       }),
-    remove: (id) => Effect.sync(() => void sessions.delete(id)),
+    get: (id) =>
+      Effect.sync(() => {
+        const s = sessions.get(id)
+        return s && { session: s.session, rev: s.rev, sandboxTokenHash: s.sandboxTokenHash }
+      }),
+    remove: (id, expectedRev) =>
+      Effect.suspend(() => {
+        const s = sessions.get(id)
+        if (expectedRev !== undefined && s?.rev !== expectedRev) return Effect.fail(new StaleSession({ id }))
+        sessions.delete(id)
+        return Effect.void
+      }),
     update: (id, patch) =>
       Effect.sync(() => {
         const s = sessions.get(id)
         if (s !== undefined) s.session = { ...s.session, ...patch }
       }),
     commit: (id, commit) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const s = sessions.get(id)
-        if (s === undefined) return
-        const { changes, idempotencyKey, rev, ...patch } = commit
+        if (commit.expectedRev !== undefined && s?.rev !== commit.expectedRev) return Effect.fail(new StaleSession({ id }))
+        if (s === undefined) return Effect.void
+        const { changes, expectedRev: _, idempotencyKey, rev, ...patch } = commit
         s.session = { ...s.session, ...patch }
         s.rev = rev
         for (const change of changes) {
@@ -126,6 +146,7 @@ export const makeMemory = Effect.sync(() => {
           s.keyOrder.push(idempotencyKey)
           if (s.keyOrder.length > idempotencyWindow) s.keys.delete(s.keyOrder.shift()!)
         }
+        return Effect.void
       }),
     artifacts: (id, from) =>
       Effect.sync(() => {

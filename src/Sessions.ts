@@ -9,10 +9,12 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { Cluster } from "./Cluster.js"
 import type { Artifact, CommittedChange } from "./Domain/Artifact.js"
 import type { Command } from "./Domain/Command.js"
 import {
@@ -21,7 +23,8 @@ import {
   type PermissionConflict,
   SessionExists,
   SessionNotFound,
-  type StoreError
+  StaleSession,
+  StoreError
 } from "./Domain/Errors.js"
 import type { Event } from "./Domain/Event.js"
 import type { Session, SessionFields, SessionStatus } from "./Domain/Session.js"
@@ -35,7 +38,7 @@ import {
   type SlowConsumer
 } from "./EventBus.js"
 import { type Input, Reducer, type ReducerState } from "./Reducer.js"
-import { SessionStore } from "./SessionStore.js"
+import { SessionStore, type StoredSession } from "./SessionStore.js"
 
 export interface SessionsOptions {
   /** Milliseconds a new session waits for its sandbox before it is removed. */
@@ -63,15 +66,15 @@ export type SessionStreamItem =
 
 export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, {
   /** Sessions oldest first, optionally of one project. */
-  readonly list: (project?: string) => Effect.Effect<ReadonlyArray<Session>>
-  readonly get: (id: string) => Effect.Effect<Session, SessionNotFound>
+  readonly list: (project?: string) => Effect.Effect<ReadonlyArray<Session>, StoreError>
+  readonly get: (id: string) => Effect.Effect<Session, SessionNotFound | StoreError>
   readonly create: (
     id: string,
     project: string | null,
     sandboxTokenHash?: string | null
   ) => Effect.Effect<Session, SessionExists | StoreError>
   /** The hash of the session's sandbox token, if one was issued. */
-  readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound>
+  readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound | StoreError>
   readonly remove: (id: string) => Effect.Effect<void, SessionNotFound | StoreError>
   /** The sandbox's command queue, live for the scope; a newer connection ends an older one. */
   readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<Command>, SessionNotFound | StoreError, Scope.Scope>
@@ -88,19 +91,23 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
     lastEventId?: number
   ) => Effect.Effect<Feed<Artifact, ArtifactNotice>, SessionNotFound | StoreError, Scope.Scope>
   /** The sessions (of one project) and their live changes, gap-free. */
-  readonly openSessions: (project?: string) => Effect.Effect<Feed<Session, SessionNotice>, never, Scope.Scope>
+  readonly openSessions: (project?: string) => Effect.Effect<Feed<Session, SessionNotice>, StoreError, Scope.Scope>
   /** `openArtifacts` as a Stream: snapshots, `complete`, then live changes. */
   readonly watchArtifacts: (
     id: string,
     lastEventId?: number
   ) => Effect.Effect<Stream.Stream<ArtifactStreamItem, SlowConsumer>, SessionNotFound | StoreError, Scope.Scope>
-  readonly watchSessions: (project?: string) => Effect.Effect<Stream.Stream<SessionStreamItem, SlowConsumer>, never, Scope.Scope>
+  readonly watchSessions: (
+    project?: string
+  ) => Effect.Effect<Stream.Stream<SessionStreamItem, SlowConsumer>, StoreError, Scope.Scope>
   readonly health: Effect.Effect<void, StoreError>
 }>() {}
 
 interface Sandbox {
   readonly connection: number
   readonly queue: Queue.Queue<Command>
+  /** Numbers lease claims in the order they were stored (clustered). */
+  readonly claimed: number
 }
 
 interface Entry {
@@ -118,12 +125,15 @@ export const make = (options: SessionsOptions) =>
     const store = yield* SessionStore
     const bus = yield* EventBus
     const reducer = yield* Reducer
+    /** Present over PostgreSQL: other instances share the sessions (see `Cluster.ts`). */
+    const cluster = Option.getOrUndefined(yield* Effect.serviceOption(Cluster))
     const timers = yield* FiberMap.make<string>()
-    /** Background work (store retries) that ends with the service. */
+    /** Background work (store retries, cluster sync) that ends with the service. */
     const background = yield* Effect.scope
     const entries = new Map<string, Entry>()
     let listRev = 0
     let connections = 0
+    let claims = 0
     let closing = false
 
     // On shutdown, end every sandbox stream first; their finalizers then leave the store alone.
@@ -136,25 +146,67 @@ export const make = (options: SessionsOptions) =>
       })
     )
 
-    const lookup = (id: string) =>
+    const newEntry = (stored: StoredSession, state: ReducerState | undefined): Entry => ({
+      session: stored.session,
+      rev: stored.rev,
+      sandboxTokenHash: stored.sandboxTokenHash,
+      reducer: state,
+      sandbox: undefined,
+      removed: false,
+      lock: Effect.unsafeMakeSemaphore(1)
+    })
+
+    const lookup = (id: string): Effect.Effect<Entry, SessionNotFound | StoreError> =>
       Effect.suspend(() => {
         const entry = entries.get(id)
-        return entry === undefined ? Effect.fail(new SessionNotFound({ id })) : Effect.succeed(entry)
+        if (entry !== undefined) return Effect.succeed(entry)
+        if (cluster === undefined) return Effect.fail(new SessionNotFound({ id }))
+        // Another instance may have created it a moment ago: the store knows before we are told.
+        return Effect.flatMap(store.get(id), (stored) => stored === undefined ? Effect.fail(new SessionNotFound({ id })) : adopt(stored))
       })
 
-    /** Run `f` holding the session's lock; fails if the session went away meanwhile. */
+    /** A session created elsewhere joins this instance: list watchers learn it, its timer runs here too. */
+    const adopt = (stored: StoredSession): Effect.Effect<Entry> =>
+      Effect.suspend(() => {
+        const { session } = stored
+        const existing = entries.get(session.id)
+        if (existing !== undefined) return Effect.succeed(existing)
+        const entry = newEntry(stored, undefined)
+        entries.set(session.id, entry)
+        return notify(session.project, { _tag: "created", session }).pipe(
+          Effect.zipRight(
+            session.status === "bootstrapping"
+              ? Effect.flatMap(Clock.currentTimeMillis, (now) => startTimer(session.id, session.createdAt + options.bootstrapTimeout - now))
+              : Effect.void
+          ),
+          Effect.as(entry)
+        )
+      })
+
     /**
      * Run `f` holding the session's lock; fails if the session went away meanwhile. Waiting for
      * the lock can be interrupted, `f` cannot: a client hanging up must not leave memory behind
-     * what the store already did.
+     * what the store already did. When another instance wrote the session first, `f` runs again
+     * on the caught-up entry.
      */
-    const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E>): Effect.Effect<A, E | SessionNotFound> =>
-      Effect.flatMap(lookup(id), (entry) =>
-        entry.lock.withPermits(1)(
-          Effect.uninterruptible(Effect.suspend((): Effect.Effect<A, E | SessionNotFound> =>
-            entry.removed ? Effect.fail(new SessionNotFound({ id })) : f(entry)
-          ))
-        ))
+    const withLock = <A, E>(
+      entry: Entry,
+      f: (entry: Entry) => Effect.Effect<A, E | StaleSession>
+    ): Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError> => {
+      const attempt = (tries: number): Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError> =>
+        Effect.suspend((): Effect.Effect<A, E | StaleSession | SessionNotFound> =>
+          entry.removed ? Effect.fail(new SessionNotFound({ id: entry.session.id })) : f(entry)
+        ).pipe(
+          Effect.catchIf(
+            (e): e is StaleSession => e instanceof StaleSession,
+            (e) => tries >= 20 ? Effect.fail(new StoreError({ cause: e })) : Effect.zipRight(catchUp(entry, true), attempt(tries + 1))
+          )
+        ) as Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError>
+      return entry.lock.withPermits(1)(Effect.uninterruptible(attempt(0)))
+    }
+
+    const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E | StaleSession>) =>
+      Effect.flatMap(lookup(id), (entry) => withLock(entry, f))
 
     /** Mutates memory and numbers the notice in one step, so watchers' snapshots stay exact. */
     const notify = (project: string | null, notice: DistributiveOmit<SessionNotice, "rev" | "project">) =>
@@ -168,11 +220,34 @@ export const make = (options: SessionsOptions) =>
     }
 
     /**
+     * Clustered, a status is a commit of its own (a new rev, logged for the other instances,
+     * refused if one of them wrote first); alone, a plain update.
+     */
+    const setStatus = (entry: Entry, status: SessionStatus) =>
+      Effect.suspend(() => {
+        if (entry.session.status === status) return Effect.void
+        const id = entry.session.id
+        const rev = cluster === undefined ? entry.rev : entry.rev + 1
+        const write = cluster === undefined
+          ? store.update(id, { status })
+          : store.commit(id, { rev, expectedRev: entry.rev, lastHeartbeat: entry.session.lastHeartbeat, status, changes: [] })
+        return write.pipe(
+          Effect.zipRight(Effect.suspend(() => {
+            entry.rev = rev
+            entry.session = { ...entry.session, status }
+            return notify(entry.session.project, { _tag: "updated", id, fields: { status } })
+          }))
+        )
+      })
+
+    /**
      * A sandbox that went away is gone whatever the store says: memory and
      * watchers learn it at once, and the store is told as soon as it answers.
-     * (A restart turns live sessions disconnected anyway.)
+     * (A restart turns live sessions disconnected anyway.) Clustered, the other
+     * instances must hear it from the store, so it is a plain status commit.
      */
     const markDisconnected = (entry: Entry) => {
+      if (cluster !== undefined) return setStatus(entry, "disconnected")
       const persist = Effect.suspend(() =>
         entry.removed || entry.session.status !== "disconnected"
           ? Effect.void
@@ -191,21 +266,10 @@ export const make = (options: SessionsOptions) =>
       )
     }
 
-    const setStatus = (entry: Entry, status: SessionStatus) =>
-      Effect.suspend(() => {
-        if (entry.session.status === status) return Effect.void
-        return store.update(entry.session.id, { status }).pipe(
-          Effect.zipRight(Effect.suspend(() => {
-            entry.session = { ...entry.session, status }
-            return notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields: { status } })
-          }))
-        )
-      })
-
-    const removeEntry = (entry: Entry) =>
+    /** The session is gone from the store: gone from the list, its streams and sandbox ended. */
+    const forget = (entry: Entry) =>
       Effect.gen(function*() {
         const id = entry.session.id
-        yield* store.remove(id)
         // Gone from the list and announced in one step, so list watchers' snapshots stay exact.
         yield* Effect.suspend(() => {
           entries.delete(id)
@@ -217,6 +281,9 @@ export const make = (options: SessionsOptions) =>
         yield* bus.endArtifacts(id)
       })
 
+    const removeEntry = (entry: Entry) =>
+      Effect.zipRight(store.remove(entry.session.id, cluster === undefined ? undefined : entry.rev), forget(entry))
+
     /** Removes a session still waiting for its sandbox; while the store is down, tries again. */
     const expire = (id: string) =>
       locked(id, (entry) => entry.session.status === "bootstrapping" ? removeEntry(entry) : Effect.void).pipe(
@@ -227,6 +294,49 @@ export const make = (options: SessionsOptions) =>
 
     const startTimer = (id: string, delay: number) =>
       FiberMap.run(timers, id, Effect.sleep(Math.max(0, delay)).pipe(Effect.zipRight(expire(id))))
+
+    /**
+     * Clustered: applies what other instances committed since `entry.rev`, from the change log,
+     * publishing it to this instance's watchers exactly as its own commits are. `stale`: a write
+     * was refused, so something did change.
+     */
+    const catchUp = (entry: Entry, stale: boolean): Effect.Effect<void, StoreError> =>
+      Effect.gen(function*() {
+        const id = entry.session.id
+        if (cluster === undefined) {
+          return yield* new StoreError({ cause: new Error(`session ${id} changed behind this server's back`) })
+        }
+        const log = yield* cluster.log(id, entry.rev)
+        for (const { body, rev, revFrom } of log) {
+          if (entry.removed) return
+          // Pruned from under us: what this instance missed can only be read whole.
+          if (revFrom !== entry.rev + 1) return yield* resync(entry)
+          if (body.removed) return yield* forget(entry)
+          const fields = changedFields(entry.session, body.fields ?? {})
+          entry.rev = rev
+          entry.reducer = undefined
+          entry.session = { ...entry.session, ...fields, lastHeartbeat: body.lastHeartbeat ?? entry.session.lastHeartbeat }
+          if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
+          const changes = body.changes ?? []
+          if (changes.length > 0) yield* bus.publishArtifacts(id, changes.map((change) => ({ rev: change.rev, change })))
+        }
+        if (stale && log.length === 0) yield* resync(entry)
+      })
+
+    /** Reloads the session from the store; its artifact streams end, and their clients resume exactly. */
+    const resync = (entry: Entry) =>
+      Effect.gen(function*() {
+        const id = entry.session.id
+        const stored = yield* store.get(id)
+        if (stored === undefined) return yield* forget(entry)
+        const fields = changedFields(entry.session, stored.session)
+        entry.session = stored.session
+        entry.reducer = undefined
+        const moved = entry.rev !== stored.rev
+        entry.rev = stored.rev
+        if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
+        if (moved) yield* bus.endArtifacts(id)
+      })
 
     const reducerState = (entry: Entry) =>
       entry.reducer !== undefined
@@ -248,12 +358,15 @@ export const make = (options: SessionsOptions) =>
         let rev = entry.rev
         const committed = changes.map((c): CommittedChange => ({ ...c, rev: ++rev }))
         const fields = changedFields(entry.session, session)
+        // Clustered, a status change alone still needs a rev of its own for the other instances.
+        if (cluster !== undefined && committed.length === 0 && fields !== undefined) rev++
         const lastHeartbeat = options.heartbeat ? now : entry.session.lastHeartbeat
         // From commit to publish nothing may interrupt (a client hanging up mid-request):
         // memory must follow what the store committed, or the next seq would be reused.
         yield* Effect.uninterruptible(Effect.gen(function*() {
           yield* store.commit(entry.session.id, {
             rev,
+            expectedRev: entry.rev,
             lastHeartbeat,
             ...fields,
             changes: committed,
@@ -269,8 +382,16 @@ export const make = (options: SessionsOptions) =>
         }))
       })
 
+    /** Clustered: live streams promise what only a listening instance can keep. */
+    const listening = Effect.suspend(() =>
+      cluster === undefined || cluster.isConnected()
+        ? Effect.void
+        : Effect.fail(new StoreError({ cause: new Error("lost the database's notifications; reconnecting") }))
+    )
+
     const openArtifacts = (id: string, lastEventId?: number) =>
       Effect.gen(function*() {
+        yield* listening
         yield* lookup(id)
         // Subscribe before reading history: nothing committed meanwhile can fall in between.
         const gate = new Gate<ArtifactNotice>(options.subscriberBuffer)
@@ -286,6 +407,7 @@ export const make = (options: SessionsOptions) =>
 
     const openSessions = (project?: string) =>
       Effect.gen(function*() {
+        yield* listening
         const gate = new Gate<SessionNotice>(options.subscriberBuffer)
         yield* bus.subscribeSessions(gate)
         const since = listRev
@@ -309,20 +431,14 @@ export const make = (options: SessionsOptions) =>
         )
       })
 
-    // On start: no sandbox can be connected yet, and bootstrapping sessions get the time they have left.
+    // On start: bootstrapping sessions get the time they have left. Alone, no sandbox can be
+    // connected yet; clustered, other instances may hold them (expired leases are swept below).
     const now = yield* Clock.currentTimeMillis
-    for (const { rev, sandboxTokenHash, session } of yield* store.list) {
-      const entry: Entry = {
-        session,
-        rev,
-        sandboxTokenHash,
-        reducer: undefined,
-        sandbox: undefined,
-        removed: false,
-        lock: yield* Effect.makeSemaphore(1)
-      }
+    for (const stored of yield* store.list) {
+      const { session } = stored
+      const entry = newEntry(stored, undefined)
       entries.set(session.id, entry)
-      if (session.status === "live" || session.status === "idle") {
+      if (cluster === undefined && (session.status === "live" || session.status === "idle")) {
         yield* store.update(session.id, { status: "disconnected" })
         entry.session = { ...session, status: "disconnected" }
       } else if (session.status === "bootstrapping") {
@@ -330,25 +446,143 @@ export const make = (options: SessionsOptions) =>
       }
     }
 
+    if (cluster !== undefined) yield* joinCluster(cluster)
+
+    /** Clustered: follow the other instances' changes, keep this instance's leases, sweep dead ones. */
+    function joinCluster(cluster: typeof Cluster.Service) {
+      /** Sessions with a catch-up under way, and the highest rev announced for each meanwhile. */
+      const syncing = new Map<string, number>()
+      const log = (what: string) => Effect.catchAllCause((cause) => Effect.logWarning(what, cause))
+
+      const syncOnce = (id: string) =>
+        Effect.suspend(() => {
+          const entry = entries.get(id)
+          return entry === undefined ? lookup(id) : withLock(entry, (e) => catchUp(e, false))
+        }).pipe(Effect.catchTag("SessionNotFound", () => Effect.void), log(`could not follow session ${id}`))
+
+      /** One catch-up fiber per session at a time; announcements arriving meanwhile make it go again. */
+      const requestSync = (id: string, rev: number): Effect.Effect<void> =>
+        Effect.suspend(() => {
+          const entry = entries.get(id)
+          if (entry !== undefined && entry.rev >= rev) return Effect.void
+          const pending = syncing.get(id)
+          syncing.set(id, Math.max(pending ?? rev, rev))
+          if (pending !== undefined) return Effect.void
+          const loop: Effect.Effect<void> = Effect.suspend(() => {
+            const target = syncing.get(id)
+            return Effect.zipRight(
+              syncOnce(id),
+              Effect.suspend(() => syncing.get(id) === target ? Effect.sync(() => void syncing.delete(id)) : loop)
+            )
+          })
+          return Effect.asVoid(Effect.forkIn(loop, background))
+        })
+
+      const commandLock = Effect.unsafeMakeSemaphore(1)
+      /** Hands this instance's sandboxes the commands posted on other instances. */
+      const deliverCommands = commandLock.withPermits(1)(
+        Effect.flatMap(cluster.takeCommands, (commands) =>
+          Effect.forEach(commands, ({ command, id }) => {
+            const queue = entries.get(id)?.sandbox?.queue
+            return queue === undefined ? Effect.void : Queue.offer(queue, command)
+          }, { discard: true }))
+      ).pipe(log("could not take commands"))
+
+      /** Back from an outage (or just started): whatever was announced meanwhile is read from the store. */
+      const resyncAll = Effect.gen(function*() {
+        const stored = yield* store.list
+        const ids = new Set<string>()
+        for (const s of stored) {
+          ids.add(s.session.id)
+          const entry = entries.get(s.session.id)
+          if (entry === undefined) yield* adopt(s)
+          else if (s.rev > entry.rev) yield* requestSync(s.session.id, s.rev)
+        }
+        for (const entry of Array.from(entries.values())) {
+          if (!ids.has(entry.session.id)) {
+            yield* withLock(entry, resync).pipe(Effect.catchTag("SessionNotFound", () => Effect.void))
+          }
+        }
+      }).pipe(log("could not catch up with the cluster"), Effect.zipRight(deliverCommands))
+
+      /** A newer sandbox connection on another instance ends this one's. */
+      const sandboxMoved = (id: string, instance: string) =>
+        Effect.suspend(() => {
+          const sandbox = entries.get(id)?.sandbox
+          return instance === cluster.instance || sandbox === undefined ? Effect.void : Queue.shutdown(sandbox.queue)
+        })
+
+      /** Marks a session disconnected whose sandbox no instance holds any more. */
+      const orphaned = (id: string) =>
+        locked(id, (entry) =>
+          Effect.gen(function*() {
+            const s = entry.session.status
+            if (entry.sandbox !== undefined || (s !== "live" && s !== "idle")) return
+            if ((yield* cluster.holder(id)) !== undefined) return
+            yield* setStatus(entry, "disconnected")
+          })).pipe(Effect.catchTag("SessionNotFound", () => Effect.void))
+
+      const sweep = Effect.gen(function*() {
+        // Only sandboxes whose claim was stored before the renewal can be judged by it.
+        const before = claims
+        const held = yield* cluster.renew
+        for (const entry of entries.values()) {
+          const sandbox = entry.sandbox
+          // This instance lost the lease (it could not renew in time): the sandbox must reconnect.
+          if (sandbox !== undefined && sandbox.claimed <= before && held.get(entry.session.id) !== sandbox.connection) {
+            yield* Queue.shutdown(sandbox.queue)
+          }
+        }
+        for (const id of yield* cluster.orphans) yield* orphaned(id)
+        yield* cluster.prune
+      }).pipe(log("lease sweep failed"))
+
+      return Effect.gen(function*() {
+        yield* cluster.listen({
+          message: (a) =>
+            a.t === "s"
+              ? requestSync(a.id, a.r)
+              : a.t === "x"
+              ? sandboxMoved(a.id, a.i)
+              : a.i === cluster.instance
+              ? deliverCommands
+              : Effect.void,
+          connected: resyncAll,
+          // Streams end rather than miss changes; their clients reconnect and resume.
+          lost: bus.endAll
+        }).pipe(Effect.provideService(Scope.Scope, background))
+        yield* Effect.forkIn(
+          Effect.repeat(sweep, Schedule.spaced(Math.max(50, Math.floor(cluster.leaseTtl / 3)))),
+          background
+        )
+      })
+    }
+
     return Sessions.of({
       list: (project) =>
-        Effect.sync(() => {
-          const out: Array<Session> = []
-          for (const e of entries.values()) if (project === undefined || e.session.project === project) out.push(e.session)
-          return out
-        }),
-      get: (id) => Effect.map(lookup(id), (e) => e.session),
+        Effect.map(
+          // Clustered, the store is the one list all instances agree on at this moment.
+          cluster === undefined
+            ? Effect.sync(() => Array.from(entries.values(), (e) => e.session))
+            : Effect.map(store.list, (stored) => stored.map((s) => s.session)),
+          (all) => project === undefined ? all : all.filter((s) => s.project === project)
+        ),
+      get: (id) =>
+        cluster === undefined
+          ? Effect.map(lookup(id), (e) => e.session)
+          : Effect.flatMap(store.get(id), (s) => s === undefined ? Effect.fail(new SessionNotFound({ id })) : Effect.succeed(s.session)),
       sandboxTokenHash: (id) => Effect.map(lookup(id), (e) => e.sandboxTokenHash),
       create: (id, project, sandboxTokenHash = null) =>
         Effect.gen(function*() {
           if (entries.has(id)) return yield* new SessionExists({ id })
           const now = yield* Clock.currentTimeMillis
           const session: Session = { id, status: "bootstrapping", summary: null, project, createdAt: now, lastHeartbeat: now }
-          const lock = yield* Effect.makeSemaphore(1)
           // Once stored, the session must reach memory, watchers and its timer whatever happens.
           return yield* Effect.uninterruptible(Effect.gen(function*() {
             yield* store.create(session, sandboxTokenHash)
-            entries.set(id, { session, rev: 0, sandboxTokenHash, reducer: reducer.initial, sandbox: undefined, removed: false, lock })
+            // Clustered, it may have been adopted already (announced, or asked for on another route).
+            if (entries.has(id)) return session
+            entries.set(id, newEntry({ session, rev: 0, sandboxTokenHash }, reducer.initial))
             yield* notify(project, { _tag: "created", session })
             yield* startTimer(id, options.bootstrapTimeout)
             return session
@@ -364,23 +598,35 @@ export const make = (options: SessionsOptions) =>
           yield* Effect.acquireRelease(
             locked(id, (entry) =>
               Effect.gen(function*() {
+                // Lease first: no sweep may find the session live with nobody holding it.
+                if (cluster !== undefined) yield* cluster.claim(id, connection)
                 yield* setStatus(entry, "live")
                 // A second sandbox stream closes the first; the first's close then changes nothing.
                 if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
-                entry.sandbox = { connection, queue }
+                entry.sandbox = { connection, queue, claimed: ++claims }
                 yield* FiberMap.remove(timers, id)
                 return entry
               })),
             (entry) =>
-            entry.lock.withPermits(1)(Effect.suspend(() => {
-              if (closing || entry.sandbox?.connection !== connection) return Effect.void
-              entry.sandbox = undefined
-              const s = entry.session.status
-              return entry.removed || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(entry)
-            })).pipe(
-              Effect.zipRight(Queue.shutdown(queue)),
-              Effect.catchAllCause((cause) => Effect.logWarning(`could not mark ${id} disconnected`, cause))
-            )
+              entry.lock.withPermits(1)(Effect.suspend(() => {
+                if (closing || entry.sandbox?.connection !== connection) return Effect.succeed(false)
+                entry.sandbox = undefined
+                // Clustered, a newer connection elsewhere may hold the lease: then nothing changes.
+                return cluster === undefined ? Effect.succeed(true) : cluster.release(id, connection)
+              })).pipe(
+                Effect.flatMap((left) =>
+                  left
+                    ? withLock(entry, (e) => {
+                      const s = e.session.status
+                      return e.sandbox !== undefined || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(e)
+                    })
+                    : Effect.void
+                ),
+                Effect.catchTag("SessionNotFound", () => Effect.void),
+                Effect.zipRight(Queue.shutdown(queue)),
+                // Shutting down, the store may already be closed: the lease then expires on its own.
+                Effect.catchAllCause((cause) => closing ? Effect.void : Effect.logWarning(`could not mark ${id} disconnected`, cause))
+              )
           )
           return queue
         }),
@@ -388,8 +634,13 @@ export const make = (options: SessionsOptions) =>
         locked(id, (entry) =>
           Effect.gen(function*() {
             const sandbox = entry.sandbox
+            // Clustered, the sandbox may be connected to another instance.
+            const elsewhere = sandbox === undefined && cluster !== undefined ? yield* cluster.holder(id) : undefined
+            const remote = elsewhere !== undefined && elsewhere !== cluster?.instance ? elsewhere : undefined
             // A sandbox too far behind to take one more command counts as absent.
-            if (sandbox === undefined || isFull(sandbox.queue, options.subscriberBuffer)) return yield* new NoSandbox({ id })
+            if (remote === undefined && (sandbox === undefined || isFull(sandbox.queue, options.subscriberBuffer))) {
+              return yield* new NoSandbox({ id })
+            }
             if (command.type === "prompt") {
               yield* apply(entry, [{ type: "user_message", text: command.text }], { heartbeat: false })
             } else if (command.type === "permission_reply") {
@@ -397,7 +648,8 @@ export const make = (options: SessionsOptions) =>
                 heartbeat: false
               })
             }
-            yield* Queue.offer(sandbox.queue, command)
+            if (remote !== undefined) yield* cluster!.send(remote, id, command)
+            else if (sandbox !== undefined) yield* Queue.offer(sandbox.queue, command)
           })).pipe(Effect.catchTag("InvalidInput", Effect.die)), // commands always reduce cleanly
       ingest: (id, events, idempotencyKey) =>
         locked(id, (entry) =>
@@ -421,7 +673,7 @@ export const make = (options: SessionsOptions) =>
             _tag: "notice",
             notice
           }))),
-      health: store.ping
+      health: Effect.zipRight(store.ping, listening)
     })
   })
 

@@ -66,6 +66,13 @@ const maxConnections = Options.integer("max-connections").pipe(
   Options.withFallbackConfig(Config.integer("REIN_MAX_CONNECTIONS")),
   Options.optional
 )
+const leaseTtl = Options.integer("lease-ttl").pipe(
+  Options.withDescription(
+    "with PostgreSQL: milliseconds a sandbox lease lasts, i.e. how soon a dead instance's sessions turn disconnected (default 10000, env REIN_LEASE_TTL)"
+  ),
+  Options.withFallbackConfig(Config.integer("REIN_LEASE_TTL").pipe(Config.withDefault(10_000))),
+  Options.filterMap((n) => n >= 100 ? Option.some(n) : Option.none(), "lease-ttl must be at least 100 milliseconds")
+)
 
 /** The URL without its password, for the log. */
 const redactUrl = (url: string) => {
@@ -80,7 +87,7 @@ const redactUrl = (url: string) => {
 
 const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
 
-const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeout, token, maxConnections }, (o) =>
+const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeout, token, maxConnections, leaseTtl }, (o) =>
   Effect.flatMap(chooseStore(o), (store) => {
     const server = Server.layer({
       port: o.port,
@@ -88,7 +95,8 @@ const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeo
       ...(store._tag === "pg" ? { pgUrl: store.url } : { dbPath: store.path }),
       bootstrapTimeout: o.bootstrapTimeout,
       token: Option.getOrUndefined(o.token),
-      maxConnections: Option.getOrUndefined(o.maxConnections)
+      maxConnections: Option.getOrUndefined(o.maxConnections),
+      leaseTtl: o.leaseTtl
     })
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const { address } = yield* HttpServer.HttpServer

@@ -7,6 +7,8 @@ import { connect, type Socket } from "node:net"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { randomUUID } from "node:crypto"
+import pg from "pg"
 import { createServer, type ReinServer } from "../src/createServer.js"
 import type { ServerOptions } from "../src/Server.js"
 
@@ -192,3 +194,24 @@ export const stalledClient = (port: number, path: string) =>
       resolve(socket)
     })
   })
+
+/**
+ * A fresh schema in the PostgreSQL database at `url`, and a URL whose connections use it as their
+ * search path: each test gets its own tables (and, being named after it, its own NOTIFY channel).
+ */
+export const pgSchema = async (url: string) => {
+  const schema = `t_${randomUUID().replaceAll("-", "")}`
+  const admin = async (statement: string) => {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      await client.query(statement)
+    } finally {
+      await client.end()
+    }
+  }
+  await admin(`CREATE SCHEMA ${schema}`)
+  const u = new URL(url)
+  u.searchParams.set("options", `-c search_path=${schema}`)
+  return { url: u.toString(), drop: () => admin(`DROP SCHEMA ${schema} CASCADE`) }
+}

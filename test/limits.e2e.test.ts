@@ -291,6 +291,7 @@ const switchableStore = () => {
       SessionStore.of({
         list: guard("list", () => s.list),
         create: (...a) => guard(`create:${a[0].id}`, () => s.create(...a)),
+        get: (...a) => guard(`get:${a[0]}`, () => s.get(...a)),
         remove: (...a) => guard(`remove:${a[0]}`, () => s.remove(...a)),
         update: (...a) => guard(`update:${a[0]}`, () => s.update(...a)),
         commit: (...a) => guard(`commit:${a[0]}`, () => s.commit(...a)),

@@ -69,3 +69,13 @@ export class Overloaded extends Data.TaggedError("Overloaded")<{ readonly what: 
     return `server is at capacity: ${this.what}`
   }
 }
+
+/**
+ * A write expected the session at a revision another server instance has moved past (or
+ * removed it). Internal: the writer catches up and tries again.
+ */
+export class StaleSession extends Data.TaggedError("StaleSession")<{ readonly id: string }> {
+  override get message() {
+    return `session ${this.id} changed on another instance`
+  }
+}

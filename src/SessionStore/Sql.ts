@@ -12,7 +12,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
-import { SessionExists, StoreError } from "../Domain/Errors.js"
+import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
 import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js"
 
@@ -23,7 +23,10 @@ const chunkSize = 2048
  * The tables, for either database: SQLite's INTEGER is 64-bit, PostgreSQL needs BIGINT for times
  * and revs, and an identity column standing in for SQLite's `rowid` (insertion order).
  */
-const migrationsWith = (types: { readonly big: string; readonly order: string }) =>
+const migrationsWith = (
+  types: { readonly big: string; readonly order: string },
+  more: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {}
+) =>
   Migrator.fromRecord({
     "0001_create_tables": Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
@@ -67,11 +70,45 @@ const migrationsWith = (types: { readonly big: string; readonly order: string })
     "0002_sandbox_tokens": Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* sql`ALTER TABLE sessions ADD COLUMN sandbox_token_hash TEXT`
-    })
+    }),
+    ...more
   })
 
 const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" })
-const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGINT GENERATED ALWAYS AS IDENTITY" })
+/**
+ * PostgreSQL also coordinates server instances (see `Cluster.ts`): a short-lived log of committed
+ * changes that other instances read back when notified, sandbox leases, and commands on their way
+ * to the instance holding a sandbox.
+ */
+const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGINT GENERATED ALWAYS AS IDENTITY" }, {
+  "0003_cluster": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE rein_changes (
+      session_id TEXT NOT NULL,
+      rev_from BIGINT NOT NULL,
+      rev BIGINT NOT NULL,
+      body TEXT NOT NULL,
+      at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )`
+    yield* sql`CREATE INDEX rein_changes_session ON rein_changes (session_id, rev)`
+    yield* sql`CREATE INDEX rein_changes_at ON rein_changes (at)`
+    yield* sql`CREATE TABLE rein_sandboxes (
+      session_id TEXT PRIMARY KEY,
+      instance TEXT NOT NULL,
+      connection BIGINT NOT NULL,
+      expires_at TIMESTAMPTZ NOT NULL
+    )`
+    yield* sql`CREATE INDEX rein_sandboxes_instance ON rein_sandboxes (instance)`
+    yield* sql`CREATE TABLE rein_commands (
+      id BIGSERIAL PRIMARY KEY,
+      instance TEXT NOT NULL,
+      session_id TEXT NOT NULL,
+      body TEXT NOT NULL,
+      at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )`
+    yield* sql`CREATE INDEX rein_commands_instance ON rein_commands (instance, id)`
+  })
+})
 
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
 type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
@@ -211,22 +248,48 @@ const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<Commit
   return out
 }
 
-export const make = (dialect: Dialect) => Effect.gen(function*() {
+export interface MakeOptions {
+  /**
+   * PostgreSQL with several instances: every change is also logged to `rein_changes` and
+   * announced with `pg_notify` on this channel, in its own transaction (see `Cluster.ts`).
+   */
+  readonly channel?: string | undefined
+}
+
+/** A change-log entry: what one commit (or removal) did, for the other instances. */
+export interface LogBody {
+  readonly removed?: true
+  readonly fields?: { readonly status?: SessionStatus; readonly summary?: string | null }
+  readonly lastHeartbeat?: number
+  readonly changes?: ReadonlyArray<CommittedChange>
+}
+
+/** The NOTIFY payloads on the cluster channel: a session changed (`s`), a sandbox moved (`x`), commands (`c`). */
+export type Announcement =
+  | { readonly t: "s"; readonly id: string; readonly r: number }
+  | { readonly t: "x"; readonly id: string; readonly i: string }
+  | { readonly t: "c"; readonly i: string }
+
+export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* Migrator.make({})({ loader: dialect.migrations, table: "rein_migrations" })
+  const channel = options.channel
 
-  /** Tail chunk (number, length) per artifact field; cleared when a transaction fails. */
+  /**
+   * Tail chunk (number, length) per artifact field, per session, valid at the session's `rev`:
+   * another instance's commit moves the rev, and the next commit then reads the tails again.
+   */
   type Tail = { readonly n: number; readonly len: number }
-  const tails = new Map<string, Tail>()
-  const tailKey = (id: string, seq: number, field: string) => `${id}\u0000${seq}\u0000${field}`
+  const tails = new Map<string, { readonly rev: number; readonly fields: Map<string, Tail> }>()
+  const tailKey = (seq: number, field: string) => `${seq}\u0000${field}`
 
   const storeError = (cause: unknown) => new StoreError({ cause })
 
   const appendChunk = (run: Run, id: string, seq: number, field: string, raw: string, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
       const text = escape(raw)
-      const key = tailKey(id, seq, field)
-      let tail = pending.get(key) ?? tails.get(key)
+      const key = tailKey(seq, field)
+      let tail = pending.get(key)
       if (tail === undefined) {
         const rows = yield* run(
           "SELECT n, length(text) AS len FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ? ORDER BY n DESC LIMIT 1",
@@ -278,8 +341,7 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
       }
       if (isAppendable(change.field)) {
         yield* run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, change.seq, change.field])
-        tails.delete(tailKey(id, change.seq, change.field))
-        pending.delete(tailKey(id, change.seq, change.field))
+        pending.delete(tailKey(change.seq, change.field))
         // A string goes to the chunks, as at creation, so later appends extend it.
         if (typeof change.set === "string") {
           yield* dialect.setField(run, id, change.seq, change.field, "", change.at, change.rev)
@@ -321,6 +383,9 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
     return out
   }
 
+  /** Sent when the surrounding transaction commits, like every NOTIFY. */
+  const announce = (a: Announcement) => sql`SELECT pg_notify(${channel!}, ${JSON.stringify(a)})`
+
   return SessionStore.of({
     list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, ${sql.literal(dialect.insertOrder)}`.pipe(
       Effect.map((rows) =>
@@ -328,26 +393,40 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
       ),
       Effect.mapError(storeError)
     ),
-    create: (s, sandboxTokenHash = null) =>
-      sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev, sandbox_token_hash)
-        VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash})
-        ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(
-        Effect.mapError(storeError),
-        Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SessionExists({ id: s.id })) : Effect.void)
-      ),
-    remove: (id) =>
-      Effect.all([
-        sql`DELETE FROM artifact_chunks WHERE session_id = ${id}`,
-        sql`DELETE FROM artifacts WHERE session_id = ${id}`,
-        sql`DELETE FROM idempotency_keys WHERE session_id = ${id}`,
-        sql`DELETE FROM sessions WHERE id = ${id}`
-      ], { discard: true }).pipe(
-        sql.withTransaction,
-        Effect.tap(() => Effect.sync(() => {
-          const prefix = `${id}\u0000`
-          for (const key of tails.keys()) if (key.startsWith(prefix)) tails.delete(key)
-        })),
+    get: (id) =>
+      sql<SessionRow>`SELECT * FROM sessions WHERE id = ${id}`.pipe(
+        Effect.map(([r]) =>
+          r === undefined ? undefined : { session: toSession(r), rev: Number(r.rev), sandboxTokenHash: r.sandbox_token_hash }
+        ),
         Effect.mapError(storeError)
+      ),
+    create: (s, sandboxTokenHash = null) =>
+      Effect.gen(function*() {
+        const rows = yield* sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev, sandbox_token_hash)
+          VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash})
+          ON CONFLICT (id) DO NOTHING RETURNING id`
+        if (rows.length === 0) return yield* new SessionExists({ id: s.id })
+        if (channel !== undefined) yield* announce({ t: "s", id: s.id, r: 0 })
+      }).pipe(sql.withTransaction, Effect.mapError((e) => e instanceof SessionExists ? e : storeError(e))),
+    remove: (id, expectedRev) =>
+      Effect.gen(function*() {
+        const deleted = yield* (expectedRev === undefined
+          ? sql`DELETE FROM sessions WHERE id = ${id} RETURNING id`
+          : sql`DELETE FROM sessions WHERE id = ${id} AND rev = ${expectedRev} RETURNING id`)
+        if (deleted.length === 0 && expectedRev !== undefined) return yield* new StaleSession({ id })
+        yield* sql`DELETE FROM artifact_chunks WHERE session_id = ${id}`
+        yield* sql`DELETE FROM artifacts WHERE session_id = ${id}`
+        yield* sql`DELETE FROM idempotency_keys WHERE session_id = ${id}`
+        if (channel !== undefined && expectedRev !== undefined) {
+          const body: LogBody = { removed: true }
+          yield* sql`INSERT INTO rein_changes (session_id, rev_from, rev, body)
+            VALUES (${id}, ${expectedRev + 1}, ${expectedRev + 1}, ${JSON.stringify(body)})`
+          yield* announce({ t: "s", id, r: expectedRev + 1 })
+        }
+      }).pipe(
+        sql.withTransaction,
+        Effect.ensuring(Effect.sync(() => tails.delete(id))),
+        Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
       ),
     update: (id, patch) => {
       const set: Record<string, unknown> = {}
@@ -358,7 +437,10 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
       return sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(storeError))
     },
     commit: (id, commit: Commit) => {
-      const pending = new Map<string, Tail>()
+      const cached = tails.get(id)
+      const valid = cached !== undefined && (commit.expectedRev === undefined || cached.rev === commit.expectedRev)
+      // Appends start from the tails this instance knows, when no other instance wrote since.
+      const pending = new Map<string, Tail>(valid ? cached.fields : undefined)
       const set = ["rev = ?", "last_heartbeat = ?"]
       const params: Array<unknown> = [commit.rev, commit.lastHeartbeat]
       if (commit.status !== undefined) set.push("status = ?"), params.push(commit.status)
@@ -370,7 +452,15 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
         // withTransaction provides the connection; the type system cannot see that.
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
         const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
-        const updated = yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
+        const updated = commit.expectedRev === undefined
+          ? yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
+          : yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id`, [
+            ...params,
+            commit.expectedRev
+          ])
+        // The row lock taken here orders writers of one session across instances; one that lost
+        // the race (or finds the session gone) writes nothing.
+        if (updated.length === 0 && commit.expectedRev !== undefined) return yield* new StaleSession({ id })
         // Writing artifacts of a session that is gone would leave orphan rows behind.
         if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
         for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
@@ -386,6 +476,25 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
           ])
           yield* run("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
         }
+        const from = commit.expectedRev
+        if (channel !== undefined && from !== undefined && commit.rev > from) {
+          const body: LogBody = {
+            fields: {
+              ...(commit.status !== undefined && { status: commit.status }),
+              ...(commit.summary !== undefined && { summary: commit.summary })
+            },
+            lastHeartbeat: commit.lastHeartbeat,
+            changes: commit.changes
+          }
+          // JSON escapes what TEXT cannot hold (\u0000) and keeps lone surrogates.
+          yield* run("INSERT INTO rein_changes (session_id, rev_from, rev, body) VALUES (?, ?, ?, ?)", [
+            id,
+            from + 1,
+            commit.rev,
+            JSON.stringify(body)
+          ])
+          yield* run("SELECT pg_notify(?, ?)", [channel, JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement)])
+        }
       }).pipe(
         sql.withTransaction,
         // A failed COMMIT (disk full, in WAL mode) is a defect in @effect/sql; it is a store failure.
@@ -398,11 +507,11 @@ export const make = (dialect: Dialect) => Effect.gen(function*() {
           Effect.sync(() => {
             // The cache is only a shortcut (a miss reads the tail): bound it by starting over.
             if (tails.size > 10_000) tails.clear()
-            pending.forEach((v, k) => tails.set(k, v))
+            tails.set(id, { rev: commit.rev, fields: pending })
           })
         ),
-        Effect.tapError(() => Effect.sync(() => tails.clear())),
-        Effect.mapError(storeError)
+        Effect.tapError(() => Effect.sync(() => tails.delete(id))),
+        Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
       )
     },
     artifacts: (id, from) =>

@@ -1,0 +1,195 @@
+/**
+ * Cluster: what several server instances over one PostgreSQL database share
+ * besides the store. The store logs every committed change to `rein_changes`
+ * and announces it with NOTIFY in the same transaction; here is the other
+ * half: a listener that reconnects (and says so, so its instance can catch
+ * up), reading the log back, sandbox leases that expire with their instance,
+ * and commands on their way to the instance holding a sandbox.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import pg from "pg"
+import type { Command } from "./Domain/Command.js"
+import { StoreError } from "./Domain/Errors.js"
+import type { Announcement, LogBody } from "./SessionStore/Sql.js"
+
+export type { Announcement, LogBody }
+
+/** One commit (or removal) of a session, as logged: it took the session from `revFrom - 1` to `rev`. */
+export interface LogEntry {
+  readonly revFrom: number
+  readonly rev: number
+  readonly body: LogBody
+}
+
+/** What an instance does with the cluster's announcements. None of these may fail. */
+export interface Listener {
+  readonly message: (announcement: Announcement) => Effect.Effect<void>
+  /** After every (re)connection: whatever was announced meanwhile was missed. */
+  readonly connected: Effect.Effect<void>
+  /** The listening connection dropped: nothing live can be promised until `connected`. */
+  readonly lost: Effect.Effect<void>
+}
+
+export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
+  /** This instance's id (random per process). */
+  readonly instance: string
+  /** Milliseconds a sandbox lease lasts without renewal. */
+  readonly leaseTtl: number
+  /** Whether announcements are being received right now. */
+  readonly isConnected: () => boolean
+  /** Listens for the scope's life, reconnecting; returns once first connected. */
+  readonly listen: (listener: Listener) => Effect.Effect<void, never, Scope.Scope>
+  /** The session's logged changes after `afterRev`, oldest first. */
+  readonly log: (id: string, afterRev: number) => Effect.Effect<ReadonlyArray<LogEntry>, StoreError>
+  /** Takes the session's sandbox lease for this instance and tells the previous holder. */
+  readonly claim: (id: string, connection: number) => Effect.Effect<void, StoreError>
+  /** Gives the lease back; false when it is no longer this connection's. */
+  readonly release: (id: string, connection: number) => Effect.Effect<boolean, StoreError>
+  /** The instance holding a live lease on the session's sandbox. */
+  readonly holder: (id: string) => Effect.Effect<string | undefined, StoreError>
+  /** Queues a command for the sandbox `instance` holds and tells it. */
+  readonly send: (instance: string, id: string, command: Command) => Effect.Effect<void, StoreError>
+  /** Takes the commands waiting for this instance, in the order they were sent. */
+  readonly takeCommands: Effect.Effect<ReadonlyArray<{ readonly id: string; readonly command: Command }>, StoreError>
+  /** Extends this instance's live leases; answers which it still holds (session id -> connection). */
+  readonly renew: Effect.Effect<ReadonlyMap<string, number>, StoreError>
+  /** Drops expired leases; answers the live or idle sessions no instance holds a sandbox for. */
+  readonly orphans: Effect.Effect<ReadonlyArray<string>, StoreError>
+  /** Forgets log entries and commands nobody can still need. */
+  readonly prune: Effect.Effect<void, StoreError>
+}>() {}
+
+export interface ClusterOptions {
+  readonly url: string
+  readonly channel: string
+  readonly leaseTtl: number
+}
+
+/** The NOTIFY channel of the database and schema the client is connected to (63 bytes at most). */
+export const channelName = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ schema: string }>`SELECT current_schema() AS schema`
+  return `rein_${row?.schema ?? "public"}`.slice(0, 63)
+})
+
+export const make = (options: ClusterOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const instance = crypto.randomUUID()
+    const { channel, leaseTtl } = options
+    let connected = false
+    const storeError = (cause: unknown) => new StoreError({ cause })
+    const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${JSON.stringify(a)})`
+    const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
+
+    /** One connection's life: LISTEN, hand over announcements, return when it drops. */
+    const session = (queue: Queue.Queue<Announcement>, listener: Listener, first: Deferred.Deferred<void>) =>
+      Effect.gen(function*() {
+        const dropped = yield* Deferred.make<void>()
+        const client = yield* Effect.acquireRelease(
+          Effect.sync(() => new pg.Client({ connectionString: options.url, keepAlive: true })),
+          (client) => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption(1000))
+        )
+        client.on("error", () => Deferred.unsafeDone(dropped, Effect.void))
+        client.on("end", () => Deferred.unsafeDone(dropped, Effect.void))
+        client.on("notification", (m) => {
+          if (m.channel !== channel || m.payload === undefined) return
+          try {
+            queue.unsafeOffer(JSON.parse(m.payload))
+          } catch {
+            // Not ours: ignore.
+          }
+        })
+        yield* Effect.tryPromise(() => client.connect())
+        yield* Effect.tryPromise(() => client.query(`LISTEN ${client.escapeIdentifier(channel)}`))
+        connected = true
+        yield* listener.connected
+        yield* Deferred.succeed(first, undefined)
+        yield* Deferred.await(dropped)
+      }).pipe(
+        Effect.scoped,
+        Effect.ensuring(Effect.suspend(() => {
+          if (!connected) return Effect.void
+          connected = false
+          return listener.lost
+        }))
+      )
+
+    return Cluster.of({
+      instance,
+      leaseTtl,
+      isConnected: () => connected,
+      listen: (listener) =>
+        Effect.gen(function*() {
+          const queue = yield* Queue.unbounded<Announcement>()
+          const first = yield* Deferred.make<void>()
+          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), listener.message)))
+          yield* session(queue, listener, first).pipe(
+            Effect.tapErrorCause((cause) => Effect.logWarning("cluster listener lost its connection", cause)),
+            Effect.ignore,
+            // Reconnect after 0.25 s, backing off to every 5 s while the database stays away.
+            Effect.repeat(Schedule.exponential("250 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+            Effect.forkScoped
+          )
+          yield* Deferred.await(first)
+        }),
+      log: (id, afterRev) =>
+        sql<{ rev_from: string; rev: string; body: string }>`SELECT rev_from, rev, body FROM rein_changes
+          WHERE session_id = ${id} AND rev > ${afterRev} ORDER BY rev`.pipe(
+          Effect.map((rows) =>
+            rows.map((r) => ({ revFrom: Number(r.rev_from), rev: Number(r.rev), body: JSON.parse(r.body) as LogBody }))
+          ),
+          Effect.mapError(storeError)
+        ),
+      claim: (id, connection) =>
+        Effect.gen(function*() {
+          yield* sql`INSERT INTO rein_sandboxes (session_id, instance, connection, expires_at)
+            VALUES (${id}, ${instance}, ${connection}, now() + ${ttl}::interval)
+            ON CONFLICT (session_id) DO UPDATE
+            SET instance = excluded.instance, connection = excluded.connection, expires_at = excluded.expires_at`
+          yield* notify({ t: "x", id, i: instance })
+        }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+      release: (id, connection) =>
+        sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
+          RETURNING session_id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(storeError)),
+      holder: (id) =>
+        sql<{ instance: string }>`SELECT instance FROM rein_sandboxes WHERE session_id = ${id} AND expires_at > now()`.pipe(
+          Effect.map((rows) => rows[0]?.instance),
+          Effect.mapError(storeError)
+        ),
+      send: (to, id, command) =>
+        Effect.gen(function*() {
+          yield* sql`INSERT INTO rein_commands (instance, session_id, body) VALUES (${to}, ${id}, ${JSON.stringify(command)})`
+          yield* notify({ t: "c", i: to })
+        }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+      takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
+          DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body
+        ) SELECT session_id, body FROM taken ORDER BY id`.pipe(
+        Effect.map((rows) => rows.map((r) => ({ id: r.session_id, command: JSON.parse(r.body) as Command }))),
+        Effect.mapError(storeError)
+      ),
+      renew: sql<{ session_id: string; connection: string }>`UPDATE rein_sandboxes SET expires_at = now() + ${ttl}::interval
+        WHERE instance = ${instance} AND expires_at > now() RETURNING session_id, connection`.pipe(
+        Effect.map((rows) => new Map(rows.map((r) => [r.session_id, Number(r.connection)]))),
+        Effect.mapError(storeError)
+      ),
+      orphans: Effect.gen(function*() {
+        yield* sql`DELETE FROM rein_sandboxes WHERE expires_at <= now()`
+        const rows = yield* sql<{ id: string }>`SELECT id FROM sessions s WHERE status IN ('live', 'idle')
+          AND NOT EXISTS (SELECT 1 FROM rein_sandboxes x WHERE x.session_id = s.id)`
+        return rows.map((r) => r.id)
+      }).pipe(Effect.mapError(storeError)),
+      prune: Effect.all([
+        // Instances read the log within moments of a change; one that was away longer resyncs.
+        sql`DELETE FROM rein_changes WHERE at < now() - interval '5 minutes'`,
+        // A command no instance took within a minute went to an instance that is gone.
+        sql`DELETE FROM rein_commands WHERE at < now() - interval '1 minute'`
+      ], { discard: true }).pipe(Effect.mapError(storeError))
+    })
+  })
