@@ -63,29 +63,71 @@ export const initial: ReducerState = {
 
 const partKey = (kind: string, partId: string) => `${kind}\u0000${partId}`
 
-/**
- * Rebuild the state from stored artifacts (after a restart). The open delta
- * and the turn's plan/usage are not carried over: a restart ends them.
- */
-export const fromArtifacts = (artifacts: ReadonlyArray<Artifact>): ReducerState => {
-  let state = initial
-  for (const a of artifacts) {
-    state = { ...state, nextSeq: Math.max(state.nextSeq, a.seq + 1) }
-    if ((a.kind === "text" || a.kind === "reasoning") && typeof a.partId === "string") {
-      state = { ...state, parts: HashMap.set(state.parts, partKey(a.kind, a.partId), a.seq) }
-    } else if (a.kind === "tool_call" && typeof a.toolCallId === "string") {
-      state = {
-        ...state,
-        toolCalls: HashMap.set(state.toolCalls, a.toolCallId, { seq: a.seq, running: a.status === "running" })
-      }
-    } else if (a.kind === "permission" && typeof a.requestId === "string") {
-      state = {
-        ...state,
-        permissions: HashMap.set(state.permissions, a.requestId, { seq: a.seq, answered: a.decision !== null })
-      }
+/** The part of the state that artifacts do not record: the open delta and the turn's plan and usage. */
+export interface Turn {
+  readonly open: ReducerState["open"]
+  readonly turnPlan: number | null
+  readonly turnUsage: UsageRef | null
+}
+
+export const turnOf = (state: ReducerState): Turn => ({
+  open: state.open,
+  turnPlan: state.turnPlan,
+  turnUsage: state.turnUsage
+})
+
+/** What one stored artifact tells the state. */
+const learn = (state: ReducerState, a: Artifact): ReducerState => {
+  state = { ...state, nextSeq: Math.max(state.nextSeq, a.seq + 1) }
+  if ((a.kind === "text" || a.kind === "reasoning") && typeof a.partId === "string") {
+    return { ...state, parts: HashMap.set(state.parts, partKey(a.kind, a.partId), a.seq) }
+  } else if (a.kind === "tool_call" && typeof a.toolCallId === "string") {
+    return { ...state, toolCalls: HashMap.set(state.toolCalls, a.toolCallId, { seq: a.seq, running: a.status === "running" }) }
+  } else if (a.kind === "permission" && typeof a.requestId === "string") {
+    return {
+      ...state,
+      permissions: HashMap.set(state.permissions, a.requestId, { seq: a.seq, answered: a.decision !== null })
     }
   }
   return state
+}
+
+/**
+ * Rebuild the state from stored artifacts (after a restart, or in another instance). Without
+ * `turn`, the open delta and the turn's plan/usage are not carried over: a restart ends them.
+ */
+export const fromArtifacts = (artifacts: ReadonlyArray<Artifact>, turn?: Turn): ReducerState => {
+  let state = initial
+  for (const a of artifacts) state = learn(state, a)
+  return turn === undefined ? state : { ...state, ...turn }
+}
+
+/**
+ * The state after changes someone else reduced (another instance), given the turn they ended
+ * with: exactly the state their reduction produced.
+ */
+export const follow = (start: ReducerState, changes: ReadonlyArray<ArtifactChange>, turn?: Turn): ReducerState => {
+  let state = start
+  for (const c of changes) {
+    if (c._tag === "created") {
+      state = learn(state, c.artifact)
+    } else if (c.field === "status" && c.append === undefined) {
+      for (const [id, ref] of state.toolCalls) {
+        if (ref.seq === c.seq) {
+          state = { ...state, toolCalls: HashMap.set(state.toolCalls, id, { seq: ref.seq, running: c.set === "running" }) }
+          break
+        }
+      }
+    } else if (c.field === "decision" && c.append === undefined) {
+      for (const [id, ref] of state.permissions) {
+        if (ref.seq === c.seq) {
+          state = { ...state, permissions: HashMap.set(state.permissions, id, { seq: ref.seq, answered: c.set !== null }) }
+          break
+        }
+      }
+    }
+  }
+  return turn === undefined ? state : { ...state, ...turn }
 }
 
 /**
@@ -284,7 +326,8 @@ const kindOfDelta = (type: string): "text" | "reasoning" => type === "text_delta
 export class Reducer extends Context.Tag("@rein-ai/server/Reducer")<Reducer, {
   readonly initial: ReducerState
   readonly fromArtifacts: typeof fromArtifacts
+  readonly follow: typeof follow
   readonly reduce: typeof reduce
 }>() {}
 
-export const layer: Layer.Layer<Reducer> = Layer.succeed(Reducer, Reducer.of({ initial, fromArtifacts, reduce }))
+export const layer: Layer.Layer<Reducer> = Layer.succeed(Reducer, Reducer.of({ initial, fromArtifacts, follow, reduce }))

@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
 import { SessionExists, StaleSession, type StoreError } from "./Domain/Errors.js"
 import type { Session, SessionStatus } from "./Domain/Session.js"
+import type { Turn } from "./Reducer.js"
 
 /** How many recent `Idempotency-Key`s a session remembers. */
 export const idempotencyWindow = 10_000
@@ -34,6 +35,8 @@ export interface Commit {
   readonly summary?: string | null
   readonly changes: ReadonlyArray<CommittedChange>
   readonly idempotencyKey?: string | undefined
+  /** Clustered: the reducer's turn state after this commit, logged for the other instances. */
+  readonly turn?: Turn | undefined
 }
 
 /** A consistent read: the artifacts as of revision `rev`. */
@@ -129,7 +132,7 @@ export const makeMemory = Effect.sync(() => {
         const s = sessions.get(id)
         if (commit.expectedRev !== undefined && s?.rev !== commit.expectedRev) return Effect.fail(new StaleSession({ id }))
         if (s === undefined) return Effect.void
-        const { changes, expectedRev: _, idempotencyKey, rev, ...patch } = commit
+        const { changes, expectedRev: _, idempotencyKey, rev, turn: __, ...patch } = commit
         s.session = { ...s.session, ...patch }
         s.rev = rev
         for (const change of changes) {

@@ -37,7 +37,7 @@ import {
   type Sink,
   type SlowConsumer
 } from "./EventBus.js"
-import { type Input, Reducer, type ReducerState } from "./Reducer.js"
+import { type Input, Reducer, type ReducerState, type Turn, turnOf } from "./Reducer.js"
 import { SessionStore, type StoredSession } from "./SessionStore.js"
 
 export interface SessionsOptions {
@@ -115,6 +115,8 @@ interface Entry {
   rev: number
   readonly sandboxTokenHash: string | null
   reducer: ReducerState | undefined
+  /** Clustered, while `reducer` is not built: the turn state another instance's last commit left. */
+  turn: Turn | undefined
   sandbox: Sandbox | undefined
   removed: boolean
   readonly lock: Effect.Semaphore
@@ -151,6 +153,7 @@ export const make = (options: SessionsOptions) =>
       rev: stored.rev,
       sandboxTokenHash: stored.sandboxTokenHash,
       reducer: state,
+      turn: undefined,
       sandbox: undefined,
       removed: false,
       lock: Effect.unsafeMakeSemaphore(1)
@@ -313,11 +316,13 @@ export const make = (options: SessionsOptions) =>
           if (revFrom !== entry.rev + 1) return yield* resync(entry)
           if (body.removed) return yield* forget(entry)
           const fields = changedFields(entry.session, body.fields ?? {})
+          const changes = body.changes ?? []
           entry.rev = rev
-          entry.reducer = undefined
+          // The reducer follows, so the next event here continues exactly where that instance left off.
+          if (entry.reducer !== undefined) entry.reducer = reducer.follow(entry.reducer, changes, body.turn)
+          else if (body.turn !== undefined) entry.turn = body.turn
           entry.session = { ...entry.session, ...fields, lastHeartbeat: body.lastHeartbeat ?? entry.session.lastHeartbeat }
           if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
-          const changes = body.changes ?? []
           if (changes.length > 0) yield* bus.publishArtifacts(id, changes.map((change) => ({ rev: change.rev, change })))
         }
         if (stale && log.length === 0) yield* resync(entry)
@@ -332,6 +337,7 @@ export const make = (options: SessionsOptions) =>
         const fields = changedFields(entry.session, stored.session)
         entry.session = stored.session
         entry.reducer = undefined
+        entry.turn = undefined
         const moved = entry.rev !== stored.rev
         entry.rev = stored.rev
         if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
@@ -341,7 +347,7 @@ export const make = (options: SessionsOptions) =>
     const reducerState = (entry: Entry) =>
       entry.reducer !== undefined
         ? Effect.succeed(entry.reducer)
-        : Effect.map(store.artifacts(entry.session.id), (s) => reducer.fromArtifacts(s.artifacts))
+        : Effect.map(store.artifacts(entry.session.id), (s) => reducer.fromArtifacts(s.artifacts, entry.turn))
 
     /** Reduce, commit in one transaction, then publish: the ingest pipeline, under the session lock. */
     const apply = (
@@ -370,7 +376,8 @@ export const make = (options: SessionsOptions) =>
             lastHeartbeat,
             ...fields,
             changes: committed,
-            idempotencyKey: options.idempotencyKey
+            idempotencyKey: options.idempotencyKey,
+            turn: cluster === undefined ? undefined : turnOf(next)
           })
           entry.rev = rev
           entry.reducer = next

@@ -148,6 +148,54 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expect(live(onA).map((e) => [e.id, e.data])).toEqual(live(onB).map((e) => [e.id, e.data]))
   })
 
+  it("events spread over both instances (a round-robin balancer) reduce exactly as on one server", async () => {
+    const { a, b } = await pair()
+    const single = await start({})
+    cleanups.push(() => single.close())
+    const long = (i: number) => `${i}:` + "x".repeat(297)
+    const steps: Array<unknown> = [
+      { type: "turn_start" },
+      { type: "text_delta", delta: "Hello" },
+      { type: "text_delta", delta: ", " },
+      { type: "text_delta", delta: "world" },
+      { type: "plan", entries: [{ content: "look", status: "pending" }] },
+      { type: "usage", inputTokens: 10, outputTokens: 2, costUsd: 0.01 },
+      { type: "reasoning_delta", delta: "hmm", partId: "r" },
+      { type: "tool_call_start", toolCallId: "t1", name: "bash", input: "{" },
+      { type: "reasoning_delta", delta: " more", partId: "r" },
+      { type: "tool_call_input_delta", toolCallId: "t1", delta: "}" },
+      { type: "tool_call_end", toolCallId: "t1", output: "ok" },
+      { type: "plan", entries: [{ content: "look", status: "completed" }] },
+      { type: "usage", inputTokens: 5, outputTokens: 1 },
+      // 20 deltas of 300 characters: the text crosses several storage chunks, from both sides.
+      ...Array.from({ length: 20 }, (_, i) => ({ type: "text_delta", delta: long(i) })),
+      { type: "permission_request", requestId: "p1", title: "run?" },
+      { type: "turn_end" }
+    ]
+    await create(a, "rr")
+    await create(single, "rr")
+    await sandbox(b, "rr")
+    await sandbox(single, "rr")
+    const onA = await watch(a, "rr")
+    for (const [i, step] of steps.entries()) {
+      await send(i % 2 === 0 ? a : b, "rr", step)
+      await send(single, "rr", step)
+    }
+    for (const s of [a, single]) {
+      const res = await s.request("POST", "/sessions/rr/commands", { type: "permission_reply", requestId: "p1", decision: "allow_once" })
+      expect(res.status, res.text).toBe(202)
+    }
+    // The answered request cannot be answered again, whichever instance is asked.
+    expect((await b.request("POST", "/sessions/rr/commands", { type: "permission_reply", requestId: "p1", decision: "reject" })).status)
+      .toBe(409)
+    const strip = (xs: Array<any>) => xs.map(({ createdAt: _, updatedAt: __, ...rest }) => rest)
+    const clustered = await artifacts(b, "rr")
+    expect(strip(clustered)).toEqual(strip(await artifacts(single, "rr")))
+    expect(clustered.find((x) => x.kind === "text" && x.text.startsWith("Hello"))?.text).toBe("Hello, world")
+    expect(await statusOn(a, "rr")).toBe((await single.request("GET", "/sessions/rr")).body.status)
+    await converged(a, "rr", () => onA.events)
+  })
+
   it("resume with Last-Event-ID on the other instance gets exactly what was missed", async () => {
     const { a, b } = await pair()
     await create(a, "r1")

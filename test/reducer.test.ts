@@ -12,7 +12,7 @@ import type * as Layer from "effect/Layer"
 import { type Artifact, type ArtifactChange, applyChange, type CommittedChange } from "../src/Domain/Artifact.js"
 import { InvalidInput, PermissionConflict } from "../src/Domain/Errors.js"
 import type { SessionStatus } from "../src/Domain/Session.js"
-import { fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState } from "../src/Reducer.js"
+import { follow, fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState, turnOf } from "../src/Reducer.js"
 import { layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
 
@@ -757,4 +757,47 @@ describe.each(stores)("Reducer + SessionStore (%s): properties", (_name, makeLay
       expect(sorted(fold(played.log))[0]!.text).toBe("a\u{1F600}b")
       expect((yield* store.artifacts(played.id)).artifacts[0]!.text).toBe("a\u{1F600}b")
     }).pipe(Effect.provide(makeLayer())))
+})
+
+describe("Reducer: follow (another instance's reductions)", () => {
+  // An instance that only sees the committed changes (through JSON, as the change log carries
+  // them) and the turn must end in the state the reducing instance ended in, or the next event
+  // it reduces would number or route artifacts differently.
+  it("following the changes of every reduction gives exactly the reducer's own state", () =>
+    fc.assert(
+      fc.property(script, (steps) => {
+        let own = initial
+        let followed = initial
+        let status: SessionStatus = "live"
+        for (const [i, step] of steps.entries()) {
+          const r = reduce(own, status, step, NOW + i)
+          if (Either.isLeft(r)) continue
+          own = r.right.state
+          status = r.right.session.status ?? status
+          const logged = JSON.parse(JSON.stringify({ changes: r.right.changes, turn: turnOf(own) }))
+          followed = follow(followed, logged.changes, logged.turn)
+          expect(followed).toEqual(own)
+        }
+      }),
+      { numRuns: 200 }
+    ))
+
+  it("fromArtifacts with the last turn equals the reducer's state", () =>
+    fc.assert(
+      fc.property(script, (steps) => {
+        let state = initial
+        let status: SessionStatus = "live"
+        const artifacts = new Map<number, Artifact>()
+        for (const [i, step] of steps.entries()) {
+          const r = reduce(state, status, step, NOW + i)
+          if (Either.isLeft(r)) continue
+          state = r.right.state
+          status = r.right.session.status ?? status
+          for (const c of r.right.changes) artifacts.set(seqOf(c), applyChange(artifacts.get(seqOf(c)), c))
+        }
+        const rebuilt = fromArtifacts([...artifacts.values()].sort((a, b) => a.seq - b.seq), turnOf(state))
+        expect(rebuilt).toEqual(state)
+      }),
+      { numRuns: 200 }
+    ))
 })

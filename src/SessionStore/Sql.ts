@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
+import type { Turn } from "../Reducer.js"
 import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js"
 
 /** A chunk grows by appends up to this many characters, then a new one starts. */
@@ -262,6 +263,7 @@ export interface LogBody {
   readonly fields?: { readonly status?: SessionStatus; readonly summary?: string | null }
   readonly lastHeartbeat?: number
   readonly changes?: ReadonlyArray<CommittedChange>
+  readonly turn?: Turn | undefined
 }
 
 /** The NOTIFY payloads on the cluster channel: a session changed (`s`), a sandbox moved (`x`), commands (`c`). */
@@ -484,7 +486,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
               ...(commit.summary !== undefined && { summary: commit.summary })
             },
             lastHeartbeat: commit.lastHeartbeat,
-            changes: commit.changes
+            changes: commit.changes,
+            turn: commit.turn
           }
           // JSON escapes what TEXT cannot hold (\u0000) and keeps lone surrogates.
           yield* run("INSERT INTO rein_changes (session_id, rev_from, rev, body) VALUES (?, ?, ?, ?)", [
