@@ -6,13 +6,9 @@
  *
  * Plus one end-to-end smoke over HTTP with `createServer({ pgUrl })`.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
-import { randomUUID } from "node:crypto"
 import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
@@ -21,7 +17,7 @@ import type { Session } from "../src/Domain/Session.js"
 import { type Commit, idempotencyWindow, layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Pg from "../src/SessionStore/Pg.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
-import { foldArtifacts, type SseClient, sse, sorted, start, type TestServer, tempDir } from "./helpers.js"
+import { foldArtifacts, pgSchema, type SseClient, sse, sorted, start, type TestServer, tempDir } from "./helpers.js"
 
 const databaseUrl = process.env.DATABASE_URL
 const noPg = databaseUrl === undefined || databaseUrl === ""
@@ -38,21 +34,6 @@ interface Place {
 /** Runs `f` against the store, closing it afterwards. */
 const use = <A>(layer: Layer.Layer<SessionStore, unknown>, f: (store: Store) => Effect.Effect<A, unknown>) =>
   Effect.runPromise(Effect.scoped(Effect.flatMap(Layer.build(layer), (ctx) => f(Context.get(ctx, SessionStore)))))
-
-/** A connection URL whose sessions use `schema` (created here) as their search path. */
-const pgSchema = async (url: string) => {
-  const schema = `conformance_${randomUUID().replaceAll("-", "")}`
-  const admin = (statement: string) =>
-    Effect.runPromise(
-      Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
-        Effect.provide(PgClient.layer({ url: Redacted.make(url) }))
-      )
-    )
-  await admin(`CREATE SCHEMA ${schema}`)
-  const u = new URL(url)
-  u.searchParams.set("options", `-c search_path=${schema}`)
-  return { url: u.toString(), drop: () => admin(`DROP SCHEMA ${schema} CASCADE`).then(() => undefined) }
-}
 
 const places: ReadonlyArray<readonly [string, boolean, () => Promise<Place>]> = [
   ["memory", false, async () => {
@@ -345,6 +326,44 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
           rev: 2,
           artifacts: [{ seq: 1, kind: "text", text: "new+", createdAt: NOW, updatedAt: NOW + 2 }]
         })
+      })
+    ))
+
+  it.skipIf(skip)("get: the session as stored, with its rev and token hash; undefined when unknown", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        expect(yield* store.get("g1")).toBeUndefined()
+        yield* store.create(session("g1", NOW, "p"), "hash-g1")
+        yield* commit(store, "g1", 2, [created(textArtifact(1, "a"), 1), append(1, "text", "b", 2)], { status: "live" })
+        expect(yield* store.get("g1")).toEqual({
+          session: { ...session("g1", NOW, "p"), status: "live", lastHeartbeat: NOW + 2 },
+          rev: 2,
+          sandboxTokenHash: "hash-g1"
+        })
+      })
+    ))
+
+  it.skipIf(skip)("expectedRev: a commit or remove at another rev is StaleSession and writes nothing", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("v1"))
+        yield* commit(store, "v1", 1, [created(textArtifact(1, "one"), 1)], { expectedRev: 0 })
+        // Another writer committed rev 1 first: this one still expects 0.
+        const stale = yield* Effect.flip(commit(store, "v1", 1, [created(textArtifact(1, "other"), 1)], { expectedRev: 0 }))
+        expect(stale._tag).toBe("StaleSession")
+        expect((yield* store.artifacts("v1")).artifacts).toEqual([textArtifact(1, "one")])
+        expect((yield* store.get("v1"))?.rev).toBe(1)
+        // Appends after a refused commit still land on the right text (no stale tail is used).
+        yield* commit(store, "v1", 2, [append(1, "text", " two", 2)], { expectedRev: 1 })
+        expect((yield* store.artifacts("v1")).artifacts[0]?.text).toBe("one two")
+        expect((yield* Effect.flip(store.remove("v1", 1)))._tag).toBe("StaleSession")
+        expect(yield* store.get("v1")).toBeDefined()
+        yield* store.remove("v1", 2)
+        expect(yield* store.get("v1")).toBeUndefined()
+        // A session that is gone is stale too: nothing is written for it.
+        expect((yield* Effect.flip(commit(store, "v1", 3, [created(textArtifact(2, "x"), 3)], { expectedRev: 2 })))._tag)
+          .toBe("StaleSession")
+        expect((yield* store.artifacts("v1")).artifacts).toEqual([])
       })
     ))
 
