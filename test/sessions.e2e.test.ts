@@ -148,7 +148,12 @@ describe("POST /sessions/:id", () => {
     const server = await open()
     expectError(await server.request("POST", "/sessions/b1", { project: 5 }), 400, /project/)
     expectError(await server.request("POST", "/sessions/b1", { project: ["web"] }), 400, /project/)
+    // Every store must keep the same fields: PostgreSQL text cannot hold NUL.
+    expectError(await server.request("POST", "/sessions/b1", { project: "we\u0000b" }), 400, /project: must not contain NUL/)
     expect((await server.request("GET", "/sessions/b1")).status).toBe(404)
+    expect((await server.request("POST", "/sessions/b3")).status).toBe(201)
+    expectError(await server.request("POST", "/sessions/b3/events", { type: "summary", text: "a\u0000" }), 400, /text: must not contain NUL/)
+    expect((await server.request("GET", "/sessions/b3")).body.summary).toBeNull()
   })
 
   it("400 for malformed JSON; nothing is created", async () => {

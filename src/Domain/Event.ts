@@ -50,7 +50,10 @@ export const Usage = ev("usage", {
   outputTokens: TokenCount,
   costUsd: Schema.optional(NonNegative.pipe(Schema.lessThanOrEqualTo(1e9)))
 })
-export const Summary = ev("summary", { text: Str })
+/** Session fields are plain text columns, and PostgreSQL's cannot hold NUL. */
+const NoNul = Schema.String.pipe(Schema.filter((s) => !s.includes("\u0000") || "must not contain NUL (\\u0000) characters"))
+
+export const Summary = ev("summary", { text: NoNul })
 export const TurnStart = ev("turn_start", {})
 export const TurnEnd = ev("turn_end", { stopReason: Schema.optional(StopReason) })
 export const Heartbeat = ev("heartbeat", {})

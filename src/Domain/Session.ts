@@ -36,5 +36,9 @@ export interface SessionFields {
 }
 
 export const CreateSessionBody = Schema.Struct({
-  project: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(256))))
+  // Session fields are plain text columns, and PostgreSQL's cannot hold NUL.
+  project: Schema.optional(Schema.NullOr(Schema.String.pipe(
+    Schema.maxLength(256),
+    Schema.filter((s) => !s.includes("\u0000") || "must not contain NUL (\\u0000) characters")
+  )))
 })
