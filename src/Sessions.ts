@@ -136,6 +136,8 @@ export const make = (options: SessionsOptions) =>
     let listRev = 0
     let connections = 0
     let claims = 0
+    /** Sandbox connections between their lease claim and their arrival in `entries` (clustered). */
+    const claiming = new Set<number>()
     let closing = false
 
     // On shutdown, end every sandbox stream first; their finalizers then leave the store alone.
@@ -533,6 +535,12 @@ export const make = (options: SessionsOptions) =>
         // Only sandboxes whose claim was stored before the renewal can be judged by it.
         const before = claims
         const held = yield* cluster.renew
+        // A lease whose connection is not here (its connect failed after the claim) is given back.
+        for (const [id, connection] of held) {
+          if (!claiming.has(connection) && entries.get(id)?.sandbox?.connection !== connection) {
+            yield* cluster.release(id, connection)
+          }
+        }
         for (const entry of entries.values()) {
           const sandbox = entry.sandbox
           // This instance lost the lease (it could not renew in time): the sandbox must reconnect.
@@ -606,14 +614,17 @@ export const make = (options: SessionsOptions) =>
             locked(id, (entry) =>
               Effect.gen(function*() {
                 // Lease first: no sweep may find the session live with nobody holding it.
-                if (cluster !== undefined) yield* cluster.claim(id, connection)
+                if (cluster !== undefined) {
+                  claiming.add(connection)
+                  yield* cluster.claim(id, connection)
+                }
                 yield* setStatus(entry, "live")
                 // A second sandbox stream closes the first; the first's close then changes nothing.
                 if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
                 entry.sandbox = { connection, queue, claimed: ++claims }
                 yield* FiberMap.remove(timers, id)
                 return entry
-              })),
+              })).pipe(Effect.ensuring(Effect.sync(() => claiming.delete(connection)))),
             (entry) =>
               entry.lock.withPermits(1)(Effect.suspend(() => {
                 if (closing || entry.sandbox?.connection !== connection) return Effect.succeed(false)
