@@ -142,7 +142,7 @@ describe("rein-server CLI", () => {
     expect(code).toBe(0)
     const out = cli.output()
     expect(out).toMatch(/rein-server/)
-    for (const flag of ["--port", "--host", "--db", "--bootstrap-timeout"]) expect(out).toContain(flag)
+    for (const flag of ["--port", "--host", "--db", "--pg", "--bootstrap-timeout", "--lease-ttl"]) expect(out).toContain(flag)
     expect(out).toContain("4800")
     expect(out).toContain("rein.db")
     // It does not start a server.
@@ -242,6 +242,15 @@ describe("rein-server CLI", () => {
     expect(code).not.toBe(0)
     expect(code).not.toBeNull()
     expect(cli.output()).toMatch(/port/i)
+    expect(cli.output()).not.toMatch(/listening on/)
+  })
+
+  it("a lease shorter than 100 ms exits non-zero naming --lease-ttl", async () => {
+    const cli = run(["--port", "0", "--db", ":memory:", "--lease-ttl", "5"])
+    const { code } = await within(cli.exited, 20_000, "exit on --lease-ttl 5")
+    expect(code).not.toBe(0)
+    expect(code).not.toBeNull()
+    expect(cli.output()).toMatch(/lease-ttl/)
     expect(cli.output()).not.toMatch(/listening on/)
   })
 
