@@ -11,7 +11,6 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import pg from "pg"
 import type { Command } from "./Domain/Command.js"
@@ -29,7 +28,7 @@ export interface LogEntry {
 
 /** What an instance does with the cluster's announcements. None of these may fail. */
 export interface Listener {
-  readonly message: (announcement: Announcement) => Effect.Effect<void>
+  readonly message: (announcement: Exclude<Announcement, { readonly t: "p" }>) => Effect.Effect<void>
   /** After every (re)connection: whatever was announced meanwhile was missed. */
   readonly connected: Effect.Effect<void>
   /** The listening connection dropped: nothing live can be promised until `connected`. */
@@ -43,16 +42,16 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   readonly leaseTtl: number
   /** Whether announcements are being received right now. */
   readonly isConnected: () => boolean
-  /** Listens for the scope's life, reconnecting; returns once first connected. */
-  readonly listen: (listener: Listener) => Effect.Effect<void, never, Scope.Scope>
+  /** Listens for the scope's life, reconnecting; returns once first connected (fails after 30 s). */
+  readonly listen: (listener: Listener) => Effect.Effect<void, StoreError, Scope.Scope>
   /** The session's logged changes after `afterRev`, oldest first. */
   readonly log: (id: string, afterRev: number) => Effect.Effect<ReadonlyArray<LogEntry>, StoreError>
   /** Takes the session's sandbox lease for this instance and tells the previous holder. */
   readonly claim: (id: string, connection: number) => Effect.Effect<void, StoreError>
   /** Gives the lease back; false when it is no longer this connection's. */
   readonly release: (id: string, connection: number) => Effect.Effect<boolean, StoreError>
-  /** The instance holding a live lease on the session's sandbox. */
-  readonly holder: (id: string) => Effect.Effect<string | undefined, StoreError>
+  /** The live lease on the session's sandbox: which instance, which of its connections. */
+  readonly holder: (id: string) => Effect.Effect<Lease | undefined, StoreError>
   /** Queues a command for the sandbox `instance` holds and tells it. */
   readonly send: (instance: string, id: string, command: Command) => Effect.Effect<void, StoreError>
   /** Takes the commands waiting for this instance, in the order they were sent. */
@@ -64,6 +63,11 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   /** Forgets log entries and commands nobody can still need. */
   readonly prune: Effect.Effect<void, StoreError>
 }>() {}
+
+export interface Lease {
+  readonly instance: string
+  readonly connection: number
+}
 
 export interface ClusterOptions {
   readonly url: string
@@ -78,30 +82,47 @@ export const channelName = Effect.gen(function*() {
   return `rein_${row?.schema ?? "public"}`.slice(0, 63)
 })
 
+/** What the listener hands over: every announcement but the pings. */
+type Listened = Exclude<Announcement, { readonly t: "p" }>
+
 export const make = (options: ClusterOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const instance = crypto.randomUUID()
     const { channel, leaseTtl } = options
     let connected = false
+    /** The wait before the next reconnection attempt. */
+    let delay = 250
+    const pingInterval = Math.min(5_000, Math.max(200, Math.floor(leaseTtl / 2)))
     const storeError = (cause: unknown) => new StoreError({ cause })
     const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${JSON.stringify(a)})`
     const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
 
-    /** One connection's life: LISTEN, hand over announcements, return when it drops. */
-    const session = (queue: Queue.Queue<Announcement>, listener: Listener, first: Deferred.Deferred<void>) =>
+    /**
+     * One connection's life: LISTEN, hand over announcements, return when it drops. A connection
+     * can also die silently (a NAT forgetting it): every few seconds the instance notifies itself,
+     * and a listener that does not hear it within the interval is taken for dead.
+     */
+    const session = (queue: Queue.Queue<Listened>, listener: Listener, first: Deferred.Deferred<void>) =>
       Effect.gen(function*() {
         const dropped = yield* Deferred.make<void>()
+        let heard = 0
         const client = yield* Effect.acquireRelease(
-          Effect.sync(() => new pg.Client({ connectionString: options.url, keepAlive: true })),
-          (client) => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption(1000))
+          Effect.sync(() => new pg.Client({ connectionString: options.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 })),
+          (client) =>
+            Effect.sync(() => {
+              // end() waits for the server's answer, which a dead connection never gives.
+              ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+            }).pipe(Effect.zipRight(Effect.promise(() => client.end().catch(() => undefined))), Effect.timeoutOption(1000))
         )
         client.on("error", () => Deferred.unsafeDone(dropped, Effect.void))
         client.on("end", () => Deferred.unsafeDone(dropped, Effect.void))
         client.on("notification", (m) => {
           if (m.channel !== channel || m.payload === undefined) return
           try {
-            queue.unsafeOffer(JSON.parse(m.payload))
+            const a = JSON.parse(m.payload) as Announcement
+            if (a.t !== "p") queue.unsafeOffer(a)
+            else if (a.i === instance) heard = Math.max(heard, a.n)
           } catch {
             // Not ours: ignore.
           }
@@ -109,9 +130,17 @@ export const make = (options: ClusterOptions) =>
         yield* Effect.tryPromise(() => client.connect())
         yield* Effect.tryPromise(() => client.query(`LISTEN ${client.escapeIdentifier(channel)}`))
         connected = true
+        delay = 250
         yield* listener.connected
         yield* Deferred.succeed(first, undefined)
-        yield* Deferred.await(dropped)
+        let sent = 0
+        const ping = Effect.gen(function*() {
+          yield* Effect.sleep(pingInterval)
+          if (heard < sent) return yield* Deferred.succeed(dropped, undefined)
+          // Sent through the pool: it is the listening connection that is being tested.
+          yield* notify({ t: "p", i: instance, n: ++sent }).pipe(Effect.ignore)
+        })
+        yield* Effect.raceFirst(Deferred.await(dropped), Effect.forever(ping))
       }).pipe(
         Effect.scoped,
         Effect.ensuring(Effect.suspend(() => {
@@ -127,17 +156,28 @@ export const make = (options: ClusterOptions) =>
       isConnected: () => connected,
       listen: (listener) =>
         Effect.gen(function*() {
-          const queue = yield* Queue.unbounded<Announcement>()
+          const queue = yield* Queue.unbounded<Listened>()
           const first = yield* Deferred.make<void>()
           yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), listener.message)))
+          // Reconnect after 0.25 s, backing off to every 5 s while the database stays away; a
+          // connection that worked starts the backoff over.
           yield* session(queue, listener, first).pipe(
             Effect.tapErrorCause((cause) => Effect.logWarning("cluster listener lost its connection", cause)),
             Effect.ignore,
-            // Reconnect after 0.25 s, backing off to every 5 s while the database stays away.
-            Effect.repeat(Schedule.exponential("250 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+            Effect.zipRight(Effect.suspend(() => {
+              const wait = delay
+              delay = Math.min(5_000, delay * 2)
+              return Effect.sleep(wait)
+            })),
+            Effect.forever,
             Effect.forkScoped
           )
-          yield* Deferred.await(first)
+          yield* Deferred.await(first).pipe(
+            Effect.timeoutFail({
+              duration: "30 seconds",
+              onTimeout: () => new StoreError({ cause: new Error("could not LISTEN on the database within 30 s") })
+            })
+          )
         }),
       log: (id, afterRev) =>
         sql<{ rev_from: string; rev: string; body: string }>`SELECT rev_from, rev, body FROM rein_changes
@@ -159,8 +199,9 @@ export const make = (options: ClusterOptions) =>
         sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
           RETURNING session_id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(storeError)),
       holder: (id) =>
-        sql<{ instance: string }>`SELECT instance FROM rein_sandboxes WHERE session_id = ${id} AND expires_at > now()`.pipe(
-          Effect.map((rows) => rows[0]?.instance),
+        sql<{ instance: string; connection: string }>`SELECT instance, connection FROM rein_sandboxes
+          WHERE session_id = ${id} AND expires_at > now()`.pipe(
+          Effect.map(([row]) => row && { instance: row.instance, connection: Number(row.connection) }),
           Effect.mapError(storeError)
         ),
       send: (to, id, command) =>

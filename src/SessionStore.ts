@@ -19,6 +19,8 @@ export interface StoredSession {
   readonly rev: number
   /** SHA-256 (hex) of the session's sandbox token, when auth issued one. */
   readonly sandboxTokenHash: string | null
+  /** Clustered stores: the reducer's turn state as of `rev`. */
+  readonly turn?: Turn | undefined
 }
 
 /** Everything one ingest writes, applied in one transaction. */
@@ -30,7 +32,8 @@ export interface Commit {
    * across instances.
    */
   readonly expectedRev?: number
-  readonly lastHeartbeat: number
+  /** Unchanged when omitted (a status change alone). */
+  readonly lastHeartbeat?: number
   readonly status?: SessionStatus
   readonly summary?: string | null
   readonly changes: ReadonlyArray<CommittedChange>
@@ -132,8 +135,8 @@ export const makeMemory = Effect.sync(() => {
         const s = sessions.get(id)
         if (commit.expectedRev !== undefined && s?.rev !== commit.expectedRev) return Effect.fail(new StaleSession({ id }))
         if (s === undefined) return Effect.void
-        const { changes, expectedRev: _, idempotencyKey, rev, turn: __, ...patch } = commit
-        s.session = { ...s.session, ...patch }
+        const { changes, expectedRev: _, idempotencyKey, lastHeartbeat, rev, turn: __, ...patch } = commit
+        s.session = { ...s.session, ...patch, ...(lastHeartbeat !== undefined && { lastHeartbeat }) }
         s.rev = rev
         for (const change of changes) {
           if (change._tag === "created") {

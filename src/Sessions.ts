@@ -7,7 +7,9 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -132,6 +134,8 @@ export const make = (options: SessionsOptions) =>
     const timers = yield* FiberMap.make<string>()
     /** Background work (store retries, cluster sync) that ends with the service. */
     const background = yield* Effect.scope
+    /** Sandboxes leaving (their session being marked disconnected): shutdown waits for them. */
+    const leaving = yield* FiberSet.make()
     const entries = new Map<string, Entry>()
     let listRev = 0
     let connections = 0
@@ -141,12 +145,24 @@ export const make = (options: SessionsOptions) =>
     let closing = false
 
     // On shutdown, end every sandbox stream first; their finalizers then leave the store alone.
+    // Alone, the next start marks their sessions disconnected. Clustered, no start comes in this
+    // instance's place: its sandboxes leave now, as they would one by one (bounded by 3 s).
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         closing = true
-        return Effect.forEach(entries.values(), (e) => e.sandbox ? Queue.shutdown(e.sandbox.queue) : Effect.void, {
-          discard: true
-        })
+        const local = Array.from(entries.values()).flatMap((entry) => entry.sandbox ? [{ entry, sandbox: entry.sandbox }] : [])
+        const leave = cluster === undefined ? Effect.void : Effect.forEach(local, ({ entry, sandbox }) =>
+          Effect.suspend(() => {
+            if (entry.sandbox === sandbox) entry.sandbox = undefined
+            return cluster.release(entry.session.id, sandbox.connection)
+          }).pipe(
+            Effect.flatMap((left) => left ? sandboxLeft(entry) : Effect.void),
+            Effect.ignore
+          ), { concurrency: 8, discard: true }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+        return Effect.zipRight(
+          Effect.zipRight(leave, FiberSet.awaitEmpty(leaving).pipe(Effect.timeout("3 seconds"), Effect.ignore)),
+          Effect.forEach(local, ({ sandbox }) => Queue.shutdown(sandbox.queue), { discard: true })
+        )
       })
     )
 
@@ -155,7 +171,7 @@ export const make = (options: SessionsOptions) =>
       rev: stored.rev,
       sandboxTokenHash: stored.sandboxTokenHash,
       reducer: state,
-      turn: undefined,
+      turn: stored.turn,
       sandbox: undefined,
       removed: false,
       lock: Effect.unsafeMakeSemaphore(1)
@@ -228,17 +244,21 @@ export const make = (options: SessionsOptions) =>
      * Clustered, a status is a commit of its own (a new rev, logged for the other instances,
      * refused if one of them wrote first); alone, a plain update.
      */
-    const setStatus = (entry: Entry, status: SessionStatus) =>
+    const setStatus = (entry: Entry, status: SessionStatus, options?: { readonly always: boolean }) =>
       Effect.suspend(() => {
-        if (entry.session.status === status) return Effect.void
+        const same = entry.session.status === status
+        // Clustered, a connecting sandbox writes `live` even when this instance believes it is:
+        // the write orders it after any `disconnected` racing in from the instance it left.
+        if (same && (cluster === undefined || options?.always !== true)) return Effect.void
         const id = entry.session.id
         const rev = cluster === undefined ? entry.rev : entry.rev + 1
         const write = cluster === undefined
           ? store.update(id, { status })
-          : store.commit(id, { rev, expectedRev: entry.rev, lastHeartbeat: entry.session.lastHeartbeat, status, changes: [] })
+          : store.commit(id, { rev, expectedRev: entry.rev, status, changes: [] })
         return write.pipe(
           Effect.zipRight(Effect.suspend(() => {
             entry.rev = rev
+            if (same) return Effect.void
             entry.session = { ...entry.session, status }
             return notify(entry.session.project, { _tag: "updated", id, fields: { status } })
           }))
@@ -252,7 +272,11 @@ export const make = (options: SessionsOptions) =>
      * instances must hear it from the store, so it is a plain status commit.
      */
     const markDisconnected = (entry: Entry) => {
-      if (cluster !== undefined) return setStatus(entry, "disconnected")
+      if (cluster !== undefined) {
+        // Checked under the row lock's ordering: a sandbox that meanwhile connected elsewhere wins.
+        return Effect.flatMap(cluster.holder(entry.session.id), (lease) =>
+          lease === undefined ? setStatus(entry, "disconnected") : Effect.void)
+      }
       const persist = Effect.suspend(() =>
         entry.removed || entry.session.status !== "disconnected"
           ? Effect.void
@@ -270,6 +294,13 @@ export const make = (options: SessionsOptions) =>
         )
       )
     }
+
+    /** Its sandbox left: the session is disconnected, unless another sandbox connected meanwhile. */
+    const sandboxLeft = (entry: Entry) =>
+      withLock(entry, (e) => {
+        const s = e.session.status
+        return e.sandbox !== undefined || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(e)
+      })
 
     /** The session is gone from the store: gone from the list, its streams and sandbox ended. */
     const forget = (entry: Entry) =>
@@ -305,7 +336,7 @@ export const make = (options: SessionsOptions) =>
      * publishing it to this instance's watchers exactly as its own commits are. `stale`: a write
      * was refused, so something did change.
      */
-    const catchUp = (entry: Entry, stale: boolean): Effect.Effect<void, StoreError> =>
+    const catchUp = (entry: Entry, stale: boolean, target = 0): Effect.Effect<void, StoreError> =>
       Effect.gen(function*() {
         const id = entry.session.id
         if (cluster === undefined) {
@@ -327,7 +358,8 @@ export const make = (options: SessionsOptions) =>
           if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
           if (changes.length > 0) yield* bus.publishArtifacts(id, changes.map((change) => ({ rev: change.rev, change })))
         }
-        if (stale && log.length === 0) yield* resync(entry)
+        // Refused without a logged reason, or announced further than the log goes: read it whole.
+        if (!entry.removed && ((stale && log.length === 0) || entry.rev < target)) yield* resync(entry)
       })
 
     /** Reloads the session from the store; its artifact streams end, and their clients resume exactly. */
@@ -339,7 +371,7 @@ export const make = (options: SessionsOptions) =>
         const fields = changedFields(entry.session, stored.session)
         entry.session = stored.session
         entry.reducer = undefined
-        entry.turn = undefined
+        entry.turn = stored.turn
         const moved = entry.rev !== stored.rev
         entry.rev = stored.rev
         if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id, fields })
@@ -463,11 +495,12 @@ export const make = (options: SessionsOptions) =>
       const syncing = new Map<string, number>()
       const log = (what: string) => Effect.catchAllCause((cause) => Effect.logWarning(what, cause))
 
-      const syncOnce = (id: string) =>
-        Effect.suspend(() => {
-          const entry = entries.get(id)
-          return entry === undefined ? lookup(id) : withLock(entry, (e) => catchUp(e, false))
-        }).pipe(Effect.catchTag("SessionNotFound", () => Effect.void), log(`could not follow session ${id}`))
+      const syncOnce = (id: string, target: number) =>
+        // Adopted from an older read, a session may still be behind the announcement: catch up too.
+        Effect.flatMap(lookup(id), (entry) => withLock(entry, (e) => catchUp(e, false, target))).pipe(
+          Effect.catchTag("SessionNotFound", () => Effect.void),
+          log(`could not follow session ${id}`)
+        )
 
       /** One catch-up fiber per session at a time; announcements arriving meanwhile make it go again. */
       const requestSync = (id: string, rev: number): Effect.Effect<void> =>
@@ -480,7 +513,7 @@ export const make = (options: SessionsOptions) =>
           const loop: Effect.Effect<void> = Effect.suspend(() => {
             const target = syncing.get(id)
             return Effect.zipRight(
-              syncOnce(id),
+              syncOnce(id, target ?? 0),
               Effect.suspend(() => syncing.get(id) === target ? Effect.sync(() => void syncing.delete(id)) : loop)
             )
           })
@@ -491,10 +524,10 @@ export const make = (options: SessionsOptions) =>
       /** Hands this instance's sandboxes the commands posted on other instances. */
       const deliverCommands = commandLock.withPermits(1)(
         Effect.flatMap(cluster.takeCommands, (commands) =>
-          Effect.forEach(commands, ({ command, id }) => {
-            const queue = entries.get(id)?.sandbox?.queue
-            return queue === undefined ? Effect.void : Queue.offer(queue, command)
-          }, { discard: true }))
+          Effect.sync(() => {
+            // A sandbox that left meanwhile misses them, as it would on one server.
+            for (const { command, id } of commands) entries.get(id)?.sandbox?.queue.unsafeOffer(command)
+          }))
       ).pipe(log("could not take commands"))
 
       /** Back from an outage (or just started): whatever was announced meanwhile is read from the store. */
@@ -514,12 +547,25 @@ export const make = (options: SessionsOptions) =>
         }
       }).pipe(log("could not catch up with the cluster"), Effect.zipRight(deliverCommands))
 
+      /** Ends a local sandbox stream whose lease is gone; its close then changes nothing. */
+      const dropSandbox = (id: string, sandbox: Sandbox) =>
+        Effect.suspend(() => {
+          const entry = entries.get(id)
+          if (entry?.sandbox === sandbox) entry.sandbox = undefined
+          return Queue.shutdown(sandbox.queue)
+        })
+
       /** A newer sandbox connection on another instance ends this one's. */
       const sandboxMoved = (id: string, instance: string) =>
         Effect.suspend(() => {
           const sandbox = entries.get(id)?.sandbox
-          return instance === cluster.instance || sandbox === undefined ? Effect.void : Queue.shutdown(sandbox.queue)
-        })
+          if (instance === cluster.instance || sandbox === undefined) return Effect.void
+          // Announcements can arrive late (A -> B -> A quickly): the lease says who holds it now.
+          return Effect.flatMap(cluster.holder(id), (lease) =>
+            lease?.instance === cluster.instance && lease.connection === sandbox.connection
+              ? Effect.void
+              : dropSandbox(id, sandbox))
+        }).pipe(log(`could not check the sandbox of ${id}`))
 
       /** Marks a session disconnected whose sandbox no instance holds any more. */
       const orphaned = (id: string) =>
@@ -531,24 +577,29 @@ export const make = (options: SessionsOptions) =>
             yield* setStatus(entry, "disconnected")
           })).pipe(Effect.catchTag("SessionNotFound", () => Effect.void))
 
-      const sweep = Effect.gen(function*() {
+      /** Keeps this instance's leases alive; nothing else runs on this fiber, so nothing delays it. */
+      const renew = Effect.gen(function*() {
         // Only sandboxes whose claim was stored before the renewal can be judged by it.
         const before = claims
         const held = yield* cluster.renew
         // A lease whose connection is not here (its connect failed after the claim) is given back.
         for (const [id, connection] of held) {
           if (!claiming.has(connection) && entries.get(id)?.sandbox?.connection !== connection) {
-            yield* cluster.release(id, connection)
+            yield* cluster.release(id, connection).pipe(log(`could not release the lease of ${id}`))
           }
         }
         for (const entry of entries.values()) {
           const sandbox = entry.sandbox
           // This instance lost the lease (it could not renew in time): the sandbox must reconnect.
           if (sandbox !== undefined && sandbox.claimed <= before && held.get(entry.session.id) !== sandbox.connection) {
-            yield* Queue.shutdown(sandbox.queue)
+            yield* dropSandbox(entry.session.id, sandbox)
           }
         }
-        for (const id of yield* cluster.orphans) yield* orphaned(id)
+      }).pipe(log("lease renewal failed"))
+
+      /** Sessions whose sandbox's instance died; old log rows and commands. */
+      const sweep = Effect.gen(function*() {
+        for (const id of yield* cluster.orphans) yield* orphaned(id).pipe(log(`could not mark ${id} disconnected`))
         yield* cluster.prune
       }).pipe(log("lease sweep failed"))
 
@@ -566,10 +617,9 @@ export const make = (options: SessionsOptions) =>
           // Streams end rather than miss changes; their clients reconnect and resume.
           lost: bus.endAll
         }).pipe(Effect.provideService(Scope.Scope, background))
-        yield* Effect.forkIn(
-          Effect.repeat(sweep, Schedule.spaced(Math.max(50, Math.floor(cluster.leaseTtl / 3)))),
-          background
-        )
+        const every = Schedule.spaced(Math.max(50, Math.floor(cluster.leaseTtl / 3)))
+        yield* Effect.forkIn(Effect.repeat(renew, every), background)
+        yield* Effect.forkIn(Effect.repeat(sweep, every), background)
       })
     }
 
@@ -632,15 +682,10 @@ export const make = (options: SessionsOptions) =>
                 // Clustered, a newer connection elsewhere may hold the lease: then nothing changes.
                 return cluster === undefined ? Effect.succeed(true) : cluster.release(id, connection)
               })).pipe(
-                Effect.flatMap((left) =>
-                  left
-                    ? withLock(entry, (e) => {
-                      const s = e.session.status
-                      return e.sandbox !== undefined || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(e)
-                    })
-                    : Effect.void
-                ),
+                Effect.flatMap((left) => left ? sandboxLeft(entry) : Effect.void),
                 Effect.catchTag("SessionNotFound", () => Effect.void),
+                // Tracked, so a shutdown that starts meanwhile waits for it (the store must stay open).
+                (leave) => Effect.flatMap(FiberSet.run(leaving, leave), Fiber.join),
                 Effect.zipRight(Queue.shutdown(queue)),
                 // Shutting down, the store may already be closed: the lease then expires on its own.
                 Effect.catchAllCause((cause) => closing ? Effect.void : Effect.logWarning(`could not mark ${id} disconnected`, cause))
@@ -651,14 +696,15 @@ export const make = (options: SessionsOptions) =>
       command: (id, command) =>
         locked(id, (entry) =>
           Effect.gen(function*() {
-            const sandbox = entry.sandbox
+            // A sandbox whose stream is ending, or too far behind to take one more command, is absent.
+            const sandbox = entry.sandbox !== undefined && !(yield* Queue.isShutdown(entry.sandbox.queue)) &&
+                !isFull(entry.sandbox.queue, options.subscriberBuffer)
+              ? entry.sandbox
+              : undefined
             // Clustered, the sandbox may be connected to another instance.
-            const elsewhere = sandbox === undefined && cluster !== undefined ? yield* cluster.holder(id) : undefined
-            const remote = elsewhere !== undefined && elsewhere !== cluster?.instance ? elsewhere : undefined
-            // A sandbox too far behind to take one more command counts as absent.
-            if (remote === undefined && (sandbox === undefined || isFull(sandbox.queue, options.subscriberBuffer))) {
-              return yield* new NoSandbox({ id })
-            }
+            const lease = sandbox === undefined && cluster !== undefined ? yield* cluster.holder(id) : undefined
+            const remote = lease !== undefined && lease.instance !== cluster?.instance ? lease.instance : undefined
+            if (remote === undefined && sandbox === undefined) return yield* new NoSandbox({ id })
             if (command.type === "prompt") {
               yield* apply(entry, [{ type: "user_message", text: command.text }], { heartbeat: false })
             } else if (command.type === "permission_reply") {
@@ -667,7 +713,8 @@ export const make = (options: SessionsOptions) =>
               })
             }
             if (remote !== undefined) yield* cluster!.send(remote, id, command)
-            else if (sandbox !== undefined) yield* Queue.offer(sandbox.queue, command)
+            // Never blocks or fails: the queue was checked above, under the lock.
+            else if (sandbox !== undefined) sandbox.queue.unsafeOffer(command)
           })).pipe(Effect.catchTag("InvalidInput", Effect.die)), // commands always reduce cleanly
       ingest: (id, events, idempotencyKey) =>
         locked(id, (entry) =>

@@ -10,12 +10,13 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
 import type { Turn } from "../Reducer.js"
-import { type Commit, idempotencyWindow, SessionStore } from "../SessionStore.js"
+import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
 
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
@@ -108,6 +109,9 @@ const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGI
       at TIMESTAMPTZ NOT NULL DEFAULT now()
     )`
     yield* sql`CREATE INDEX rein_commands_instance ON rein_commands (instance, id)`
+    // The reducer's turn state (open delta, plan, usage) as of the session's rev, for an instance
+    // that rebuilds the reducer from artifacts.
+    yield* sql`ALTER TABLE sessions ADD COLUMN turn TEXT`
   })
 })
 
@@ -189,6 +193,7 @@ interface SessionRow {
   readonly last_heartbeat: number
   readonly rev: number
   readonly sandbox_token_hash: string | null
+  readonly turn?: string | null
 }
 
 interface ArtifactRow {
@@ -213,6 +218,13 @@ const toSession = (r: SessionRow): Session => ({
   project: r.project,
   createdAt: Number(r.created_at),
   lastHeartbeat: Number(r.last_heartbeat)
+})
+
+const toStored = (r: SessionRow): StoredSession => ({
+  session: toSession(r),
+  rev: Number(r.rev),
+  sandboxTokenHash: r.sandbox_token_hash,
+  ...(typeof r.turn === "string" && { turn: JSON.parse(r.turn) as Turn })
 })
 
 /**
@@ -266,11 +278,15 @@ export interface LogBody {
   readonly turn?: Turn | undefined
 }
 
-/** The NOTIFY payloads on the cluster channel: a session changed (`s`), a sandbox moved (`x`), commands (`c`). */
+/**
+ * The NOTIFY payloads on the cluster channel: a session changed (`s`), a sandbox moved (`x`),
+ * commands (`c`), an instance checking that its listener still hears (`p`).
+ */
 export type Announcement =
   | { readonly t: "s"; readonly id: string; readonly r: number }
   | { readonly t: "x"; readonly id: string; readonly i: string }
   | { readonly t: "c"; readonly i: string }
+  | { readonly t: "p"; readonly i: string; readonly n: number }
 
 export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -391,14 +407,14 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   return SessionStore.of({
     list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, ${sql.literal(dialect.insertOrder)}`.pipe(
       Effect.map((rows) =>
-        rows.map((r) => ({ session: toSession(r), rev: Number(r.rev), sandboxTokenHash: r.sandbox_token_hash }))
+        rows.map(toStored)
       ),
       Effect.mapError(storeError)
     ),
     get: (id) =>
       sql<SessionRow>`SELECT * FROM sessions WHERE id = ${id}`.pipe(
         Effect.map(([r]) =>
-          r === undefined ? undefined : { session: toSession(r), rev: Number(r.rev), sandboxTokenHash: r.sandbox_token_hash }
+          r === undefined ? undefined : toStored(r)
         ),
         Effect.mapError(storeError)
       ),
@@ -442,9 +458,12 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       const cached = tails.get(id)
       const valid = cached !== undefined && (commit.expectedRev === undefined || cached.rev === commit.expectedRev)
       // Appends start from the tails this instance knows, when no other instance wrote since.
-      const pending = new Map<string, Tail>(valid ? cached.fields : undefined)
-      const set = ["rev = ?", "last_heartbeat = ?"]
-      const params: Array<unknown> = [commit.rev, commit.lastHeartbeat]
+      // Updated in place: a failed transaction drops the session's tails altogether.
+      const pending = valid ? cached.fields : new Map<string, Tail>()
+      const set = ["rev = ?"]
+      const params: Array<unknown> = [commit.rev]
+      if (commit.lastHeartbeat !== undefined) set.push("last_heartbeat = ?"), params.push(commit.lastHeartbeat)
+      if (commit.turn !== undefined && channel !== undefined) set.push("turn = ?"), params.push(JSON.stringify(commit.turn))
       if (commit.status !== undefined) set.push("status = ?"), params.push(commit.status)
       if (commit.summary !== undefined) set.push("summary = ?"), params.push(commit.summary)
       params.push(id)
@@ -506,14 +525,15 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             ? Option.some(Effect.fail(d))
             : Option.none()
         ),
-        Effect.tap(() =>
+        Effect.onExit((exit) =>
           Effect.sync(() => {
+            if (!Exit.isSuccess(exit)) return void tails.delete(id)
             // The cache is only a shortcut (a miss reads the tail): bound it by starting over.
             if (tails.size > 10_000) tails.clear()
+            if (pending.size > 1_000) pending.clear()
             tails.set(id, { rev: commit.rev, fields: pending })
           })
         ),
-        Effect.tapError(() => Effect.sync(() => tails.delete(id))),
         Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
       )
     },
