@@ -274,6 +274,24 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expect(sessionEvents(list, "session_updated", "m1").map((e) => e.data.fields.status)).not.toContain("disconnected")
   })
 
+  it("a sandbox that reconnects through the other instance at once stays live (no late disconnect wins)", async () => {
+    const { a, b } = await pair()
+    await create(a, "hop")
+    let box = await sandbox(a, "hop")
+    for (let i = 0; i < 20; i++) {
+      // Drop and reconnect at once, alternating instances: the old instance's disconnect races
+      // the new connection's claim.
+      box.close()
+      box = await sandbox(i % 2 === 0 ? b : a, "hop")
+    }
+    // Let every leave finish, then the session must be live, and commands must reach the sandbox.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(await statusOn(a, "hop")).toBe("live")
+    expect(await statusOn(b, "hop")).toBe("live")
+    expect((await b.request("POST", "/sessions/hop/commands", { type: "abort" })).status).toBe(202)
+    await box.waitFor((e) => e.event === "command")
+  })
+
   it("a bootstrap timeout fires once cluster-wide: exactly one session_removed per watcher", async () => {
     const { a, b } = await pair({ bootstrapTimeout: 600 })
     const onA = await watchSessions(a)
