@@ -137,8 +137,9 @@ export const make = (options: ClusterOptions) =>
         const ping = Effect.gen(function*() {
           yield* Effect.sleep(pingInterval)
           if (heard < sent) return yield* Deferred.succeed(dropped, undefined)
-          // Sent through the pool: it is the listening connection that is being tested.
-          yield* notify({ t: "p", i: instance, n: ++sent }).pipe(Effect.ignore)
+          // Sent through the pool: it is the listening connection that is being tested. Not
+          // awaited: a database that stopped answering must not stop the check itself.
+          yield* notify({ t: "p", i: instance, n: ++sent }).pipe(Effect.timeout(pingInterval), Effect.ignore, Effect.fork)
         })
         yield* Effect.raceFirst(Deferred.await(dropped), Effect.forever(ping))
       }).pipe(

@@ -738,7 +738,8 @@ export const make = (options: SessionsOptions) =>
             _tag: "notice",
             notice
           }))),
-      health: Effect.zipRight(store.ping, listening)
+      // The listener first: a database that stopped answering would leave the ping hanging.
+      health: Effect.zipRight(listening, store.ping)
     })
   })
 

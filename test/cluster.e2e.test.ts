@@ -361,12 +361,17 @@ describe.skipIf(noPg)("instance failure", () => {
   })
 })
 
-/** A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones. */
+/**
+ * A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones, or
+ * freeze: keep every connection open and pass nothing (a network path that died silently).
+ */
 const proxy = async (target: URL) => {
   const sockets = new Set<Socket>()
   let up = true
+  let frozen = false
   const server: TcpServer = createTcpServer((client) => {
     if (!up) return client.destroy()
+    if (frozen) return void sockets.add(client)
     const upstream = connect(Number(target.port || 5432), target.hostname)
     sockets.add(client).add(upstream)
     const close = () => {
@@ -390,12 +395,43 @@ const proxy = async (target: URL) => {
       up = false
       for (const s of sockets) s.destroy()
     },
-    restore: () => void (up = true),
+    restore: () => {
+      up = true
+      frozen = false
+    },
+    freeze: () => {
+      frozen = true
+      for (const s of sockets) s.unpipe().pause()
+    },
     close: () => new Promise<void>((r) => server.close(() => r()))
   }
 }
 
 describe.skipIf(noPg)("losing the database", () => {
+  it("a listening connection that dies silently is noticed: streams end, health is 503, and it recovers", async () => {
+    const url = await schema()
+    const db = await proxy(new URL(url))
+    cleanups.push(db.close)
+    const a = await boot(db.url)
+    const b = await boot(url)
+    await create(b, "f1")
+    const onA = await watch(a, "f1")
+    db.freeze()
+    // Nothing is closed or refused: only the missing self-notifications tell.
+    await onA.ended
+    expect((await fetch(`${a.url}/healthz`)).status).toBe(503)
+    expect((await fetch(`${a.url}/sessions/f1/stream`)).status).toBe(503)
+    // The path comes back (the frozen connections are reset, as a NAT finally does).
+    db.cut()
+    db.restore()
+    await eventually(async () => (await fetch(`${a.url}/healthz`)).status === 200, 20_000, "A healthy again")
+    const again = await watch(a, "f1")
+    await sandbox(b, "f1")
+    await send(b, "f1", { type: "turn_start" })
+    await send(b, "f1", { type: "text_delta", delta: "hi" })
+    await converged(a, "f1", () => again.events)
+  })
+
   it("requests answer 503 and streams end; once it is back, the instance catches up with what happened meanwhile", async () => {
     const url = await schema()
     const db = await proxy(new URL(url))
