@@ -668,7 +668,7 @@ export const make = (options: SessionsOptions) =>
                   claiming.add(connection)
                   yield* cluster.claim(id, connection)
                 }
-                yield* setStatus(entry, "live")
+                yield* setStatus(entry, "live", { always: true })
                 // A second sandbox stream closes the first; the first's close then changes nothing.
                 if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
                 entry.sandbox = { connection, queue, claimed: ++claims }
