@@ -18,8 +18,10 @@ import { Pool } from "undici"
 export interface Child {
   readonly url: string
   readonly pid: number
-  /** Directory holding `rein.db` when the bench started Rein itself. */
+  /** Directory holding `rein.db` when the bench started Rein itself on SQLite. */
   readonly dbDir: string | undefined
+  /** What the process wrote to stderr so far (the first 10 000 characters). */
+  readonly stderr: () => string
   /** Stops the process (SIGTERM, then SIGKILL after 5 s). */
   readonly stop: () => Promise<void>
   /** Removes what the child left on disk (its temp dir). */
@@ -48,7 +50,7 @@ const spawnListening = (args: ReadonlyArray<string>, onFail?: () => void): Promi
     child.once("error", fail)
     child.once("exit", (code, signal) => fail(new Error(`server exited (${code ?? signal}) before listening: ${out}${err}`)))
     child.stderr!.setEncoding("utf8").on("data", (s: string) => {
-      if (err.length < 10_000) err += s
+      if (err.length < 10_000) err += s.slice(0, 10_000 - err.length)
     })
     child.stdout!.setEncoding("utf8").on("data", (s: string) => {
       if (done) return
@@ -65,12 +67,19 @@ const spawnListening = (args: ReadonlyArray<string>, onFail?: () => void): Promi
           clearTimeout(t)
         }
       }
-      resolve({ url: m[1]!, pid: child.pid!, stop })
+      resolve({ url: m[1]!, pid: child.pid!, stop, stderr: () => err })
     })
   })
 
-/** `node dist/bin.js --port 0 --db <tmp>/rein.db`: the same code path as the CLI. */
-export const startRein = async (bin = binJs): Promise<Child> => {
+/**
+ * `node dist/bin.js --port 0 --db <tmp>/rein.db`: the same code path as the CLI. With `pg`,
+ * `--pg <pg>` instead (the database is the caller's: nothing is created or removed).
+ */
+export const startRein = async (bin = binJs, pg?: string): Promise<Child> => {
+  if (pg !== undefined) {
+    const child = await spawnListening([bin, "--port", "0", "--pg", pg, "--bootstrap-timeout", "3600000"])
+    return { ...child, dbDir: undefined, cleanup: () => {} }
+  }
   const dbDir = mkdtempSync(join(tmpdir(), "rein-bench-"))
   const cleanup = () => rmSync(dbDir, { recursive: true, force: true })
   const child = await spawnListening(

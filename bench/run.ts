@@ -1,31 +1,45 @@
 /**
- * `npm run bench [-- --json] [--only <name>[,<name>]] [--target <url>] [--rounds <n>] [--bin <path>] [--budget <s>]`
+ * `npm run bench [-- --json] [--only <name>[,<name>]] [--target <url>[,<url>] | --pg <url>] [--rounds <n>] [--bin <path>] [--budget <s>]`
  *
  * Runs every scenario against a fresh Rein server (the CLI, `node dist/bin.js`,
- * on a temp SQLite file) and against the floor (a no-op node:http / SSE server
- * in its own process), alternating which goes first, best of 3 rounds (fewer
- * where a scenario says so or the time budget runs short), and prints Rein's
- * figure, the floor's and the ratio. Progress goes to stderr.
+ * on a temp SQLite file, or on the PostgreSQL database of `--pg`) and against
+ * the floor (a no-op node:http / SSE server in its own process), alternating
+ * which goes first, best of 3 rounds (fewer where a scenario says so or the
+ * time budget runs short), and prints Rein's figure, the floor's and the
+ * ratio. Progress goes to stderr. The two-instance variants (`fanout-cross`,
+ * `fanout-split`) run only with `--pg` (two fresh instances on it) or two
+ * `--target` URLs.
  */
 import { cpus } from "node:os"
 import { parseArgs } from "node:util"
 import { type Child, runTag, startFloor, startRein, within } from "./lib.js"
 import type { Check, Figures, Scenario, Summary, Target } from "./scenario.js"
 import { batch } from "./scenarios/batch.js"
-import { fanout } from "./scenarios/fanout.js"
+import { fanout, fanoutCross, fanoutSplit } from "./scenarios/fanout.js"
 import { idleConnections } from "./scenarios/idle-connections.js"
 import { ingest } from "./scenarios/ingest.js"
 import { longMessage } from "./scenarios/long-message.js"
 import { resumeStorm } from "./scenarios/resume-storm.js"
 import { sessions } from "./scenarios/sessions.js"
 
-const scenarios: ReadonlyArray<Scenario> = [ingest, batch, fanout, longMessage, idleConnections, resumeStorm, sessions]
+const scenarios: ReadonlyArray<Scenario> = [
+  ingest,
+  batch,
+  fanout,
+  fanoutCross,
+  fanoutSplit,
+  longMessage,
+  idleConnections,
+  resumeStorm,
+  sessions
+]
 
 const { values: args } = parseArgs({
   options: {
     json: { type: "boolean", default: false },
     only: { type: "string" },
     target: { type: "string" },
+    pg: { type: "string" },
     rounds: { type: "string" },
     bin: { type: "string" },
     budget: { type: "string", default: "260" },
@@ -34,15 +48,19 @@ const { values: args } = parseArgs({
 })
 
 if (args.help) {
-  console.log(`usage: npm run bench -- [--json] [--only <name>[,<name>...]] [--target <url>] [--rounds <n>] [--bin <path>]
+  console.log(`usage: npm run bench -- [--json] [--only <name>[,<name>...]] [--target <url>[,<url>] | --pg <url>] [--rounds <n>] [--bin <path>]
   --json     one JSON object { scenario: { metric: value, ... } } on stdout
-  --only     run only these scenarios
-  --target   measure an already running server (loopback only) instead of starting one
+  --only     run only these scenarios (--only fanout includes its two-instance variants when they can run)
+  --target   measure an already running server (loopback only) instead of starting one; a second URL,
+             another instance over the same PostgreSQL database, adds the two-instance scenarios
+  --pg       start Rein on this PostgreSQL database instead of a temp SQLite file (postgres://...;
+             the database must exist; the bench adds sessions and never removes anything), and run the
+             two-instance scenarios against two fresh instances on it
   --rounds   rounds per scenario (default: 3, or the scenario's own smaller default)
   --bin      the server entry point to start (default dist/bin.js)
   --budget   seconds the scenarios may take in all (default 260): rounds after the first are
              skipped when they would not leave time for the first round of the scenarios after them
-scenarios: ${scenarios.map((s) => s.name).join(", ")}`)
+scenarios: ${scenarios.map((s) => s.name + (s.variantOf === undefined ? "" : " (two instances)")).join(", ")}`)
   process.exit(0)
 }
 
@@ -52,18 +70,6 @@ const fail = (message: string): never => {
   log(`bench: ${message}`)
   process.exit(2)
 }
-
-const only = args.only?.split(",").map((s) => s.trim()).filter((s) => s !== "")
-for (const name of only ?? []) {
-  if (!scenarios.some((s) => s.name === name)) fail(`unknown scenario ${name} (one of ${scenarios.map((s) => s.name).join(", ")})`)
-}
-const selected = scenarios.filter((s) => only === undefined || only.includes(s.name))
-const rounds = args.rounds === undefined ? undefined : Number(args.rounds)
-if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 10)) fail("--rounds must be 1 to 10")
-const roundsOf = (s: Scenario) => rounds ?? s.rounds ?? 3
-const budgetMs = Number(args.budget) * 1000
-if (!(budgetMs > 0)) fail("--budget must be a positive number of seconds")
-const started = performance.now()
 
 const parseTarget = (raw: string): string => {
   let u: URL
@@ -78,7 +84,28 @@ const parseTarget = (raw: string): string => {
   }
   return u.origin
 }
-const target = args.target === undefined ? undefined : parseTarget(args.target)
+const targets = args.target?.split(",").map((s) => s.trim()).filter((s) => s !== "").map(parseTarget)
+if (targets !== undefined && (targets.length < 1 || targets.length > 2)) fail("--target takes one URL, or two (instances A and B)")
+if (targets !== undefined && args.pg !== undefined) fail("--target and --pg exclude each other")
+if (args.pg !== undefined && !/^postgres(ql)?:\/\//.test(args.pg)) fail("--pg must be a postgres:// URL")
+const twoInstances = args.pg !== undefined || targets?.length === 2
+
+const only = args.only?.split(",").map((s) => s.trim()).filter((s) => s !== "")
+for (const name of only ?? []) {
+  const s = scenarios.find((s) => s.name === name)
+  if (s === undefined) fail(`unknown scenario ${name} (one of ${scenarios.map((s) => s.name).join(", ")})`)
+  if (s?.variantOf !== undefined && !twoInstances) fail(`${name} needs two instances: --pg <url>, or --target <urlA>,<urlB>`)
+}
+const selected = scenarios.filter((s) =>
+  (only === undefined || only.includes(s.name) || (s.variantOf !== undefined && only.includes(s.variantOf))) &&
+  (s.variantOf === undefined || twoInstances)
+)
+const rounds = args.rounds === undefined ? undefined : Number(args.rounds)
+if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 10)) fail("--rounds must be 1 to 10")
+const roundsOf = (s: Scenario) => rounds ?? s.rounds ?? 3
+const budgetMs = Number(args.budget) * 1000
+if (!(budgetMs > 0)) fail("--budget must be a positive number of seconds")
+const started = performance.now()
 
 interface Outcome {
   readonly scenario: Scenario
@@ -88,24 +115,43 @@ interface Outcome {
   readonly ms: number
 }
 
+/** A server's stderr, if it wrote any, in the progress output (Rein normally writes none). */
+const showStderr = (scenario: Scenario, name: string, child: Child) => {
+  const lines = child.stderr().trimEnd().split("\n").filter((l) => l !== "")
+  if (lines.length === 0) return
+  log(`  ${scenario.name}: ${name} wrote to stderr (${lines.length} line(s)${lines.length > 20 ? ", the first 20" : ""}):`)
+  for (const l of lines.slice(0, 20)) log(`    | ${l.length > 300 ? `${l.slice(0, 300)}...` : l}`)
+}
+
 const runOne = async (scenario: Scenario, kind: "rein" | "floor"): Promise<Figures> => {
-  let child: Child | undefined
+  // The floor is one server even for a two-instance scenario; Rein is two fresh instances (A then B) there.
+  const children: Array<Child> = []
+  const pair = scenario.variantOf !== undefined
   try {
-    child = kind === "floor" ? await startFloor() : target === undefined ? await startRein(args.bin) : undefined
+    if (kind === "floor") children.push(await startFloor())
+    else if (targets === undefined) {
+      children.push(await startRein(args.bin, args.pg))
+      if (pair) children.push(await startRein(args.bin, args.pg))
+    }
+    const [a, b] = children
     const t: Target = {
       kind,
-      url: child?.url ?? target!,
-      pid: child?.pid,
-      dbDir: child?.dbDir,
+      url: a?.url ?? targets![0]!,
+      peer: kind === "floor" || !pair ? undefined : b?.url ?? targets![1],
+      pid: a?.pid,
+      dbDir: a?.dbDir,
       tag: runTag()
     }
     const figures = await within(scenario.run(t), scenario.timeoutMs, `${scenario.name} (${kind})`)
-    if (child !== undefined) await child.stop()
+    for (const c of children) await c.stop()
     scenario.afterStop?.(t, figures)
     return figures
   } finally {
-    await child?.stop()
-    child?.cleanup()
+    for (const [i, c] of children.entries()) {
+      await c.stop()
+      showStderr(scenario, kind === "floor" ? "the floor" : pair ? `rein ${i === 0 ? "A" : "B"}` : "rein", c)
+      c.cleanup()
+    }
   }
 }
 
@@ -248,11 +294,20 @@ const json = (outcomes: ReadonlyArray<Outcome>) => {
   return JSON.stringify(out, null, 2)
 }
 
+const redact = (url: string) => {
+  const u = new URL(url)
+  if (u.password !== "") u.password = "***"
+  return u.toString()
+}
+
 const main = async () => {
   const t0 = started
   log(
     `rein bench: ${selected.map((s) => `${s.name} x${roundsOf(s)}`).join(", ")}; ` +
-      `rein ${target ?? `fresh per run (node ${args.bin ?? "dist/bin.js"})`}; floor fresh per run; ` +
+      `rein ${
+        targets?.join(" and ") ??
+          `fresh per run (node ${args.bin ?? "dist/bin.js"}${args.pg === undefined ? "" : `, on ${redact(args.pg)}`})`
+      }; floor fresh per run; ` +
       `node ${process.version}, ${cpus().length} CPU(s)`
   )
   const outcomes: Array<Outcome> = []

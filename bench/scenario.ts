@@ -7,6 +7,11 @@
 export interface Target {
   readonly kind: "rein" | "floor"
   readonly url: string
+  /**
+   * A second Rein instance over the same PostgreSQL database, for scenarios with `variantOf`;
+   * undefined otherwise, and for the floor (one server: such a scenario then uses `url` for both).
+   */
+  readonly peer: string | undefined
   /** The server's pid when the bench started it (for RSS); undefined with --target. */
   readonly pid: number | undefined
   /** Directory of `rein.db` when the bench started Rein itself. */
@@ -47,6 +52,11 @@ export interface Check {
 export interface Scenario {
   readonly name: string
   readonly description: string
+  /**
+   * A variant of that scenario over two Rein instances (`Target.peer`): run only when the bench
+   * has two (`--pg`, or two `--target` URLs), and selected by `--only <variantOf>` too.
+   */
+  readonly variantOf?: string
   /** A run that takes longer is abandoned (each run, Rein or floor). */
   readonly timeoutMs: number
   /** Rounds (Rein and floor each) unless --rounds says otherwise; default 3. */
