@@ -473,15 +473,44 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         // withTransaction provides the connection; the type system cannot see that.
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
         const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
-        const updated = commit.expectedRev === undefined
-          ? yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
-          : yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id`, [
-            ...params,
-            commit.expectedRev
-          ])
+        const from = commit.expectedRev
+        const logged = channel !== undefined && from !== undefined && commit.rev > from
+        let updated: ReadonlyArray<unknown>
+        if (logged) {
+          const body: LogBody = {
+            fields: {
+              ...(commit.status !== undefined && { status: commit.status }),
+              ...(commit.summary !== undefined && { summary: commit.summary })
+            },
+            lastHeartbeat: commit.lastHeartbeat,
+            changes: commit.changes,
+            turn: commit.turn
+          }
+          // One round trip: the compare-and-set, the log row (JSON escapes what TEXT cannot hold,
+          // \u0000, and keeps lone surrogates) and the NOTIFY, which PostgreSQL sends on COMMIT.
+          // When the update finds nothing, neither of the others happens.
+          updated = yield* run(
+            `WITH u AS (UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id),
+            l AS (INSERT INTO rein_changes (session_id, rev_from, rev, body) SELECT id, ?, ?, ? FROM u)
+            SELECT pg_notify(?, ?) FROM u`,
+            [
+              ...params,
+              from,
+              from + 1,
+              commit.rev,
+              JSON.stringify(body),
+              channel,
+              JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement)
+            ]
+          )
+        } else {
+          updated = from === undefined
+            ? yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
+            : yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id`, [...params, from])
+        }
         // The row lock taken here orders writers of one session across instances; one that lost
         // the race (or finds the session gone) writes nothing.
-        if (updated.length === 0 && commit.expectedRev !== undefined) return yield* new StaleSession({ id })
+        if (updated.length === 0 && from !== undefined) return yield* new StaleSession({ id })
         // Writing artifacts of a session that is gone would leave orphan rows behind.
         if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
         for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
@@ -496,26 +525,6 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             n
           ])
           yield* run("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
-        }
-        const from = commit.expectedRev
-        if (channel !== undefined && from !== undefined && commit.rev > from) {
-          const body: LogBody = {
-            fields: {
-              ...(commit.status !== undefined && { status: commit.status }),
-              ...(commit.summary !== undefined && { summary: commit.summary })
-            },
-            lastHeartbeat: commit.lastHeartbeat,
-            changes: commit.changes,
-            turn: commit.turn
-          }
-          // JSON escapes what TEXT cannot hold (\u0000) and keeps lone surrogates.
-          yield* run("INSERT INTO rein_changes (session_id, rev_from, rev, body) VALUES (?, ?, ?, ?)", [
-            id,
-            from + 1,
-            commit.rev,
-            JSON.stringify(body)
-          ])
-          yield* run("SELECT pg_notify(?, ?)", [channel, JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement)])
         }
       }).pipe(
         sql.withTransaction,
