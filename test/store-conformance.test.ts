@@ -88,9 +88,13 @@ const set = (seq: number, field: string, value: unknown, rev: number, at = NOW +
   rev
 })
 
-/** Commits changes one revision at a time, as Sessions does. */
+/**
+ * Commits changes one revision at a time, expecting the rev the store has, as Sessions does (so
+ * PostgreSQL takes its one-statement path wherever it can).
+ */
 const commit = (store: Store, id: string, rev: number, changes: ReadonlyArray<CommittedChange>, extra: Partial<Commit> = {}) =>
-  store.commit(id, { rev, lastHeartbeat: NOW + rev, changes, ...extra })
+  Effect.flatMap(store.get(id), (stored) =>
+    store.commit(id, { rev, expectedRev: stored?.rev, lastHeartbeat: NOW + rev, changes, ...extra }))
 
 /** Text that stresses the chunked, escaped appends. */
 const tricky = "plain \"quoted\" back\\slash\nnew line\ttab \u0000 nul é ü 中文 🙂 \u2028 end"

@@ -137,6 +137,8 @@ export interface Dialect {
   ) => Effect.Effect<void, unknown>
   /** Run first in a read transaction so all its statements see one snapshot (SQLite: none needed). */
   readonly snapshotRead: string | undefined
+  /** Whether a commit may be one statement of data-modifying CTEs (one round trip, no BEGIN/COMMIT). */
+  readonly oneStatement: boolean
 }
 
 export const sqlite: Dialect = {
@@ -148,7 +150,8 @@ export const sqlite: Dialect = {
       "UPDATE artifacts SET fields = json_set(fields, ?, json(?)), updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?",
       [`$.${field}`, JSON.stringify(value ?? null), at, rev, id, seq]
     ),
-  snapshotRead: undefined
+  snapshotRead: undefined,
+  oneStatement: false
 }
 
 const numbered = new Map<string, string>()
@@ -181,7 +184,8 @@ export const pg: Dialect = {
         seq
       ])
     }),
-  snapshotRead: "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+  snapshotRead: "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+  oneStatement: true
 }
 
 interface SessionRow {
@@ -401,6 +405,126 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     return out
   }
 
+  /**
+   * The common commit as one statement: the compare-and-set on the session row, then (only if it
+   * matched) the log row, new artifacts and their chunks, appends to tails this instance knows,
+   * the artifacts' times, and the NOTIFY. A single statement is atomic without BEGIN/COMMIT, so a
+   * commit costs one round trip instead of five. Anything else (a set, an unknown tail, a row
+   * touched twice, which one statement could not see) takes the transaction path.
+   */
+  const planOneStatement = (
+    id: string,
+    commit: Commit,
+    head: { readonly set: ReadonlyArray<string>; readonly params: ReadonlyArray<unknown> },
+    known: ReadonlyMap<string, Tail>,
+    log: { readonly body: string; readonly announcement: string } | undefined
+  ): { readonly query: string; readonly params: Array<unknown>; readonly tails: Map<string, Tail> } | undefined => {
+    if (!dialect.oneStatement || commit.expectedRev === undefined || commit.idempotencyKey !== undefined) return undefined
+    const ctes: Array<string> = [`u AS (UPDATE sessions SET ${head.set.join(", ")} WHERE id = ? AND rev = ? RETURNING id)`]
+    const params: Array<unknown> = [...head.params, commit.expectedRev]
+    const add = (cte: string, ...values: Array<unknown>) => {
+      ctes.push(`w${ctes.length} AS (${cte})`)
+      params.push(...values)
+    }
+    if (log !== undefined) {
+      add(
+        "INSERT INTO rein_changes (session_id, rev_from, rev, body) SELECT id, ?::bigint, ?::bigint, ?::text FROM u",
+        commit.expectedRev + 1,
+        commit.rev,
+        log.body
+      )
+    }
+    const tails = new Map<string, Tail>()
+    const touched = new Set<string>()
+    const created = new Set<number>()
+    const times = new Map<number, { at: number; rev: number }>()
+    const touch = (key: string) => {
+      if (touched.has(key)) return false
+      touched.add(key)
+      return true
+    }
+    for (const change of coalesce(commit.changes)) {
+      if (change._tag === "created") {
+        const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
+        const fields: Record<string, unknown> = {}
+        created.add(seq)
+        add(
+          "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) " +
+            "SELECT id, ?::integer, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::bigint FROM u",
+          seq,
+          kind,
+          "", // replaced below, once the appendable fields are known
+          createdAt,
+          updatedAt,
+          change.rev,
+          change.rev
+        )
+        const fieldsAt = params.length - 5
+        for (const [field, value] of Object.entries(rest)) {
+          if (isAppendable(field) && typeof value === "string") {
+            fields[field] = ""
+            if (value === "") continue
+            const text = escape(value)
+            if (!touch(`${seq}\u0000${field}\u00000`)) return undefined
+            add(
+              "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, 0, ?::text FROM u",
+              seq,
+              field,
+              text
+            )
+            tails.set(tailKey(seq, field), { n: 0, len: text.length })
+          } else fields[field] = value
+        }
+        params[fieldsAt] = JSON.stringify(fields)
+        continue
+      }
+      // A set, or an append to an artifact created in this same statement (whose rows it cannot see).
+      if (change.append === undefined || created.has(change.seq)) return undefined
+      const key = tailKey(change.seq, change.field)
+      const tail = tails.get(key) ?? known.get(key)
+      if (tail === undefined) return undefined
+      const text = escape(change.append)
+      if (tail.len + text.length <= chunkSize) {
+        if (!touch(`${change.seq}\u0000${change.field}\u0000${tail.n}`)) return undefined
+        add(
+          "UPDATE artifact_chunks SET text = text || ?::text WHERE session_id = ? AND seq = ? AND field = ? AND n = ? " +
+            "AND EXISTS (SELECT 1 FROM u)",
+          text,
+          id,
+          change.seq,
+          change.field,
+          tail.n
+        )
+        tails.set(key, { n: tail.n, len: tail.len + text.length })
+      } else {
+        const n = tail.n + 1
+        if (!touch(`${change.seq}\u0000${change.field}\u0000${n}`)) return undefined
+        add(
+          "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, ?::integer, ?::text FROM u",
+          change.seq,
+          change.field,
+          n,
+          text
+        )
+        tails.set(key, { n, len: text.length })
+      }
+      times.set(change.seq, { at: change.at, rev: change.rev })
+    }
+    for (const [seq, { at, rev }] of times) {
+      add(
+        "UPDATE artifacts SET updated_at = ?::bigint, updated_rev = ?::bigint WHERE session_id = ? AND seq = ? " +
+          "AND EXISTS (SELECT 1 FROM u)",
+        at,
+        rev,
+        id,
+        seq
+      )
+    }
+    const last = log === undefined ? "SELECT id FROM u" : "SELECT pg_notify(?::text, ?::text) FROM u"
+    if (log !== undefined) params.push(channel, log.announcement)
+    return { query: `WITH ${ctes.join(",\n")}\n${last}`, params, tails }
+  }
+
   /** Sent when the surrounding transaction commits, like every NOTIFY. */
   const announce = (a: Announcement) => sql`SELECT pg_notify(${channel!}, ${JSON.stringify(a)})`
 
@@ -467,28 +591,51 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       if (commit.status !== undefined) set.push("status = ?"), params.push(commit.status)
       if (commit.summary !== undefined) set.push("summary = ?"), params.push(commit.summary)
       params.push(id)
+      const from = commit.expectedRev
+      const logged = channel !== undefined && from !== undefined && commit.rev > from
+      const body: LogBody = {
+        fields: {
+          ...(commit.status !== undefined && { status: commit.status }),
+          ...(commit.summary !== undefined && { summary: commit.summary })
+        },
+        lastHeartbeat: commit.lastHeartbeat,
+        changes: commit.changes,
+        turn: commit.turn
+      }
+      // JSON escapes what TEXT cannot hold (\u0000) and keeps lone surrogates.
+      const log = logged
+        ? { body: JSON.stringify(body), announcement: JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement) }
+        : undefined
+      const plan = commit.changes.length <= 16
+        ? planOneStatement(id, commit, { set, params }, valid ? cached.fields : new Map(), log)
+        : undefined
+      if (plan !== undefined) {
+        let i = 0
+        // Not through `placeholders`: these statements vary in shape, so they are not cached.
+        return sql.unsafe(plan.query.replace(/\?/g, () => `$${++i}`), plan.params).pipe(
+          Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new StaleSession({ id })) : Effect.void),
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              if (!Exit.isSuccess(exit)) return void tails.delete(id)
+              if (tails.size > 10_000) tails.clear()
+              plan.tails.forEach((v, k) => pending.set(k, v))
+              if (pending.size > 1_000) pending.clear()
+              tails.set(id, { rev: commit.rev, fields: pending })
+            })
+          ),
+          Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
+        )
+      }
       // The hot path: statements go straight to the transaction's connection as prepared SQL,
       // skipping per-statement compilation and spans.
       return Effect.gen(function*() {
         // withTransaction provides the connection; the type system cannot see that.
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
         const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
-        const from = commit.expectedRev
-        const logged = channel !== undefined && from !== undefined && commit.rev > from
         let updated: ReadonlyArray<unknown>
-        if (logged) {
-          const body: LogBody = {
-            fields: {
-              ...(commit.status !== undefined && { status: commit.status }),
-              ...(commit.summary !== undefined && { summary: commit.summary })
-            },
-            lastHeartbeat: commit.lastHeartbeat,
-            changes: commit.changes,
-            turn: commit.turn
-          }
-          // One round trip: the compare-and-set, the log row (JSON escapes what TEXT cannot hold,
-          // \u0000, and keeps lone surrogates) and the NOTIFY, which PostgreSQL sends on COMMIT.
-          // When the update finds nothing, neither of the others happens.
+        if (log !== undefined && from !== undefined) {
+          // One round trip: the compare-and-set, the log row and the NOTIFY, which PostgreSQL
+          // sends on COMMIT. When the update finds nothing, neither of the others happens.
           updated = yield* run(
             `WITH u AS (UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id),
             l AS (INSERT INTO rein_changes (session_id, rev_from, rev, body) SELECT id, ?, ?, ? FROM u)
@@ -498,9 +645,9 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
               from,
               from + 1,
               commit.rev,
-              JSON.stringify(body),
+              log.body,
               channel,
-              JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement)
+              log.announcement
             ]
           )
         } else {
