@@ -237,6 +237,23 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expectNoDuplicates(onB.events)
   })
 
+  it("a retry with the same Idempotency-Key through the other instance applies once", async () => {
+    const { a, b } = await pair()
+    await create(a, "i1")
+    const onB = await watch(b, "i1")
+    const batch = [{ type: "turn_start" }, { type: "tool_call_start", toolCallId: "t1", name: "ls" }]
+    // A sandbox that timed out retries; the balancer sends the retries to either instance, while
+    // the first attempt is still in flight. Then one more, later.
+    const attempts = await Promise.all([a, b, a, b].map((s) =>
+      s.request("POST", "/sessions/i1/events", batch, { "idempotency-key": "k-1" })
+    ))
+    expect(attempts.map((r) => r.status)).toEqual([202, 202, 202, 202])
+    expect((await b.request("POST", "/sessions/i1/events", batch, { "idempotency-key": "k-1" })).status).toBe(202)
+    const stored = await converged(b, "i1", () => onB.events)
+    expect(stored.filter((x) => x.kind === "tool_call")).toHaveLength(1)
+    expectNoDuplicates(onB.events)
+  })
+
   it("a command posted to A reaches the sandbox on B; 409 when no instance holds one", async () => {
     const { a, b } = await pair()
     await create(a, "k1")
