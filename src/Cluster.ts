@@ -44,8 +44,8 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   readonly isConnected: () => boolean
   /** Listens for the scope's life, reconnecting; returns once first connected (fails after 30 s). */
   readonly listen: (listener: Listener) => Effect.Effect<void, StoreError, Scope.Scope>
-  /** The session's logged changes after `afterRev`, oldest first. */
-  readonly log: (id: string, afterRev: number) => Effect.Effect<ReadonlyArray<LogEntry>, StoreError>
+  /** The session's logged changes after `afterRev`, oldest first (of the session created at `createdAt`). */
+  readonly log: (id: string, createdAt: number, afterRev: number) => Effect.Effect<ReadonlyArray<LogEntry>, StoreError>
   /** Takes the session's sandbox lease for this instance and tells the previous holder. */
   readonly claim: (id: string, connection: number) => Effect.Effect<void, StoreError>
   /** Gives the lease back; false when it is no longer this connection's. */
@@ -180,9 +180,9 @@ export const make = (options: ClusterOptions) =>
             })
           )
         }),
-      log: (id, afterRev) =>
+      log: (id, createdAt, afterRev) =>
         sql<{ rev_from: string; rev: string; body: string }>`SELECT rev_from, rev, body FROM rein_changes
-          WHERE session_id = ${id} AND rev > ${afterRev} ORDER BY rev`.pipe(
+          WHERE session_id = ${id} AND created_at = ${createdAt} AND rev > ${afterRev} ORDER BY rev`.pipe(
           Effect.map((rows) =>
             rows.map((r) => ({ revFrom: Number(r.rev_from), rev: Number(r.rev), body: JSON.parse(r.body) as LogBody }))
           ),

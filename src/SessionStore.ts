@@ -32,6 +32,11 @@ export interface Commit {
    * across instances.
    */
   readonly expectedRev?: number
+  /**
+   * With `expectedRev`: the session's `createdAt` as the writer knows it. A session removed and
+   * created again under the same id is another session, whatever its rev.
+   */
+  readonly createdAt?: number
   /** Unchanged when omitted (a status change alone). */
   readonly lastHeartbeat?: number
   readonly status?: SessionStatus
@@ -60,8 +65,11 @@ export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<Se
   readonly create: (session: Session, sandboxTokenHash?: string | null) => Effect.Effect<void, SessionExists | StoreError>
   /** The session as stored now. */
   readonly get: (id: string) => Effect.Effect<StoredSession | undefined, StoreError>
-  /** Removes the session with its artifacts and keys; with `expectedRev`, only at that rev. */
-  readonly remove: (id: string, expectedRev?: number) => Effect.Effect<void, StoreError | StaleSession>
+  /** Removes the session with its artifacts and keys; with `expected`, only that session at that rev. */
+  readonly remove: (
+    id: string,
+    expected?: { readonly rev: number; readonly createdAt: number }
+  ) => Effect.Effect<void, StoreError | StaleSession>
   readonly update: (id: string, patch: SessionPatch) => Effect.Effect<void, StoreError>
   readonly commit: (id: string, commit: Commit) => Effect.Effect<void, StoreError | StaleSession>
   /**
@@ -118,10 +126,12 @@ export const makeMemory = Effect.sync(() => {
         const s = sessions.get(id)
         return s && { session: s.session, rev: s.rev, sandboxTokenHash: s.sandboxTokenHash }
       }),
-    remove: (id, expectedRev) =>
+    remove: (id, expected) =>
       Effect.suspend(() => {
         const s = sessions.get(id)
-        if (expectedRev !== undefined && s?.rev !== expectedRev) return Effect.fail(new StaleSession({ id }))
+        if (expected !== undefined && (s?.rev !== expected.rev || s.session.createdAt !== expected.createdAt)) {
+          return Effect.fail(new StaleSession({ id }))
+        }
         sessions.delete(id)
         return Effect.void
       }),
@@ -133,9 +143,12 @@ export const makeMemory = Effect.sync(() => {
     commit: (id, commit) =>
       Effect.suspend(() => {
         const s = sessions.get(id)
-        if (commit.expectedRev !== undefined && s?.rev !== commit.expectedRev) return Effect.fail(new StaleSession({ id }))
+        if (
+          commit.expectedRev !== undefined &&
+          (s?.rev !== commit.expectedRev || (commit.createdAt !== undefined && s.session.createdAt !== commit.createdAt))
+        ) return Effect.fail(new StaleSession({ id }))
         if (s === undefined) return Effect.void
-        const { changes, expectedRev: _, idempotencyKey, lastHeartbeat, rev, turn: __, ...patch } = commit
+        const { changes, createdAt: ___, expectedRev: _, idempotencyKey, lastHeartbeat, rev, turn: __, ...patch } = commit
         s.session = { ...s.session, ...patch, ...(lastHeartbeat !== undefined && { lastHeartbeat }) }
         s.rev = rev
         for (const change of changes) {

@@ -227,7 +227,14 @@ export const make = (options: SessionsOptions) =>
     }
 
     const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E | StaleSession>) =>
-      Effect.flatMap(lookup(id), (entry) => withLock(entry, f))
+      Effect.flatMap(lookup(id), (entry) =>
+        withLock(entry, f).pipe(
+          // Clustered, the session may have been removed and created again meanwhile: that one.
+          Effect.catchIf(
+            (e) => e instanceof SessionNotFound && cluster !== undefined && entry.removed,
+            (e) => Effect.flatMap(lookup(id), (again) => again === entry ? Effect.fail(e) : withLock(again, f))
+          )
+        ))
 
     /** Mutates memory and numbers the notice in one step, so watchers' snapshots stay exact. */
     const notify = (project: string | null, notice: DistributiveOmit<SessionNotice, "rev" | "project">) =>
@@ -254,7 +261,7 @@ export const make = (options: SessionsOptions) =>
         const rev = cluster === undefined ? entry.rev : entry.rev + 1
         const write = cluster === undefined
           ? store.update(id, { status })
-          : store.commit(id, { rev, expectedRev: entry.rev, status, changes: [] })
+          : store.commit(id, { rev, expectedRev: entry.rev, createdAt: entry.session.createdAt, status, changes: [] })
         return write.pipe(
           Effect.zipRight(Effect.suspend(() => {
             entry.rev = rev
@@ -318,7 +325,10 @@ export const make = (options: SessionsOptions) =>
       })
 
     const removeEntry = (entry: Entry) =>
-      Effect.zipRight(store.remove(entry.session.id, cluster === undefined ? undefined : entry.rev), forget(entry))
+      Effect.zipRight(
+        store.remove(entry.session.id, cluster && { rev: entry.rev, createdAt: entry.session.createdAt }),
+        forget(entry)
+      )
 
     /** Removes a session still waiting for its sandbox; while the store is down, tries again. */
     const expire = (id: string) =>
@@ -342,7 +352,7 @@ export const make = (options: SessionsOptions) =>
         if (cluster === undefined) {
           return yield* new StoreError({ cause: new Error(`session ${id} changed behind this server's back`) })
         }
-        const log = yield* cluster.log(id, entry.rev)
+        const log = yield* cluster.log(id, entry.session.createdAt, entry.rev)
         for (const { body, rev, revFrom } of log) {
           if (entry.removed) return
           // Pruned from under us: what this instance missed can only be read whole.
@@ -368,6 +378,11 @@ export const make = (options: SessionsOptions) =>
         const id = entry.session.id
         const stored = yield* store.get(id)
         if (stored === undefined) return yield* forget(entry)
+        // Removed and created again meanwhile: for watchers, that is what happened.
+        if (stored.session.createdAt !== entry.session.createdAt) {
+          yield* forget(entry)
+          return yield* adopt(stored)
+        }
         const fields = changedFields(entry.session, stored.session)
         entry.session = stored.session
         entry.reducer = undefined
@@ -407,6 +422,7 @@ export const make = (options: SessionsOptions) =>
           yield* store.commit(entry.session.id, {
             rev,
             expectedRev: entry.rev,
+            createdAt: entry.session.createdAt,
             lastHeartbeat,
             ...fields,
             changes: committed,

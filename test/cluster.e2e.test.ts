@@ -341,6 +341,23 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expect((await a.request("GET", "/sessions")).body.map((s: any) => s.id)).not.toContain("d1")
   })
 
+  it("removed and created again under the same id on B: a fresh session on A too", async () => {
+    const { a, b } = await pair()
+    await create(a, "re")
+    await send(a, "re", { type: "turn_start" })
+    for (const d of ["old ", "text ", "here"]) await send(a, "re", { type: "text_delta", delta: d })
+    expect((await b.request("DELETE", "/sessions/re")).status).toBe(204)
+    await create(b, "re")
+    await send(b, "re", { type: "turn_start" })
+    await send(b, "re", { type: "text_delta", delta: "new" })
+    // A may not have heard of any of it yet; what it writes must land in the new session.
+    await send(a, "re", { type: "text_delta", delta: " one" })
+    const onA = await watch(a, "re")
+    const stored = await converged(a, "re", () => onA.events)
+    expect(stored.map((x) => [x.seq, x.kind, x.text])).toEqual([[1, "text", "new one"]])
+    expect(await artifacts(b, "re")).toEqual(stored)
+  })
+
   it("sessions created on one instance appear in the other's list and session stream", async () => {
     const { a, b } = await pair()
     const onB = await watchSessions(b)

@@ -360,9 +360,13 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
         // Appends after a refused commit still land on the right text (no stale tail is used).
         yield* commit(store, "v1", 2, [append(1, "text", " two", 2)], { expectedRev: 1 })
         expect((yield* store.artifacts("v1")).artifacts[0]?.text).toBe("one two")
-        expect((yield* Effect.flip(store.remove("v1", 1)))._tag).toBe("StaleSession")
+        expect((yield* Effect.flip(store.remove("v1", { rev: 1, createdAt: NOW })))._tag).toBe("StaleSession")
+        // Another session under the same id (created at another time) is not this one.
+        expect((yield* Effect.flip(store.remove("v1", { rev: 2, createdAt: NOW + 1 })))._tag).toBe("StaleSession")
+        expect((yield* Effect.flip(commit(store, "v1", 3, [append(1, "text", "!", 3)], { createdAt: NOW + 1 })))._tag)
+          .toBe("StaleSession")
         expect(yield* store.get("v1")).toBeDefined()
-        yield* store.remove("v1", 2)
+        yield* store.remove("v1", { rev: 2, createdAt: NOW })
         expect(yield* store.get("v1")).toBeUndefined()
         // A session that is gone is stale too: nothing is written for it.
         expect((yield* Effect.flip(commit(store, "v1", 3, [created(textArtifact(2, "x"), 3)], { expectedRev: 2 })))._tag)

@@ -85,8 +85,10 @@ const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" })
 const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGINT GENERATED ALWAYS AS IDENTITY" }, {
   "0003_cluster": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // `created_at` tells a session from an earlier one under the same id (removed, created again).
     yield* sql`CREATE TABLE rein_changes (
       session_id TEXT NOT NULL,
+      created_at BIGINT NOT NULL,
       rev_from BIGINT NOT NULL,
       rev BIGINT NOT NULL,
       body TEXT NOT NULL,
@@ -302,7 +304,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
    * another instance's commit moves the rev, and the next commit then reads the tails again.
    */
   type Tail = { readonly n: number; readonly len: number }
-  const tails = new Map<string, { readonly rev: number; readonly fields: Map<string, Tail> }>()
+  const tails = new Map<string, { readonly rev: number; readonly createdAt: number | undefined; readonly fields: Map<string, Tail> }>()
   const tailKey = (seq: number, field: string) => `${seq}\u0000${field}`
 
   const storeError = (cause: unknown) => new StoreError({ cause })
@@ -415,20 +417,25 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   const planOneStatement = (
     id: string,
     commit: Commit,
-    head: { readonly set: ReadonlyArray<string>; readonly params: ReadonlyArray<unknown> },
+    head: {
+      readonly set: ReadonlyArray<string>
+      readonly params: ReadonlyArray<unknown>
+      readonly where: string
+      readonly whereParams: ReadonlyArray<unknown>
+    },
     known: ReadonlyMap<string, Tail>,
     log: { readonly body: string; readonly announcement: string } | undefined
   ): { readonly query: string; readonly params: Array<unknown>; readonly tails: Map<string, Tail> } | undefined => {
     if (!dialect.oneStatement || commit.expectedRev === undefined || commit.idempotencyKey !== undefined) return undefined
-    const ctes: Array<string> = [`u AS (UPDATE sessions SET ${head.set.join(", ")} WHERE id = ? AND rev = ? RETURNING id)`]
-    const params: Array<unknown> = [...head.params, commit.expectedRev]
+    const ctes: Array<string> = [`u AS (UPDATE sessions SET ${head.set.join(", ")} WHERE ${head.where} RETURNING id, created_at)`]
+    const params: Array<unknown> = [...head.params, ...head.whereParams]
     const add = (cte: string, ...values: Array<unknown>) => {
       ctes.push(`w${ctes.length} AS (${cte})`)
       params.push(...values)
     }
     if (log !== undefined) {
       add(
-        "INSERT INTO rein_changes (session_id, rev_from, rev, body) SELECT id, ?::bigint, ?::bigint, ?::text FROM u",
+        "INSERT INTO rein_changes (session_id, created_at, rev_from, rev, body) SELECT id, created_at, ?::bigint, ?::bigint, ?::text FROM u",
         commit.expectedRev + 1,
         commit.rev,
         log.body
@@ -550,20 +557,22 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         if (rows.length === 0) return yield* new SessionExists({ id: s.id })
         if (channel !== undefined) yield* announce({ t: "s", id: s.id, r: 0 })
       }).pipe(sql.withTransaction, Effect.mapError((e) => e instanceof SessionExists ? e : storeError(e))),
-    remove: (id, expectedRev) =>
+    remove: (id, expected) =>
       Effect.gen(function*() {
-        const deleted = yield* (expectedRev === undefined
+        const deleted = yield* (expected === undefined
           ? sql`DELETE FROM sessions WHERE id = ${id} RETURNING id`
-          : sql`DELETE FROM sessions WHERE id = ${id} AND rev = ${expectedRev} RETURNING id`)
-        if (deleted.length === 0 && expectedRev !== undefined) return yield* new StaleSession({ id })
+          : sql`DELETE FROM sessions WHERE id = ${id} AND rev = ${expected.rev} AND created_at = ${expected.createdAt}
+            RETURNING id`)
+        if (deleted.length === 0 && expected !== undefined) return yield* new StaleSession({ id })
         yield* sql`DELETE FROM artifact_chunks WHERE session_id = ${id}`
         yield* sql`DELETE FROM artifacts WHERE session_id = ${id}`
         yield* sql`DELETE FROM idempotency_keys WHERE session_id = ${id}`
-        if (channel !== undefined && expectedRev !== undefined) {
+        if (channel !== undefined && expected !== undefined) {
           const body: LogBody = { removed: true }
-          yield* sql`INSERT INTO rein_changes (session_id, rev_from, rev, body)
-            VALUES (${id}, ${expectedRev + 1}, ${expectedRev + 1}, ${JSON.stringify(body)})`
-          yield* announce({ t: "s", id, r: expectedRev + 1 })
+          const rev = expected.rev + 1
+          yield* sql`INSERT INTO rein_changes (session_id, created_at, rev_from, rev, body)
+            VALUES (${id}, ${expected.createdAt}, ${rev}, ${rev}, ${JSON.stringify(body)})`
+          yield* announce({ t: "s", id, r: rev })
         }
       }).pipe(
         sql.withTransaction,
@@ -580,7 +589,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     },
     commit: (id, commit: Commit) => {
       const cached = tails.get(id)
-      const valid = cached !== undefined && (commit.expectedRev === undefined || cached.rev === commit.expectedRev)
+      const valid = cached !== undefined &&
+        (commit.expectedRev === undefined || (cached.rev === commit.expectedRev && cached.createdAt === commit.createdAt))
       // Appends start from the tails this instance knows, when no other instance wrote since.
       // Updated in place: a failed transaction drops the session's tails altogether.
       const pending = valid ? cached.fields : new Map<string, Tail>()
@@ -592,6 +602,9 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       if (commit.summary !== undefined) set.push("summary = ?"), params.push(commit.summary)
       params.push(id)
       const from = commit.expectedRev
+      // The compare-and-set: this session (not an earlier one under the same id), at this rev.
+      const where = from === undefined ? "id = ?" : commit.createdAt === undefined ? "id = ? AND rev = ?" : "id = ? AND rev = ? AND created_at = ?"
+      const whereParams = from === undefined ? [] : commit.createdAt === undefined ? [from] : [from, commit.createdAt]
       const logged = channel !== undefined && from !== undefined && commit.rev > from
       const body: LogBody = {
         fields: {
@@ -607,7 +620,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         ? { body: JSON.stringify(body), announcement: JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement) }
         : undefined
       const plan = commit.changes.length <= 16
-        ? planOneStatement(id, commit, { set, params }, valid ? cached.fields : new Map(), log)
+        ? planOneStatement(id, commit, { set, params, where, whereParams }, valid ? cached.fields : new Map(), log)
         : undefined
       if (plan !== undefined) {
         let i = 0
@@ -620,7 +633,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
               if (tails.size > 10_000) tails.clear()
               plan.tails.forEach((v, k) => pending.set(k, v))
               if (pending.size > 1_000) pending.clear()
-              tails.set(id, { rev: commit.rev, fields: pending })
+              tails.set(id, { rev: commit.rev, createdAt: commit.createdAt, fields: pending })
             })
           ),
           Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
@@ -637,12 +650,12 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           // One round trip: the compare-and-set, the log row and the NOTIFY, which PostgreSQL
           // sends on COMMIT. When the update finds nothing, neither of the others happens.
           updated = yield* run(
-            `WITH u AS (UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id),
-            l AS (INSERT INTO rein_changes (session_id, rev_from, rev, body) SELECT id, ?, ?, ? FROM u)
+            `WITH u AS (UPDATE sessions SET ${set.join(", ")} WHERE ${where} RETURNING id, created_at),
+            l AS (INSERT INTO rein_changes (session_id, created_at, rev_from, rev, body) SELECT id, created_at, ?, ?, ? FROM u)
             SELECT pg_notify(?, ?) FROM u`,
             [
               ...params,
-              from,
+              ...whereParams,
               from + 1,
               commit.rev,
               log.body,
@@ -651,9 +664,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             ]
           )
         } else {
-          updated = from === undefined
-            ? yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? RETURNING id`, params)
-            : yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE id = ? AND rev = ? RETURNING id`, [...params, from])
+          updated = yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE ${where} RETURNING id`, [...params, ...whereParams])
         }
         // The row lock taken here orders writers of one session across instances; one that lost
         // the race (or finds the session gone) writes nothing.
@@ -687,7 +698,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             // The cache is only a shortcut (a miss reads the tail): bound it by starting over.
             if (tails.size > 10_000) tails.clear()
             if (pending.size > 1_000) pending.clear()
-            tails.set(id, { rev: commit.rev, fields: pending })
+            tails.set(id, { rev: commit.rev, createdAt: commit.createdAt, fields: pending })
           })
         ),
         Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
