@@ -417,6 +417,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   const planOneStatement = (
     id: string,
     commit: Commit,
+    changes: ReadonlyArray<CommittedChange>,
     head: {
       readonly set: ReadonlyArray<string>
       readonly params: ReadonlyArray<unknown>
@@ -450,39 +451,39 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       touched.add(key)
       return true
     }
-    for (const change of coalesce(commit.changes)) {
+    for (const change of changes) {
       if (change._tag === "created") {
         const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
         const fields: Record<string, unknown> = {}
+        const chunks: Array<[string, string]> = []
+        for (const [field, value] of Object.entries(rest)) {
+          if (isAppendable(field) && typeof value === "string") {
+            fields[field] = ""
+            if (value !== "") chunks.push([field, escape(value)])
+          } else fields[field] = value
+        }
         created.add(seq)
         add(
           "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) " +
             "SELECT id, ?::integer, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::bigint FROM u",
           seq,
           kind,
-          "", // replaced below, once the appendable fields are known
+          JSON.stringify(fields),
           createdAt,
           updatedAt,
           change.rev,
           change.rev
         )
-        const fieldsAt = params.length - 5
-        for (const [field, value] of Object.entries(rest)) {
-          if (isAppendable(field) && typeof value === "string") {
-            fields[field] = ""
-            if (value === "") continue
-            const text = escape(value)
-            if (!touch(`${seq}\u0000${field}\u00000`)) return undefined
-            add(
-              "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, 0, ?::text FROM u",
-              seq,
-              field,
-              text
-            )
-            tails.set(tailKey(seq, field), { n: 0, len: text.length })
-          } else fields[field] = value
+        for (const [field, text] of chunks) {
+          if (!touch(`${seq}\u0000${field}\u00000`)) return undefined
+          add(
+            "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, 0, ?::text FROM u",
+            seq,
+            field,
+            text
+          )
+          tails.set(tailKey(seq, field), { n: 0, len: text.length })
         }
-        params[fieldsAt] = JSON.stringify(fields)
         continue
       }
       // A set, or an append to an artifact created in this same statement (whose rows it cannot see).
@@ -619,12 +620,15 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       const log = logged
         ? { body: JSON.stringify(body), announcement: JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement) }
         : undefined
-      const plan = commit.changes.length <= 16
-        ? planOneStatement(id, commit, { set, params, where, whereParams }, valid ? cached.fields : new Map(), log)
+      const changes = coalesce(commit.changes)
+      // Bounded, so the statement's text stays short (runs of appends count once).
+      const plan = changes.length <= 16
+        ? planOneStatement(id, commit, changes, { set, params, where, whereParams }, valid ? cached.fields : new Map(), log)
         : undefined
       if (plan !== undefined) {
         let i = 0
-        // Not through `placeholders`: these statements vary in shape, so they are not cached.
+        // Not through `placeholders`: these statements vary in shape, so they are not cached. Every
+        // `?` in them is a placeholder (no operator or literal uses one).
         return sql.unsafe(plan.query.replace(/\?/g, () => `$${++i}`), plan.params).pipe(
           Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new StaleSession({ id })) : Effect.void),
           Effect.onExit((exit) =>
@@ -671,7 +675,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         if (updated.length === 0 && from !== undefined) return yield* new StaleSession({ id })
         // Writing artifacts of a session that is gone would leave orphan rows behind.
         if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
-        for (const change of coalesce(commit.changes)) yield* writeChange(run, id, change, pending)
+        for (const change of changes) yield* writeChange(run, id, change, pending)
         if (commit.idempotencyKey !== undefined) {
           // Each key gets the next number of its session, so the window is exactly the last keys,
           // and trimming it is one indexed range delete.
