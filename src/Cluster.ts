@@ -108,7 +108,13 @@ export const make = (options: ClusterOptions) =>
         const dropped = yield* Deferred.make<void>()
         let heard = 0
         const client = yield* Effect.acquireRelease(
-          Effect.sync(() => new pg.Client({ connectionString: options.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 })),
+          Effect.sync(() => new pg.Client({
+            connectionString: options.url,
+            keepAlive: true,
+            keepAliveInitialDelayMillis: 10_000,
+            connectionTimeoutMillis: 5_000,
+            application_name: "rein-server listener"
+          })),
           (client) =>
             Effect.sync(() => {
               // end() waits for the server's answer, which a dead connection never gives.

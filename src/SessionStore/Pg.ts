@@ -28,6 +28,8 @@ export const layer = (options: PgOptions): Layer.Layer<SessionStore | Cluster.Cl
     const cluster = yield* Cluster.make({ url: options.url, channel, leaseTtl: options.leaseTtl ?? 10_000 })
     return Context.make(SessionStore, store).pipe(Context.add(Cluster.Cluster, cluster))
   }).pipe(Effect.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ cause })))).pipe(
-    Layer.provide(PgClient.layer({ url: Redacted.make(options.url) })),
+    // A database that stops answering must turn into 503s, not requests waiting on a connection
+    // forever (pg's default); the name shows the server's connections in pg_stat_activity.
+    Layer.provide(PgClient.layer({ url: Redacted.make(options.url), connectTimeout: "5 seconds", applicationName: "rein-server" })),
     Layer.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ cause }))
   )
