@@ -396,7 +396,13 @@ export const make = (options: SessionsOptions) =>
     const reducerState = (entry: Entry) =>
       entry.reducer !== undefined
         ? Effect.succeed(entry.reducer)
-        : Effect.map(store.artifacts(entry.session.id), (s) => reducer.fromArtifacts(s.artifacts, entry.turn))
+        : Effect.flatMap(store.artifacts(entry.session.id), (s) =>
+          // Clustered, the store may be ahead of this instance: reducing on artifacts the entry has
+          // not caught up with would judge the events against the wrong state (a retried event
+          // would look like a duplicate tool call). Catch up first.
+          cluster !== undefined && s.rev !== entry.rev
+            ? Effect.fail(new StaleSession({ id: entry.session.id }))
+            : Effect.succeed(reducer.fromArtifacts(s.artifacts, entry.turn)))
 
     /** Reduce, commit in one transaction, then publish: the ingest pipeline, under the session lock. */
     const apply = (
