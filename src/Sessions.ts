@@ -154,11 +154,8 @@ export const make = (options: SessionsOptions) =>
         const leave = cluster === undefined ? Effect.void : Effect.forEach(local, ({ entry, sandbox }) =>
           Effect.suspend(() => {
             if (entry.sandbox === sandbox) entry.sandbox = undefined
-            return cluster.release(entry.session.id, sandbox.connection)
-          }).pipe(
-            Effect.flatMap((left) => left ? sandboxLeft(entry) : Effect.void),
-            Effect.ignore
-          ), { concurrency: 8, discard: true }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+            return Effect.ignore(sandboxLeft(entry, sandbox.connection))
+          }), { concurrency: 8, discard: true }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
         return Effect.zipRight(
           Effect.zipRight(leave, FiberSet.awaitEmpty(leaving).pipe(Effect.timeout("3 seconds"), Effect.ignore)),
           Effect.forEach(local, ({ sandbox }) => Queue.shutdown(sandbox.queue), { discard: true })
@@ -302,12 +299,21 @@ export const make = (options: SessionsOptions) =>
       )
     }
 
-    /** Its sandbox left: the session is disconnected, unless another sandbox connected meanwhile. */
-    const sandboxLeft = (entry: Entry) =>
-      withLock(entry, (e) => {
-        const s = e.session.status
-        return e.sandbox !== undefined || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(e)
-      })
+    /**
+     * The sandbox of `connection` left (already out of `entry.sandbox`): its lease is given back
+     * and, unless a newer connection anywhere holds the session, the session is disconnected.
+     */
+    const sandboxLeft = (entry: Entry, connection: number) =>
+      (cluster === undefined ? Effect.succeed(true) : cluster.release(entry.session.id, connection)).pipe(
+        Effect.flatMap((left) =>
+          left
+            ? withLock(entry, (e) => {
+              const s = e.session.status
+              return e.sandbox !== undefined || (s !== "live" && s !== "idle") ? Effect.void : markDisconnected(e)
+            })
+            : Effect.void
+        )
+      )
 
     /** The session is gone from the store: gone from the list, its streams and sandbox ended. */
     const forget = (entry: Entry) =>
@@ -698,13 +704,13 @@ export const make = (options: SessionsOptions) =>
                 return entry
               })).pipe(Effect.ensuring(Effect.sync(() => claiming.delete(connection)))),
             (entry) =>
-              entry.lock.withPermits(1)(Effect.suspend(() => {
-                if (closing || entry.sandbox?.connection !== connection) return Effect.succeed(false)
+              entry.lock.withPermits(1)(Effect.sync(() => {
+                // A newer connection here already took its place: then nothing changes.
+                if (closing || entry.sandbox?.connection !== connection) return false
                 entry.sandbox = undefined
-                // Clustered, a newer connection elsewhere may hold the lease: then nothing changes.
-                return cluster === undefined ? Effect.succeed(true) : cluster.release(id, connection)
+                return true
               })).pipe(
-                Effect.flatMap((left) => left ? sandboxLeft(entry) : Effect.void),
+                Effect.flatMap((current) => current ? sandboxLeft(entry, connection) : Effect.void),
                 Effect.catchTag("SessionNotFound", () => Effect.void),
                 // Tracked, so a shutdown that starts meanwhile waits for it (the store must stay open).
                 (leave) => Effect.flatMap(FiberSet.run(leaving, leave), Fiber.join),

@@ -241,6 +241,23 @@ const toStored = (r: SessionRow): StoredSession => ({
 const escape = (s: string) => JSON.stringify(s).slice(1, -1)
 const unescape = (s: string): string => JSON.parse(`"${s}"`)
 
+/**
+ * A new artifact as stored: its appendable fields empty in `fields`, their text as chunks to
+ * append (so later appends extend them), the rest as they are.
+ */
+const splitCreated = (artifact: Artifact) => {
+  const { createdAt, kind, seq, updatedAt, ...rest } = artifact
+  const fields: Record<string, unknown> = {}
+  const chunks: Array<[string, string]> = []
+  for (const [field, value] of Object.entries(rest)) {
+    if (isAppendable(field) && typeof value === "string") {
+      fields[field] = ""
+      if (value !== "") chunks.push([field, value])
+    } else fields[field] = value
+  }
+  return { createdAt, kind, seq, updatedAt, fields, chunks }
+}
+
 /** Coalesce runs of appends to the same field: a batch of 100 deltas becomes one write. */
 const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<CommittedChange> => {
   const out: Array<CommittedChange> = []
@@ -337,15 +354,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   const writeChange = (run: Run, id: string, change: CommittedChange, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
       if (change._tag === "created") {
-        const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
-        const fields: Record<string, unknown> = {}
-        const chunks: Array<[string, string]> = []
-        for (const [field, value] of Object.entries(rest)) {
-          if (isAppendable(field) && typeof value === "string") {
-            fields[field] = ""
-            if (value !== "") chunks.push([field, value])
-          } else fields[field] = value
-        }
+        const { chunks, createdAt, fields, kind, seq, updatedAt } = splitCreated(change.artifact)
         yield* run(
           "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
           [id, seq, kind, JSON.stringify(fields), createdAt, updatedAt, change.rev, change.rev]
@@ -453,15 +462,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     }
     for (const change of changes) {
       if (change._tag === "created") {
-        const { createdAt, kind, seq, updatedAt, ...rest } = change.artifact
-        const fields: Record<string, unknown> = {}
-        const chunks: Array<[string, string]> = []
-        for (const [field, value] of Object.entries(rest)) {
-          if (isAppendable(field) && typeof value === "string") {
-            fields[field] = ""
-            if (value !== "") chunks.push([field, escape(value)])
-          } else fields[field] = value
-        }
+        const { chunks, createdAt, fields, kind, seq, updatedAt } = splitCreated(change.artifact)
         created.add(seq)
         add(
           "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) " +
@@ -474,7 +475,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           change.rev,
           change.rev
         )
-        for (const [field, text] of chunks) {
+        for (const [field, value] of chunks) {
+          const text = escape(value)
           if (!touch(`${seq}\u0000${field}\u00000`)) return undefined
           add(
             "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, 0, ?::text FROM u",
