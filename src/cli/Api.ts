@@ -1,0 +1,36 @@
+/**
+ * The server as the commands see it: the typed `ReinClient`, its calls as
+ * Effects failing with a `CliError`.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { ReinClient } from "../client/ReinClient.js"
+import { type CliError, fromUnknown, Rejected } from "./Errors.js"
+
+export interface ApiConfig {
+  readonly url: string
+  readonly token: string | undefined
+}
+
+export class Api extends Context.Tag("rein/cli/Api")<Api, {
+  readonly url: string
+  readonly client: ReinClient
+  /** Runs one client call; a rejection becomes a CliError. */
+  readonly call: <A>(f: (client: ReinClient) => Promise<A>) => Effect.Effect<A, CliError>
+}>() {}
+
+export const make = (config: ApiConfig): typeof Api.Service => {
+  const client = new ReinClient({ baseUrl: config.url, token: config.token, retry: { initialDelay: 200, maxDelay: 2_000 } })
+  return {
+    url: client.baseUrl,
+    client,
+    call: (f) => Effect.tryPromise({ try: () => f(client), catch: fromUnknown(client.baseUrl) })
+  }
+}
+
+export const layer = (config: ApiConfig): Layer.Layer<Api> => Layer.sync(Api, () => make(config))
+
+/** A command for a session's sandbox: a 409 without one says so in words. */
+export const noSandbox = (id: string) => (e: CliError): CliError =>
+  e._tag === "Rejected" && e.code === "no_sandbox" ? new Rejected({ ...e, message: `no sandbox connected to ${id}` }) : e

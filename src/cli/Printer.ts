@@ -1,0 +1,272 @@
+/**
+ * The three ways `watch` prints a session's artifacts as they change. Each
+ * printer keeps what it has printed, so a resumed stream (whose snapshots
+ * repeat what was seen) prints only what is new.
+ *
+ * - `PlainPrinter`: append-only text for pipes and files; an appended delta
+ *   prints only what was appended; no escape codes.
+ * - `JsonPrinter`: one JSON object per line, in the stream's own event shapes.
+ * - `TtyPrinter`: a transcript in scrollback plus a live region at the bottom,
+ *   redrawn in place: the artifacts still changing (a running tool call, the
+ *   text being written, a pending permission) and a status line.
+ */
+import type { Artifact } from "../Domain/Artifact.js"
+import { eraseUp, hideCursor, noColors, rows, showCursor, type Style } from "./Ansi.js"
+import { artifactLines, isPendingPermission, isRunningTool, type TranscriptStyle } from "./Transcript.js"
+
+export interface Sink {
+  readonly write: (s: string) => void
+}
+
+export interface Printer {
+  /** The session's artifacts now, ordered by seq. */
+  readonly update: (artifacts: ReadonlyArray<Artifact>, synced: boolean) => void
+  /** A line about the watch itself (reconnecting, an answer sent, ...). */
+  readonly note: (text: string) => void
+  /** The watch ended; leave the output complete. */
+  readonly end: () => void
+}
+
+const streamed = (a: Artifact) => a.kind === "text" || a.kind === "reasoning"
+
+/** Field values compared for "did it change": everything but the times. */
+const content = (a: Artifact): string => {
+  const { updatedAt: _u, createdAt: _c, ...rest } = a
+  return JSON.stringify(rest)
+}
+
+export class PlainPrinter implements Printer {
+  private readonly printed = new Map<number, Artifact>()
+  /** The streamed artifact the output currently ends in, mid-line or not. */
+  private tail: number | undefined
+  private midLine = false
+  private readonly t: TranscriptStyle
+
+  constructor(private readonly out: Sink, private readonly notes: Sink, width = 100) {
+    this.t = { style: noColors, width, markdown: false, plain: true }
+  }
+
+  update(artifacts: ReadonlyArray<Artifact>): void {
+    let buf = ""
+    const write = (s: string) => {
+      if (s === "") return
+      buf += s
+      this.midLine = !s.endsWith("\n")
+    }
+    const newline = () => {
+      if (this.midLine) write("\n")
+      this.tail = undefined
+    }
+    for (const a of artifacts) {
+      const prev = this.printed.get(a.seq)
+      if (prev === a) continue
+      if (streamed(a) && (prev === undefined || prev.kind === a.kind)) {
+        const before = typeof prev?.text === "string" ? prev.text : ""
+        const now = typeof a.text === "string" ? a.text : ""
+        if (prev === undefined) {
+          newline()
+          write(artifactLines({ ...a, text: now }, this.t).join("\n"))
+          this.tail = a.seq
+        } else if (now.length > before.length && now.startsWith(before)) {
+          if (this.tail !== a.seq) {
+            newline()
+            write(`[${a.kind === "reasoning" ? "thinking" : "text"} #${a.seq} continued] `)
+          }
+          write(now.slice(before.length).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ""))
+          this.tail = a.seq
+        } else if (now !== before) {
+          newline()
+          write(`[#${a.seq} replaced]\n${artifactLines(a, this.t).join("\n")}`)
+          this.tail = a.seq
+        }
+      } else if (prev === undefined || content(prev) !== content(a)) {
+        newline()
+        write(artifactLines(a, this.t).join("\n") + "\n")
+      }
+      this.printed.set(a.seq, a)
+    }
+    if (buf !== "") this.out.write(buf)
+  }
+
+  note(text: string): void {
+    this.notes.write(`rein: ${text}\n`)
+  }
+
+  end(): void {
+    if (this.midLine) this.out.write("\n")
+    this.midLine = false
+  }
+}
+
+/** A string field that grew by an append, or anything else that was set. */
+const fieldChanges = (prev: Artifact, now: Artifact): Array<Record<string, unknown>> => {
+  const out: Array<Record<string, unknown>> = []
+  for (const field of Object.keys(now)) {
+    if (field === "seq" || field === "kind" || field === "createdAt" || field === "updatedAt") continue
+    const a = prev[field]
+    const b = now[field]
+    if (JSON.stringify(a) === JSON.stringify(b)) continue
+    if (typeof a === "string" && typeof b === "string" && b.startsWith(a)) {
+      out.push({ event: "artifact_updated", seq: now.seq, field, append: b.slice(a.length), updatedAt: now.updatedAt })
+    } else {
+      out.push({ event: "artifact_updated", seq: now.seq, field, set: b ?? null, updatedAt: now.updatedAt })
+    }
+  }
+  return out
+}
+
+/**
+ * The stream's events, one JSON object per line with its name in `event`:
+ * `artifact_snapshot` for what existed when the watch started, then
+ * `snapshot_complete`, then `artifact_created` / `artifact_updated`; each change
+ * once, also across reconnects; `session_removed` last when the session goes.
+ */
+export class JsonPrinter implements Printer {
+  private readonly printed = new Map<number, Artifact>()
+  private synced = false
+
+  constructor(private readonly out: Sink, private readonly notes: Sink) {}
+
+  update(artifacts: ReadonlyArray<Artifact>, synced: boolean): void {
+    const lines: Array<string> = []
+    for (const a of artifacts) {
+      const prev = this.printed.get(a.seq)
+      if (prev === a) continue
+      if (prev === undefined) {
+        lines.push(JSON.stringify({ event: this.synced ? "artifact_created" : "artifact_snapshot", artifact: a }))
+      } else {
+        for (const c of fieldChanges(prev, a)) lines.push(JSON.stringify(c))
+      }
+      this.printed.set(a.seq, a)
+    }
+    if (synced && !this.synced) {
+      this.synced = true
+      lines.push(JSON.stringify({ event: "snapshot_complete" }))
+    }
+    if (lines.length > 0) this.out.write(lines.join("\n") + "\n")
+  }
+
+  note(text: string): void {
+    this.notes.write(`rein: ${text}\n`)
+  }
+
+  /** Prints a final event (e.g. `session_removed`). */
+  event(e: Record<string, unknown>): void {
+    this.out.write(JSON.stringify(e) + "\n")
+  }
+
+  end(): void {}
+}
+
+export interface Terminal extends Sink {
+  readonly columns: () => number
+  readonly rows: () => number
+}
+
+/** Still changing, so kept in the live region: the last artifact, a running call, a pending permission. */
+const unsettled = (a: Artifact, isLast: boolean) => isLast || isRunningTool(a) || isPendingPermission(a)
+
+export class TtyPrinter implements Printer {
+  /** Artifacts before this seq are in scrollback; with the version printed there. */
+  private base = 1
+  private readonly committed = new Map<number, Artifact>()
+  /** Lines of the first live artifacts already pushed into scrollback (the live region overflowed). */
+  private skip = 0
+  /** Rows the live region takes now. */
+  private drawn = 0
+  private artifacts: ReadonlyArray<Artifact> = []
+  private footer: Array<string> = []
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private ended = false
+
+  constructor(private readonly term: Terminal, private readonly style: Style, private readonly frameMs = 33) {
+    term.write(hideCursor)
+  }
+
+  private get t(): TranscriptStyle {
+    return { style: this.style, width: this.term.columns(), markdown: true, plain: false }
+  }
+
+  update(artifacts: ReadonlyArray<Artifact>): void {
+    this.artifacts = artifacts
+    this.schedule()
+  }
+
+  /** The bottom lines: status, the permission prompt. */
+  setFooter(lines: Array<string>): void {
+    this.footer = lines
+    this.schedule()
+  }
+
+  note(text: string): void {
+    this.draw([this.style.gray(`· ${text}`)])
+  }
+
+  end(): void {
+    if (this.ended) return
+    this.footer = []
+    this.draw([], true)
+    this.ended = true
+    this.term.write(showCursor)
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined || this.ended) return
+    this.timer = setTimeout(() => this.draw([]), this.frameMs)
+  }
+
+  /** Redraws the live region; `extra` lines go into scrollback first. `all`: commit everything. */
+  private draw(extra: Array<string>, all = false): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.ended) return
+    const t = this.t
+    const width = t.width
+    const permanent: Array<string> = [...extra]
+    // Artifacts in scrollback that changed since: printed again (a streamed text: only what it gained).
+    for (const a of this.artifacts) {
+      if (a.seq >= this.base) break
+      const prev = this.committed.get(a.seq)
+      if (prev === undefined || prev === a || content(prev) === content(a)) continue
+      if (streamed(a) && typeof prev.text === "string" && typeof a.text === "string" && a.text.startsWith(prev.text)) {
+        permanent.push(this.style.gray(`(#${a.seq} continued)`), ...artifactLines({ ...a, text: a.text.slice(prev.text.length) }, t))
+      } else {
+        permanent.push(...artifactLines(a, t))
+      }
+      this.committed.set(a.seq, a)
+    }
+    const live = this.artifacts.filter((a) => a.seq >= this.base)
+    const blocks = live.map((a) => artifactLines(a, t))
+    let settledCount = 0
+    let settledLines = 0
+    while (settledCount < live.length && (all || !unsettled(live[settledCount]!, settledCount === live.length - 1))) {
+      settledLines += blocks[settledCount]!.length
+      settledCount++
+    }
+    const lines = blocks.flat()
+    let rest: Array<string>
+    if (settledLines >= this.skip) {
+      permanent.push(...lines.slice(this.skip, settledLines))
+      rest = lines.slice(settledLines)
+      this.skip = 0
+    } else {
+      this.skip -= settledLines
+      rest = lines.slice(settledLines + this.skip)
+    }
+    for (let i = 0; i < settledCount; i++) this.committed.set(live[i]!.seq, live[i]!)
+    if (settledCount > 0) this.base = live[settledCount - 1]!.seq + 1
+    // The live region must fit on the screen to be redrawn: what does not fit goes to scrollback.
+    const room = Math.max(1, this.term.rows() - 1)
+    const fit = (ls: Array<string>) => ls.reduce((n, l) => n + rows(l, width), 0)
+    while (rest.length > 0 && fit(rest) + fit(this.footer) > room) {
+      permanent.push(rest.shift()!)
+      this.skip++
+    }
+    const region = [...rest, ...this.footer]
+    let out = eraseUp(this.drawn)
+    for (const l of permanent) out += l + "\x1b[K\n"
+    for (const l of region) out += l + "\x1b[K\n"
+    this.drawn = fit(region)
+    this.term.write(out)
+  }
+}

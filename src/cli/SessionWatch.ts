@@ -1,0 +1,143 @@
+/**
+ * `rein watch <id>`: the session's transcript, then its changes as they
+ * happen, over the client's `ArtifactsWatch` (which resumes with
+ * `Last-Event-ID` after a drop or a server restart). On a terminal a pending
+ * permission is answered with a key. Ends when the session is removed, or on
+ * Ctrl-C.
+ */
+import * as Effect from "effect/Effect"
+import type { Command } from "../Domain/Command.js"
+import type { Artifact } from "../Domain/Artifact.js"
+import type { ArtifactsState } from "../client/ReinClient.js"
+import type { ConnectionState } from "../client/stream.js"
+import { Api } from "./Api.js"
+import { type CliError, fromUnknown, Rejected } from "./Errors.js"
+import { Io } from "./Io.js"
+import { JsonPrinter, PlainPrinter, type Printer, TtyPrinter } from "./Printer.js"
+import { isPendingPermission, permissionKeys } from "./Transcript.js"
+
+type Outcome = { readonly _tag: "removed" } | { readonly _tag: "stopped" } | { readonly _tag: "failed"; readonly error: CliError }
+
+/** The session, or a 404-like rejection naming it. */
+export const requireSession = (id: string) =>
+  Effect.flatMap(Api, (api) =>
+    Effect.flatMap(api.call((c) => c.getSession(id)), (s) =>
+      s === undefined
+        ? Effect.fail(new Rejected({ status: 404, code: "not_found", message: `session ${id} not found` }))
+        : Effect.succeed(s)))
+
+export const watchSession = (id: string, options: { readonly json: boolean }) =>
+  Effect.gen(function*() {
+    const api = yield* Api
+    const io = yield* Io
+    const session = yield* requireSession(id)
+    const mode = options.json ? "json" : io.tty ? "tty" : "plain"
+    const interactive = mode === "tty" && io.stdin.isTTY === true
+
+    const outcome = yield* Effect.acquireUseRelease(
+      Effect.sync(() => {
+        let finish: (o: Outcome) => void = () => {}
+        const finished = new Promise<Outcome>((resolve) => (finish = resolve))
+        const s = io.style
+        const tty = mode === "tty"
+          ? new TtyPrinter({ write: io.out, columns: () => io.stdout.columns || 80, rows: () => io.stdout.rows || 24 }, s)
+          : undefined
+        const json = mode === "json" ? new JsonPrinter({ write: io.out }, { write: io.err }) : undefined
+        const printer: Printer = tty ?? json ?? new PlainPrinter({ write: io.out }, { write: io.err })
+        if (tty) {
+          io.out(s.gray(`watching ${s.bold(id)} (${session.status}${session.project ? `, project ${session.project}` : ""}) on ${api.url} · Ctrl-C to quit`) + "\n")
+        }
+
+        let connection: ConnectionState = { status: "connecting", attempt: 0 }
+        let wasOpen = false
+        let pending: Artifact | undefined
+        let sending: string | undefined
+        const footer = () => {
+          if (!tty) return
+          const lines: Array<string> = []
+          if (connection.status === "reconnecting" || (connection.status === "connecting" && connection.attempt > 0)) {
+            lines.push(s.yellow(`◌ reconnecting to ${api.url}…`) + s.gray(connection.error ? ` (${connection.error.message})` : ""))
+          }
+          if (pending !== undefined && interactive) {
+            const keys = permissionKeys(pending)
+            lines.push(
+              sending === pending.requestId
+                ? s.gray("  sending the answer…")
+                : "  " + keys.map((k) => `${s.inverse(s.bold(` ${k.key} `))} ${k.label}`).join("  ")
+            )
+          }
+          tty.setFooter(lines)
+        }
+
+        const onState = (state: ArtifactsState) => {
+          printer.update(state.artifacts, state.synced)
+          pending = state.artifacts.find(isPendingPermission)
+          if (state.connection !== connection) {
+            const before = connection
+            connection = state.connection
+            if (connection.status === "open") {
+              if (wasOpen && before.status !== "open" && !tty) printer.note(`reconnected to ${api.url}`)
+              wasOpen = true
+            } else if (connection.status === "reconnecting" && before.status === "open" && !tty) {
+              printer.note(`connection to ${api.url} lost, reconnecting`)
+            }
+          }
+          footer()
+        }
+        const watch = api.client.watchSession(id, { onChange: onState })
+        void watch.done.then((final) => {
+          onState(final)
+          if (final.connection.status === "gone") finish({ _tag: "removed" })
+          else if (final.connection.status === "failed") {
+            finish({ _tag: "failed", error: fromUnknown(api.url)(final.connection.error ?? new Error("the stream failed")) })
+          } else finish({ _tag: "stopped" })
+        })
+
+        const onKey = (data: Buffer | string) => {
+          const text = data.toString()
+          if (text.includes("\x03") || text.includes("\x04")) return finish({ _tag: "stopped" })
+          const p = pending
+          if (p === undefined || sending !== undefined) return
+          const key = permissionKeys(p).find((k) => k.key === text.trim().toLowerCase())
+          if (key === undefined) return
+          const requestId = String(p.requestId)
+          sending = requestId
+          footer()
+          const answer: Command = { type: "permission_reply", requestId, ...key.reply } as Command
+          api.client.sendCommand(id, answer).then(() => undefined, fromUnknown(api.url)).then((e) => {
+            sending = undefined
+            if (e !== undefined) {
+              if (e._tag === "Rejected" && e.status === 409 && e.code === "conflict") {
+                printer.note(`${requestId} was already answered by someone else`)
+              } else if (e._tag === "Rejected" && e.code === "no_sandbox") {
+                printer.note(s.red(`no sandbox connected to ${id}: the answer was not delivered`))
+              } else printer.note(s.red(`could not answer ${requestId}: ${e.message}`))
+            } else printer.note(`answered ${requestId}: ${key.label}`)
+            footer()
+          })
+        }
+        if (interactive) {
+          io.stdin.setRawMode(true)
+          io.stdin.resume()
+          io.stdin.on("data", onKey)
+        }
+        return {
+          finished,
+          json,
+          dispose: () => {
+            watch.close()
+            if (interactive) {
+              io.stdin.off("data", onKey)
+              io.stdin.setRawMode(false)
+              io.stdin.pause()
+            }
+            printer.end()
+          }
+        }
+      }),
+      (h) => Effect.promise(() => h.finished).pipe(Effect.tap((o) => (o._tag === "removed" && h.json ? Effect.sync(() => h.json!.event({ event: "session_removed", id })) : Effect.void))),
+      (h) => Effect.sync(h.dispose)
+    )
+    if (outcome._tag === "failed") return yield* Effect.fail(outcome.error)
+    if (outcome._tag === "removed" && mode !== "json") io.err(`rein: session ${id} was removed\n`)
+  })

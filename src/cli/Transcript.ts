@@ -1,0 +1,232 @@
+/**
+ * How each artifact reads in a terminal: one block of lines per artifact.
+ * The same functions serve the TTY (styled, Markdown) and plain output
+ * (`noColors`, raw text): only `TranscriptStyle` differs.
+ */
+import type { Artifact } from "../Domain/Artifact.js"
+import { sanitize, type Style, truncate } from "./Ansi.js"
+import { renderMarkdown } from "./Markdown.js"
+
+export interface TranscriptStyle {
+  readonly style: Style
+  /** Terminal columns; lines meant to be one line are cut to it. */
+  readonly width: number
+  /** Render `text` artifacts as Markdown (TTY only). */
+  readonly markdown: boolean
+  /** Plain output: word markers (`[tool]`) instead of symbols, no colour. */
+  readonly plain: boolean
+}
+
+/** Output lines of a finished tool call shown before "… N more lines". */
+export const OUTPUT_LINES = 4
+
+const str = (v: unknown): string => (typeof v === "string" ? sanitize(v) : v === null || v === undefined ? "" : sanitize(JSON.stringify(v)))
+const oneLine = (s: string): string => s.replace(/\s+/g, " ").trim()
+
+/** A permission option as the server has it: `{optionId, name, kind}` (issue 13), or anything older. */
+export interface PermissionOption {
+  readonly optionId?: string
+  readonly name?: string
+  readonly kind?: string
+}
+
+export const permissionOptions = (a: Artifact): ReadonlyArray<PermissionOption> =>
+  Array.isArray(a.options) ? (a.options as Array<unknown>).map((o) => (typeof o === "object" && o !== null ? o : { name: String(o) }) as PermissionOption) : []
+
+export const isPendingPermission = (a: Artifact): boolean => a.kind === "permission" && (a.decision === null || a.decision === undefined)
+
+export const isRunningTool = (a: Artifact): boolean => a.kind === "tool_call" && (a.status === "running" || a.status === "pending")
+
+const toolIcon = (status: string, t: TranscriptStyle): string => {
+  const s = t.style
+  if (t.plain) return "[tool]"
+  switch (status) {
+    case "done":
+      return s.green("✓")
+    case "error":
+      return s.red("✗")
+    case "cancelled":
+      return s.gray("⊘")
+    case "pending":
+      return s.gray("○")
+    default:
+      return s.yellow("◌")
+  }
+}
+
+const statusWord = (status: string, s: Style): string => {
+  switch (status) {
+    case "done":
+      return s.green("done")
+    case "error":
+      return s.red("error")
+    case "cancelled":
+      return s.gray("cancelled")
+    case "pending":
+      return s.gray("pending")
+    default:
+      return s.yellow("running")
+  }
+}
+
+/** The one line of a tool call: icon, title (or name and input), first location, status. */
+export const toolLine = (a: Artifact, t: TranscriptStyle): string => {
+  const s = t.style
+  const status = str(a.status) || "running"
+  const name = str(a.name)
+  const title = oneLine(str(a.title))
+  const input = oneLine(str(a.input))
+  const locations = Array.isArray(a.locations) ? (a.locations as Array<{ path?: unknown; line?: unknown }>) : []
+  const where = locations.length > 0 && typeof locations[0]!.path === "string"
+    ? ` ${sanitize(locations[0]!.path)}${typeof locations[0]!.line === "number" ? `:${locations[0]!.line}` : ""}`
+    : ""
+  const what = title !== "" ? title : input !== "" ? `${name} ${input}` : name
+  const tail = ` · ${status}`
+  const room = Math.max(10, t.width - 3 - [...tail].length - [...where].length)
+  const text = truncate(what, room)
+  const label = title !== "" ? text : text.startsWith(name) ? s.bold(name) + text.slice(name.length) : text
+  return `${toolIcon(status, t)} ${label}${s.gray(where)}${s.dim(" · ")}${statusWord(status, s)}`
+}
+
+/** The output of a finished call, collapsed to a few lines. */
+export const toolOutput = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  if (isRunningTool(a)) return []
+  const output = str(a.output).replace(/\n+$/, "")
+  if (output === "") return []
+  const lines = output.split("\n")
+  const bar = t.plain ? "  | " : t.style.gray("  │ ")
+  const shown = lines.slice(0, OUTPUT_LINES).map((l) => bar + t.style.dim(truncate(l, Math.max(10, t.width - 5))))
+  if (lines.length > OUTPUT_LINES) shown.push(t.style.gray(`  … ${lines.length - OUTPUT_LINES} more lines`))
+  return shown
+}
+
+const decisionText = (a: Artifact, s: Style): string => {
+  const opt = permissionOptions(a).find((o) => o.optionId !== undefined && o.optionId === a.optionId)
+  const label = opt?.name !== undefined ? ` (${sanitize(opt.name)})` : ""
+  switch (a.decision) {
+    case "allow_once":
+      return s.green("allowed once") + label
+    case "allow_always":
+      return s.green("always allowed") + label
+    case "reject":
+      return s.red("rejected") + label
+    default:
+      return s.gray(str(a.decision)) + label
+  }
+}
+
+/** The keys a pending permission answers to, and what each sends. */
+export interface PermissionKey {
+  readonly key: string
+  readonly label: string
+  readonly reply: { readonly decision: "allow_once" | "allow_always" | "reject" } | { readonly optionId: string }
+}
+
+export const permissionKeys = (a: Artifact): Array<PermissionKey> => {
+  const keys: Array<PermissionKey> = [
+    { key: "y", label: "allow once", reply: { decision: "allow_once" } },
+    { key: "a", label: "always", reply: { decision: "allow_always" } },
+    { key: "n", label: "reject", reply: { decision: "reject" } }
+  ]
+  permissionOptions(a).forEach((o, i) => {
+    if (i < 9 && typeof o.optionId === "string") {
+      keys.push({ key: String(i + 1), label: sanitize(o.name ?? o.optionId), reply: { optionId: o.optionId } })
+    }
+  })
+  return keys
+}
+
+const permissionLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  const s = t.style
+  const title = str(a.title)
+  const rid = str(a.requestId)
+  if (!isPendingPermission(a)) {
+    return [t.plain ? `[permission] ${title} (${rid}): ${decisionText(a, s)}` : `${s.magenta("◆")} ${title} ${s.gray(`(${rid})`)} · ${decisionText(a, s)}`]
+  }
+  const lines = [t.plain ? `[permission] ${title} (${rid}): waiting for an answer` : s.inverse(s.yellow(` ? ${title} `)) + s.gray(` (${rid})`)]
+  permissionOptions(a).forEach((o, i) => {
+    const kind = o.kind !== undefined ? ` ${s.gray(`[${sanitize(o.kind)}]`)}` : ""
+    lines.push(`  ${i + 1}) ${sanitize(o.name ?? o.optionId ?? "")}${kind}`)
+  })
+  return lines
+}
+
+const planLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  const s = t.style
+  const entries = Array.isArray(a.entries) ? (a.entries as Array<{ content?: unknown; status?: unknown; priority?: unknown }>) : []
+  const lines = [t.plain ? "[plan]" : s.bold("Plan")]
+  for (const e of entries) {
+    const content = oneLine(str(e.content))
+    if (e.status === "completed") lines.push(`  ${t.plain ? "[x]" : s.green("☑")} ${s.dim(content)}`)
+    else if (e.status === "in_progress") lines.push(`  ${t.plain ? "[~]" : s.yellow("◐")} ${s.bold(content)}`)
+    else lines.push(`  ${t.plain ? "[ ]" : "☐"} ${content}`)
+  }
+  return lines
+}
+
+/** A unified diff, coloured by line. */
+export const diffLines = (diff: string, s: Style): Array<string> =>
+  diff.replace(/\n+$/, "").split("\n").map((l) => {
+    if (l.startsWith("+++") || l.startsWith("---")) return s.bold(l)
+    if (l.startsWith("+")) return s.green(l)
+    if (l.startsWith("-")) return s.red(l)
+    if (l.startsWith("@@")) return s.cyan(l)
+    return l
+  })
+
+const fileLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  const s = t.style
+  const action = str(a.action)
+  const color = action === "create" ? s.green : action === "delete" ? s.red : s.yellow
+  const head = t.plain ? `[file] ${action} ${str(a.path)}` : `${color("±")} ${s.bold(str(a.path))} ${s.gray(action)}`
+  return typeof a.diff === "string" && a.diff !== "" ? [head, ...diffLines(sanitize(a.diff), s)] : [head]
+}
+
+const textLines = (text: string, t: TranscriptStyle): Array<string> =>
+  t.markdown ? renderMarkdown(text, t.width, t.style.bold("x") !== "x") : sanitize(text).replace(/\n+$/, "").split("\n")
+
+/** The whole block of one artifact. */
+export const artifactLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  const s = t.style
+  switch (a.kind) {
+    case "user_message": {
+      const lines = sanitize(str(a.text)).split("\n")
+      return t.plain
+        ? lines.map((l) => `> ${l}`)
+        : ["", ...lines.map((l, i) => (i === 0 ? s.cyan(s.bold("❯ ")) : "  ") + s.bold(l))]
+    }
+    case "text":
+      return textLines(str(a.text), t)
+    case "reasoning": {
+      const lines = sanitize(str(a.text)).replace(/\n+$/, "").split("\n")
+      return t.plain ? lines.map((l, i) => (i === 0 ? `[thinking] ${l}` : l)) : lines.map((l) => s.dim(s.italic(l)))
+    }
+    case "tool_call":
+      return [toolLine(a, t), ...toolOutput(a, t)]
+    case "permission":
+      return permissionLines(a, t)
+    case "plan":
+      return planLines(a, t)
+    case "file_change":
+      return fileLines(a, t)
+    case "error":
+      return [`${t.plain ? "[error]" : s.red("✗ error:")} ${s.red(str(a.message))}${a.code ? s.gray(` (${str(a.code)})`) : ""}`]
+    case "usage": {
+      const cost = typeof a.costUsd === "number" ? ` · $${a.costUsd.toFixed(4)}` : ""
+      const ctx = a.context && typeof a.context === "object"
+        ? ` · context ${(a.context as { used?: unknown }).used}/${(a.context as { size?: unknown }).size}`
+        : ""
+      return [s.gray(`${t.plain ? "[usage] " : ""}tokens in ${a.inputTokens} · out ${a.outputTokens}${cost}${ctx}`)]
+    }
+    case "custom":
+      return [s.gray(truncate(`[${str(a.name)}] ${str(a.data)}`, t.width))]
+    default: {
+      if ((a.kind as string) === "agent") {
+        const version = a.version ? ` ${str(a.version)}` : ""
+        return [s.gray(`${t.plain ? "[agent] " : "agent: "}${str(a.name) || "unknown"}${version}`)]
+      }
+      const { seq: _s, kind, createdAt: _c, updatedAt: _u, ...rest } = a
+      return [s.gray(truncate(`[${kind}] ${sanitize(JSON.stringify(rest))}`, t.width))]
+    }
+  }
+}
