@@ -112,14 +112,15 @@ export const watchSessions = (options: { readonly project: string | undefined; r
         }
         const emit = (line: string) => io.out(line + "\n")
         const plainLine = (x: Listed) => table([x], io.style, io.stdout.columns || 120)[1]!
-        const refresh = (x: Session, isNew: boolean) => {
+        /** Counts the session's pending requests, then shows the change from `old` (undefined: a new session). */
+        const refresh = (x: Session, old: Listed | undefined) => {
           const gen = generation
           Effect.runPromise(Effect.either(pendingOf(api, x))).then((r) => {
             if (gen !== generation) return
             const n = r._tag === "Right" ? r.right : 0
-            const old = known.get(x.id)
-            if (old === undefined && !isNew) return
-            const next: Listed = { ...x, pendingPermissions: n }
+            const current = known.get(x.id)
+            if (current === undefined && old !== undefined) return
+            const next: Listed = { ...(current ?? x), pendingPermissions: n }
             known.set(x.id, next)
             if (!synced) return
             if (mode === "tty") draw()
@@ -158,7 +159,7 @@ export const watchSessions = (options: { readonly project: string | undefined; r
               const old = known.get(x.id)
               if (old === undefined) {
                 if (mode === "json") emit(JSON.stringify({ event: "session_created", session: x }))
-                refresh(x, true)
+                refresh(x, undefined)
               } else if (old.status !== x.status || old.summary !== x.summary) {
                 if (mode === "json") {
                   const fields: Record<string, unknown> = {}
@@ -167,7 +168,7 @@ export const watchSessions = (options: { readonly project: string | undefined; r
                   emit(JSON.stringify({ event: "session_updated", id: x.id, fields }))
                 }
                 known.set(x.id, { ...old, status: x.status, summary: x.summary })
-                refresh(x, false)
+                refresh(x, old)
               }
             }
             for (const [oldId] of known) {

@@ -49,13 +49,14 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
         }
 
         let connection: ConnectionState = { status: "connecting", attempt: 0 }
-        let wasOpen = false
+        // Lost: a reconnect failed (a stream that just ended, e.g. the session removed, is not news).
+        let lost = false
         let pending: Artifact | undefined
         let sending: string | undefined
         const footer = () => {
           if (!tty) return
           const lines: Array<string> = []
-          if (connection.status === "reconnecting" || (connection.status === "connecting" && connection.attempt > 0)) {
+          if (lost) {
             lines.push(s.yellow(`◌ reconnecting to ${api.url}…`) + s.gray(connection.error ? ` (${connection.error.message})` : ""))
           }
           if (pending !== undefined && interactive) {
@@ -73,13 +74,13 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           printer.update(state.artifacts, state.synced)
           pending = state.artifacts.find(isPendingPermission)
           if (state.connection !== connection) {
-            const before = connection
             connection = state.connection
-            if (connection.status === "open") {
-              if (wasOpen && before.status !== "open" && !tty) printer.note(`reconnected to ${api.url}`)
-              wasOpen = true
-            } else if (connection.status === "reconnecting" && before.status === "open" && !tty) {
-              printer.note(`connection to ${api.url} lost, reconnecting`)
+            if (connection.status === "open" && lost) {
+              lost = false
+              if (!tty) printer.note(`reconnected to ${api.url}`)
+            } else if (connection.status === "reconnecting" && connection.attempt >= 2 && !lost) {
+              lost = true
+              if (!tty) printer.note(`connection to ${api.url} lost (${connection.error?.message ?? "closed"}), reconnecting`)
             }
           }
           footer()
