@@ -5,6 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Session } from "../Domain/Session.js"
+import type { ReinClient } from "../client/ReinClient.js"
 import { Api } from "./Api.js"
 import { eraseUp, type Style, truncate } from "./Ansi.js"
 import { fromUnknown } from "./Errors.js"
@@ -55,26 +56,37 @@ export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, 
 }
 
 /** How many permission requests of the session wait for an answer: the record's own count when the server has one. */
-const pendingOf = (api: typeof Api.Service, session: Session) => {
+const pendingCount = async (client: ReinClient, session: Session): Promise<number> => {
   const own = (session as { pendingPermissions?: unknown }).pendingPermissions
-  if (typeof own === "number") return Effect.succeed(own)
-  return api.call((c) => c.artifacts(session.id)).pipe(
-    Effect.map((as) => as.filter(isPendingPermission).length),
+  if (typeof own === "number") return own
+  try {
+    return (await client.artifacts(session.id)).filter(isPendingPermission).length
+  } catch (e) {
     // removed meanwhile: nothing pending
-    Effect.catchIf((e) => e._tag === "Rejected" && e.status === 404, () => Effect.succeed(0))
-  )
+    if ((e as { status?: number }).status === 404) return 0
+    throw e
+  }
 }
 
-const withPending = (api: typeof Api.Service, sessions: ReadonlyArray<Session>) =>
-  Effect.forEach(sessions, (x) => Effect.map(pendingOf(api, x), (n): Listed => ({ ...x, pendingPermissions: n })), {
-    concurrency: 8
-  })
+const withPending = (client: ReinClient, sessions: ReadonlyArray<Session>): Promise<Array<Listed>> => {
+  // At most 8 requests at a time.
+  const out: Array<Listed> = new Array(sessions.length)
+  let next = 0
+  const worker = async () => {
+    while (next < sessions.length) {
+      const i = next++
+      out[i] = { ...sessions[i]!, pendingPermissions: await pendingCount(client, sessions[i]!) }
+    }
+  }
+  return Promise.all(Array.from({ length: Math.min(8, sessions.length) }, worker)).then(() => out)
+}
 
 export const listSessions = (options: { readonly project: string | undefined; readonly json: boolean }) =>
   Effect.gen(function*() {
     const api = yield* Api
     const io = yield* Io
-    const sessions = yield* withPending(api, yield* api.call((c) => c.listSessions({ project: options.project })))
+    const listed = yield* api.call((c) => c.listSessions({ project: options.project }))
+    const sessions = yield* api.call((c) => withPending(c, listed))
     if (options.json) {
       io.out(sessions.map((x) => JSON.stringify(x) + "\n").join(""))
     } else if (sessions.length === 0) {
@@ -115,9 +127,8 @@ export const watchSessions = (options: { readonly project: string | undefined; r
         /** Counts the session's pending requests, then shows the change from `old` (undefined: a new session). */
         const refresh = (x: Session, old: Listed | undefined) => {
           const gen = generation
-          Effect.runPromise(Effect.either(pendingOf(api, x))).then((r) => {
+          pendingCount(api.client, x).catch(() => 0).then((n) => {
             if (gen !== generation) return
-            const n = r._tag === "Right" ? r.right : 0
             const current = known.get(x.id)
             if (current === undefined && old !== undefined) return
             const next: Listed = { ...(current ?? x), pendingPermissions: n }
@@ -142,9 +153,8 @@ export const watchSessions = (options: { readonly project: string | undefined; r
               generation++
               known.clear()
               const gen = generation
-              Effect.runPromise(withPending(api, state.sessions).pipe(Effect.either)).then((r) => {
+              withPending(api.client, state.sessions).catch(() => state.sessions.map((x) => ({ ...x, pendingPermissions: 0 }))).then((list) => {
                 if (gen !== generation) return
-                const list = r._tag === "Right" ? r.right : state.sessions.map((x) => ({ ...x, pendingPermissions: 0 }))
                 for (const x of list) known.set(x.id, x)
                 if (mode === "tty") draw()
                 else if (mode === "plain") emit(list.length === 0 ? "no sessions" : table(list, io.style, io.stdout.columns || 120).join("\n"))

@@ -1,0 +1,156 @@
+/**
+ * The `rein watch` printers on their own: what each prints as artifacts
+ * change, including repeated snapshots (a resumed stream), and the TTY
+ * printer's live region on a small emulated screen (scrollback + rows).
+ */
+import { describe, expect, it } from "vitest"
+import { noColors } from "../src/cli/Ansi.js"
+import { JsonPrinter, PlainPrinter, TtyPrinter } from "../src/cli/Printer.js"
+import type { Artifact } from "../src/Domain/Artifact.js"
+
+const art = (seq: number, kind: string, fields: Record<string, unknown>): Artifact =>
+  ({ seq, kind, createdAt: seq, updatedAt: seq, ...fields }) as Artifact
+
+const sink = () => {
+  let text = ""
+  return { write: (s: string) => void (text += s), text: () => text }
+}
+
+/**
+ * Enough of a terminal for the live region: lines of text, a cursor row,
+ * CR, LF, cursor up (CSI n A), erase down (CSI J), erase line (CSI K); SGR
+ * and cursor visibility ignored. Rows that scroll off the top stay in `lines`
+ * (the scrollback); the cursor cannot move above the visible screen.
+ */
+const screen = (columns: number, height: number) => {
+  const lines: Array<string> = [""]
+  let row = 0
+  let col = 0
+  const top = () => Math.max(0, lines.length - height)
+  const write = (s: string) => {
+    for (let i = 0; i < s.length; i++) {
+      const c = s[i]!
+      if (c === "\x1b") {
+        const m = /^\x1b\[(\??)([0-9;]*)([A-Za-z])/.exec(s.slice(i))!
+        i += m[0].length - 1
+        if (m[3] === "A") row = Math.max(top(), row - Number(m[2] || 1))
+        else if (m[3] === "J") {
+          lines.splice(row + 1)
+          lines[row] = lines[row]!.slice(0, col)
+        } else if (m[3] === "K") lines[row] = lines[row]!.slice(0, col)
+        continue
+      }
+      if (c === "\r") col = 0
+      else if (c === "\n") {
+        row++
+        col = 0
+        if (row >= lines.length) lines.push("")
+      } else {
+        if (col >= columns) {
+          row++
+          col = 0
+          if (row >= lines.length) lines.push("")
+        }
+        const l = lines[row]!.padEnd(col)
+        lines[row] = l.slice(0, col) + c + l.slice(col + 1)
+        col++
+      }
+    }
+  }
+  return { write, columns: () => columns, rows: () => height, lines: () => lines.join("\n").replace(/\n+$/, "") }
+}
+
+describe("PlainPrinter", () => {
+  it("prints appends only, and nothing again for a repeated snapshot (new objects, same content)", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    p.update([art(1, "text", { text: "Hel" })], true)
+    p.update([art(1, "text", { text: "Hello" })], true)
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })], true)
+    // a resume: every artifact again as a fresh snapshot object
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })], true)
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })], true)
+    // a text that grows after something else was printed: a continuation
+    p.update([art(1, "text", { text: "Hello!" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })], true)
+    p.end()
+    expect(out.text()).toBe("Hello\n[tool] ls · running\n[tool] ls · done\n  | x\n[text #1 continued] !\n")
+    expect(out.text()).not.toMatch(/\x1b/)
+  })
+
+  it("strips control characters a server's text could smuggle into the terminal", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b" })], true)
+    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b\x1b[2Jc" })], true)
+    expect(out.text()).toBe("a]0;evilb[2Jc")
+  })
+})
+
+describe("JsonPrinter", () => {
+  it("snapshots, snapshot_complete once, then changes as appends or sets; nothing again after a resume", () => {
+    const out = sink()
+    const p = new JsonPrinter(out, sink())
+    p.update([art(1, "text", { text: "a" })], false)
+    p.update([art(1, "text", { text: "a" })], true)
+    p.update([art(1, "text", { text: "ab" }), art(2, "plan", { entries: [] })], true)
+    p.update([art(1, "text", { text: "ab" }), art(2, "plan", { entries: [{ content: "x", status: "pending" }] })], true)
+    p.update([art(1, "text", { text: "ab" }), art(2, "plan", { entries: [{ content: "x", status: "pending" }] })], true)
+    const events = out.text().trimEnd().split("\n").map((l) => JSON.parse(l))
+    expect(events).toEqual([
+      { event: "artifact_snapshot", artifact: art(1, "text", { text: "a" }) },
+      { event: "snapshot_complete" },
+      { event: "artifact_updated", seq: 1, field: "text", append: "b", updatedAt: 1 },
+      { event: "artifact_created", artifact: art(2, "plan", { entries: [] }) },
+      { event: "artifact_updated", seq: 2, field: "entries", set: [{ content: "x", status: "pending" }], updatedAt: 2 }
+    ])
+  })
+})
+
+describe("TtyPrinter", () => {
+  const flush = (p: TtyPrinter) => (p as unknown as { draw: (extra: Array<string>) => void }).draw([])
+
+  it("redraws the live part in place: a tool call's line changes, finished artifacts stay in scrollback", () => {
+    const term = screen(60, 10)
+    const p = new TtyPrinter(term, noColors, 1_000_000)
+    const call = (status: string, output: string | null = null) => art(2, "tool_call", { name: "make", input: "", status, output })
+    p.update([art(1, "text", { text: "Building." }), call("running")])
+    flush(p)
+    expect(term.lines()).toBe("Building.\n◌ make · running")
+    p.update([art(1, "text", { text: "Building." }), call("done", "ok")])
+    flush(p)
+    expect(term.lines()).toBe("Building.\n✓ make · done\n  │ ok")
+    p.update([art(1, "text", { text: "Building." }), call("done", "ok"), art(3, "text", { text: "Done" })])
+    flush(p)
+    p.update([art(1, "text", { text: "Building." }), call("done", "ok"), art(3, "text", { text: "Done, all **green**." })])
+    flush(p)
+    p.end()
+    expect(term.lines()).toBe("Building.\n✓ make · done\n  │ ok\nDone, all green.")
+  })
+
+  it("a live region taller than the screen spills into scrollback instead of garbling it", () => {
+    const term = screen(40, 6)
+    const p = new TtyPrinter(term, noColors, 1_000_000)
+    const long = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).join("\n\n")
+    const grow = (n: number) => art(1, "reasoning", { text: long.split("\n\n").slice(0, n).join("\n") })
+    for (let n = 1; n <= 12; n++) {
+      p.update([grow(n)])
+      flush(p)
+    }
+    p.update([grow(12), art(2, "text", { text: "answer" })])
+    flush(p)
+    p.end()
+    expect(term.lines()).toBe([...Array.from({ length: 12 }, (_, i) => `line ${i + 1}`), "answer"].join("\n"))
+  })
+
+  it("an artifact already in scrollback that changes again is printed again (a text: only what it gained)", () => {
+    const term = screen(60, 10)
+    const p = new TtyPrinter(term, noColors, 1_000_000)
+    const plan = (done: boolean) => art(1, "plan", { entries: [{ content: "fix", status: done ? "completed" : "in_progress" }] })
+    p.update([plan(false), art(2, "text", { text: "working" })])
+    flush(p)
+    p.update([plan(true), art(2, "text", { text: "working" })])
+    flush(p)
+    p.end()
+    expect(term.lines()).toBe("Plan\n  ◐ fix\nPlan\n  ☑ fix\nworking")
+  })
+})
