@@ -64,14 +64,14 @@ describe("PlainPrinter", () => {
   it("prints appends only, and nothing again for a repeated snapshot (new objects, same content)", () => {
     const out = sink()
     const p = new PlainPrinter(out, sink())
-    p.update([art(1, "text", { text: "Hel" })], true)
-    p.update([art(1, "text", { text: "Hello" })], true)
-    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })], true)
+    p.update([art(1, "text", { text: "Hel" })])
+    p.update([art(1, "text", { text: "Hello" })])
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })])
     // a resume: every artifact again as a fresh snapshot object
-    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })], true)
-    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })], true)
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "running", output: null })])
+    p.update([art(1, "text", { text: "Hello" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })])
     // a text that grows after something else was printed: a continuation
-    p.update([art(1, "text", { text: "Hello!" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })], true)
+    p.update([art(1, "text", { text: "Hello!" }), art(2, "tool_call", { name: "ls", input: "", status: "done", output: "x" })])
     p.end()
     expect(out.text()).toBe("Hello\n[tool] ls · running\n[tool] ls · done\n  | x\n[text #1 continued] !\n")
     expect(out.text()).not.toMatch(/\x1b/)
@@ -80,8 +80,8 @@ describe("PlainPrinter", () => {
   it("strips control characters a server's text could smuggle into the terminal", () => {
     const out = sink()
     const p = new PlainPrinter(out, sink())
-    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b" })], true)
-    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b\x1b[2Jc" })], true)
+    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b" })])
+    p.update([art(1, "text", { text: "a\x1b]0;evil\x07b\x1b[2Jc" })])
     expect(out.text()).toBe("a]0;evilb[2Jc")
   })
 })
