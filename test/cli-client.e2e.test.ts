@@ -594,6 +594,35 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
   })
 
+  it("shows the reconnect while the server restarts, then resumes without drawing anything twice", async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const dbPath = join(dir, "rein.db")
+    const port = await freePort()
+    const first = await start({ port, dbPath, bootstrapTimeout: 600_000 })
+    let firstClosed = false
+    cleanups.push(() => (firstClosed ? undefined : first.close()))
+    await first.createSession("tr")
+    const sb1 = await sandbox(first.url, "tr")
+    await sb1.post({ type: "text_delta", delta: "Written **before** the restart." }, { type: "tool_call_start", toolCallId: "t1", name: "deploy" })
+    const t = terminal(["--url", first.url, "watch", "tr"])
+    await t.waitFor((x) => x.includes("deploy · running"), "the first transcript")
+    await first.close()
+    firstClosed = true
+    sb1.commands.close()
+    await t.waitFor((x) => x.includes(`reconnecting to http://127.0.0.1:${port}`), "the reconnecting line")
+    const second = await startServer({ port, dbPath })
+    const sb2 = await sandbox(second.url, "tr")
+    await sb2.post({ type: "tool_call_end", toolCallId: "t1", output: "deployed" }, { type: "text_delta", delta: "And after." })
+    const x = await t.waitFor((x) => x.includes("And after.") && !x.includes("reconnecting"), "the resumed transcript")
+    expect(count(x, "Written before the restart.")).toBe(1)
+    expect(count(x, "deploy ·")).toBe(1)
+    expect(x).toContain("✓ deploy · done")
+    await request(second.url, "DELETE", "/sessions/tr")
+    const end = await t.waitFor((x) => x.includes("EXIT=0"), "the exit when the session is removed")
+    expect(end).toContain("rein: session tr was removed")
+  })
+
   it("a 409 on answering says someone else answered, and the watch goes on", async () => {
     // A server that shows a pending permission and answers every reply with 409: the race, made certain.
     const permission = { seq: 1, kind: "permission", requestId: "r1", toolCallId: null, title: "Deploy?", options: null, decision: null, createdAt: 1, updatedAt: 1 }

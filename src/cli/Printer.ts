@@ -202,6 +202,11 @@ export class TtyPrinter implements Printer {
     this.draw([this.style.gray(`· ${text}`)])
   }
 
+  /** The terminal changed size: lay the live region out again for the new width. */
+  resized(): void {
+    this.schedule()
+  }
+
   end(): void {
     if (this.ended) return
     this.footer = []

@@ -117,6 +117,8 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
             footer()
           })
         }
+        const onResize = () => tty?.resized()
+        if (tty) io.stdout.on("resize", onResize)
         if (interactive) {
           io.stdin.setRawMode(true)
           io.stdin.resume()
@@ -127,6 +129,7 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           json,
           dispose: () => {
             watch.close()
+            io.stdout.off("resize", onResize)
             if (interactive) {
               io.stdin.off("data", onKey)
               io.stdin.setRawMode(false)
