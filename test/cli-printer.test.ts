@@ -77,6 +77,17 @@ describe("PlainPrinter", () => {
     expect(out.text()).not.toMatch(/\x1b/)
   })
 
+  it("a tool call's streaming input is not printed per delta; its end is", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    const call = (input: string, status = "running", output: string | null = null) => art(1, "tool_call", { name: "write", input, status, output })
+    p.update([call("{")])
+    p.update([call("{\"path\"")])
+    p.update([call("{\"path\": \"a\"}")])
+    p.update([call("{\"path\": \"a\"}", "done", "ok")])
+    expect(out.text()).toBe("[tool] write { · running\n[tool] write {\"path\": \"a\"} · done\n  | ok\n")
+  })
+
   it("strips control characters a server's text could smuggle into the terminal", () => {
     const out = sink()
     const p = new PlainPrinter(out, sink())

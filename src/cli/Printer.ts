@@ -35,6 +35,13 @@ const content = (a: Artifact): string => {
   return JSON.stringify(rest)
 }
 
+/**
+ * What a change must touch to be printed again in append-only output: a tool call's input
+ * streams in while it runs, and is shown once more with its result, not per delta.
+ */
+const shown = (a: Artifact): string =>
+  a.kind === "tool_call" ? JSON.stringify([a.status, a.title, a.output, a.locations]) : content(a)
+
 export class PlainPrinter implements Printer {
   private readonly printed = new Map<number, Artifact>()
   /** The streamed artifact the output currently ends in, mid-line or not. */
@@ -79,7 +86,7 @@ export class PlainPrinter implements Printer {
           write(`[#${a.seq} replaced]\n${artifactLines(a, this.t).join("\n")}`)
           this.tail = a.seq
         }
-      } else if (prev === undefined || content(prev) !== content(a)) {
+      } else if (prev === undefined || shown(prev) !== shown(a)) {
         newline()
         write(artifactLines(a, this.t).join("\n") + "\n")
       }

@@ -59,7 +59,9 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           if (lost) {
             lines.push(s.yellow(`◌ reconnecting to ${api.url}…`) + s.gray(connection.error ? ` (${connection.error.message})` : ""))
           }
-          if (pending !== undefined && interactive) {
+          if (pending !== undefined && !interactive) {
+            lines.push(s.gray(`  answer with: rein approve ${id} ${String(pending.requestId)}   (or reject)`))
+          } else if (pending !== undefined) {
             const keys = permissionKeys(pending)
             lines.push(
               sending === pending.requestId
