@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import pg from "pg"
-import type { Command } from "./Domain/Command.js"
+import type { SandboxCommand } from "./Domain/Command.js"
 import { StoreError } from "./Domain/Errors.js"
 import type { Announcement, LogBody } from "./SessionStore/Sql.js"
 
@@ -53,9 +53,9 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   /** The live lease on the session's sandbox: which instance, which of its connections. */
   readonly holder: (id: string) => Effect.Effect<Lease | undefined, StoreError>
   /** Queues a command for the sandbox `instance` holds and tells it. */
-  readonly send: (instance: string, id: string, command: Command) => Effect.Effect<void, StoreError>
+  readonly send: (instance: string, id: string, command: SandboxCommand) => Effect.Effect<void, StoreError>
   /** Takes the commands waiting for this instance, in the order they were sent. */
-  readonly takeCommands: Effect.Effect<ReadonlyArray<{ readonly id: string; readonly command: Command }>, StoreError>
+  readonly takeCommands: Effect.Effect<ReadonlyArray<{ readonly id: string; readonly command: SandboxCommand }>, StoreError>
   /** Extends this instance's live leases; answers which it still holds (session id -> connection). */
   readonly renew: Effect.Effect<ReadonlyMap<string, number>, StoreError>
   /** Drops expired leases; answers the live or idle sessions no instance holds a sandbox for. */
@@ -219,7 +219,7 @@ export const make = (options: ClusterOptions) =>
       takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
           DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body
         ) SELECT session_id, body FROM taken ORDER BY id`.pipe(
-        Effect.map((rows) => rows.map((r) => ({ id: r.session_id, command: JSON.parse(r.body) as Command }))),
+        Effect.map((rows) => rows.map((r) => ({ id: r.session_id, command: JSON.parse(r.body) as SandboxCommand }))),
         Effect.mapError(storeError)
       ),
       renew: sql<{ session_id: string; connection: string }>`UPDATE rein_sandboxes SET expires_at = now() + ${ttl}::interval

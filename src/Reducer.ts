@@ -8,7 +8,8 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Artifact, ArtifactChange, ArtifactKind } from "./Domain/Artifact.js"
-import type { Event } from "./Domain/Event.js"
+import type { Decision } from "./Domain/Command.js"
+import type { Event, PermissionOption, PermissionOptionKind } from "./Domain/Event.js"
 import { InvalidInput, PermissionConflict } from "./Domain/Errors.js"
 import type { SessionFields, SessionStatus } from "./Domain/Session.js"
 
@@ -16,10 +17,13 @@ interface Ref {
   readonly seq: number
 }
 interface ToolCallRef extends Ref {
+  /** Still `pending` or `running`: a cancelled turn ends it, and only then may an update set its status. */
   readonly running: boolean
 }
 interface PermissionRef extends Ref {
   readonly answered: boolean
+  /** The options it offered (null: none), which a reply's `optionId` must be one of. */
+  readonly options: ReadonlyArray<PermissionOption> | null
 }
 interface UsageRef extends Ref {
   readonly inputTokens: number
@@ -35,15 +39,25 @@ export interface ReducerState {
   readonly parts: HashMap.HashMap<string, number>
   readonly toolCalls: HashMap.HashMap<string, ToolCallRef>
   readonly permissions: HashMap.HashMap<string, PermissionRef>
+  /** The session's one `agent` artifact, once an `agent` event created it. */
+  readonly agent: number | null
   readonly turnPlan: number | null
   readonly turnUsage: UsageRef | null
+}
+
+/** A permission reply as a command states it: a decision, an option, or both. */
+export interface Reply {
+  readonly requestId: string
+  readonly decision?: Decision | undefined
+  readonly optionId?: string | undefined
 }
 
 /** Inputs that come from commands rather than the sandbox. */
 export type Input =
   | Event
-  | { readonly type: "user_message"; readonly text: string }
-  | { readonly type: "permission_decision"; readonly requestId: string; readonly decision: string }
+  /** A prompt: recorded as a `user_message`, and it makes an idle session live. */
+  | { readonly type: "prompt"; readonly text: string }
+  | ({ readonly type: "permission_decision" } & Reply)
 
 export interface Reduction {
   readonly state: ReducerState
@@ -57,6 +71,7 @@ export const initial: ReducerState = {
   parts: HashMap.empty(),
   toolCalls: HashMap.empty(),
   permissions: HashMap.empty(),
+  agent: null,
   turnPlan: null,
   turnUsage: null
 }
@@ -76,18 +91,86 @@ export const turnOf = (state: ReducerState): Turn => ({
   turnUsage: state.turnUsage
 })
 
+const decisionOf = (kind: PermissionOptionKind): Decision =>
+  kind === "allow_once" ? "allow_once" : kind === "allow_always" ? "allow_always" : "reject"
+
+/** In order of preference, the option kinds a bare decision stands for. */
+const kindsOf = (decision: Decision): ReadonlyArray<PermissionOptionKind> =>
+  decision === "reject" ? ["reject_once", "reject_always"] : [decision]
+
+/**
+ * A reply completed against its request: `decision` from the chosen option's kind, or the first
+ * option whose kind the decision stands for (`optionId` null when none does, or the request
+ * offered no options). An unknown request or one already answered conflicts; an `optionId` that
+ * is not one of the request's options, or a decision the option contradicts, is invalid.
+ */
+export const completeReply = (
+  state: ReducerState,
+  reply: Reply
+): Either.Either<{ readonly decision: Decision; readonly optionId: string | null }, InvalidInput | PermissionConflict> => {
+  const ref = HashMap.get(state.permissions, reply.requestId)
+  if (Option.isNone(ref)) return Either.left(new PermissionConflict({ requestId: reply.requestId, reason: "unknown" }))
+  if (ref.value.answered) return Either.left(new PermissionConflict({ requestId: reply.requestId, reason: "answered" }))
+  const options = ref.value.options ?? []
+  if (reply.optionId !== undefined) {
+    const option = options.find((o) => o.optionId === reply.optionId)
+    if (option === undefined) {
+      return Either.left(
+        new InvalidInput({
+          message: `optionId: "${reply.optionId.slice(0, 64)}" is not an option of permission request ${reply.requestId}` +
+            (options.length === 0 ? " (it offers none)" : ` (expected one of ${options.map((o) => `"${o.optionId}"`).join(", ")})`)
+        })
+      )
+    }
+    const decision = decisionOf(option.kind)
+    if (reply.decision !== undefined && reply.decision !== decision) {
+      return Either.left(
+        new InvalidInput({ message: `decision: ${reply.decision} contradicts option "${option.optionId}", which is ${option.kind}` })
+      )
+    }
+    return Either.right({ decision, optionId: option.optionId })
+  }
+  const decision = reply.decision
+  if (decision === undefined) return Either.left(new InvalidInput({ message: "decision: one of decision or optionId is required" }))
+  let chosen: PermissionOption | undefined
+  for (const kind of kindsOf(decision)) {
+    chosen = options.find((o) => o.kind === kind)
+    if (chosen !== undefined) break
+  }
+  return Either.right({ decision, optionId: chosen?.optionId ?? null })
+}
+
+const optionKinds: ReadonlySet<unknown> = new Set(["allow_once", "allow_always", "reject_once", "reject_always"])
+
+/** The options a stored permission offered; entries of another shape (stored before options were typed) offer nothing. */
+const storedOptions = (u: unknown): ReadonlyArray<PermissionOption> | null => {
+  if (!Array.isArray(u)) return null
+  return u.filter((o): o is PermissionOption =>
+    typeof o === "object" && o !== null && typeof o.optionId === "string" && typeof o.name === "string" &&
+    optionKinds.has(o.kind)
+  )
+}
+
+const unfinished = (status: unknown) => status === "running" || status === "pending"
+
 /** What one stored artifact tells the state. */
 const learn = (state: ReducerState, a: Artifact): ReducerState => {
   state = { ...state, nextSeq: Math.max(state.nextSeq, a.seq + 1) }
   if ((a.kind === "text" || a.kind === "reasoning") && typeof a.partId === "string") {
     return { ...state, parts: HashMap.set(state.parts, partKey(a.kind, a.partId), a.seq) }
   } else if (a.kind === "tool_call" && typeof a.toolCallId === "string") {
-    return { ...state, toolCalls: HashMap.set(state.toolCalls, a.toolCallId, { seq: a.seq, running: a.status === "running" }) }
+    return { ...state, toolCalls: HashMap.set(state.toolCalls, a.toolCallId, { seq: a.seq, running: unfinished(a.status) }) }
   } else if (a.kind === "permission" && typeof a.requestId === "string") {
     return {
       ...state,
-      permissions: HashMap.set(state.permissions, a.requestId, { seq: a.seq, answered: a.decision !== null })
+      permissions: HashMap.set(state.permissions, a.requestId, {
+        seq: a.seq,
+        answered: a.decision !== null && a.decision !== undefined,
+        options: storedOptions(a.options)
+      })
     }
+  } else if (a.kind === "agent") {
+    return { ...state, agent: a.seq }
   }
   return state
 }
@@ -114,14 +197,14 @@ export const follow = (start: ReducerState, changes: ReadonlyArray<ArtifactChang
     } else if (c.field === "status" && c.append === undefined) {
       for (const [id, ref] of state.toolCalls) {
         if (ref.seq === c.seq) {
-          state = { ...state, toolCalls: HashMap.set(state.toolCalls, id, { seq: ref.seq, running: c.set === "running" }) }
+          state = { ...state, toolCalls: HashMap.set(state.toolCalls, id, { seq: ref.seq, running: unfinished(c.set) }) }
           break
         }
       }
     } else if (c.field === "decision" && c.append === undefined) {
       for (const [id, ref] of state.permissions) {
         if (ref.seq === c.seq) {
-          state = { ...state, permissions: HashMap.set(state.permissions, id, { seq: ref.seq, answered: c.set !== null }) }
+          state = { ...state, permissions: HashMap.set(state.permissions, id, { ...ref, answered: c.set !== null }) }
           break
         }
       }
@@ -203,6 +286,10 @@ export const reduce = (
         const seq = create("tool_call", {
           toolCallId: input.toolCallId,
           name: input.name,
+          title: input.title ?? null,
+          // `kind` names the artifact's kind; the tool's is `toolKind`.
+          toolKind: input.kind ?? null,
+          locations: input.locations ?? null,
           input: input.input ?? "",
           output: null,
           status: "running"
@@ -211,6 +298,7 @@ export const reduce = (
         break
       }
       case "tool_call_input_delta":
+      case "tool_call_update":
       case "tool_call_end": {
         const ref = HashMap.get(state.toolCalls, input.toolCallId)
         if (Option.isNone(ref)) {
@@ -218,6 +306,15 @@ export const reduce = (
         }
         if (input.type === "tool_call_input_delta") {
           append(ref.value.seq, "input", input.delta)
+        } else if (input.type === "tool_call_update") {
+          const seq = ref.value.seq
+          if (input.title !== undefined) set(seq, "title", input.title)
+          if (input.kind !== undefined) set(seq, "toolKind", input.kind)
+          if (input.locations !== undefined) set(seq, "locations", input.locations)
+          if (input.input !== undefined) set(seq, "input", input.input)
+          if (input.output !== undefined) set(seq, "output", input.output)
+          // Late updates of an ended call are welcome, but never re-open it.
+          if (input.status !== undefined && ref.value.running) set(seq, "status", input.status)
         } else {
           if (input.output !== undefined) set(ref.value.seq, "output", input.output)
           set(ref.value.seq, "status", input.isError === true ? "error" : "done")
@@ -237,17 +334,22 @@ export const reduce = (
           toolCallId: input.toolCallId ?? null,
           title: input.title,
           options: input.options ?? null,
-          decision: null
+          decision: null,
+          optionId: null
         })
-        state = { ...state, permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false }) }
+        state = {
+          ...state,
+          permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false, options: input.options ?? null })
+        }
         break
       }
       case "permission_decision": {
-        const ref = HashMap.get(state.permissions, input.requestId)
-        if (Option.isNone(ref)) return Either.left(new PermissionConflict({ requestId: input.requestId, reason: "unknown" }))
-        if (ref.value.answered) return Either.left(new PermissionConflict({ requestId: input.requestId, reason: "answered" }))
-        set(ref.value.seq, "decision", input.decision)
-        state = { ...state, permissions: HashMap.set(state.permissions, input.requestId, { seq: ref.value.seq, answered: true }) }
+        const reply = completeReply(state, input)
+        if (Either.isLeft(reply)) return reply as Either.Either<never, InvalidInput | PermissionConflict>
+        const ref = HashMap.unsafeGet(state.permissions, input.requestId)
+        set(ref.seq, "decision", reply.right.decision)
+        if (reply.right.optionId !== null) set(ref.seq, "optionId", reply.right.optionId)
+        state = { ...state, permissions: HashMap.set(state.permissions, input.requestId, { ...ref, answered: true }) }
         break
       }
       case "plan": {
@@ -268,7 +370,7 @@ export const reduce = (
         const u = state.turnUsage
         if (u === null) {
           const costUsd = input.costUsd ?? null
-          const seq = create("usage", { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costUsd })
+          const seq = create("usage", { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costUsd, context: null })
           state = { ...state, turnUsage: { seq, inputTokens: input.inputTokens, outputTokens: input.outputTokens, costUsd } }
         } else {
           const next: UsageRef = {
@@ -281,6 +383,30 @@ export const reduce = (
           if (input.outputTokens !== 0) set(u.seq, "outputTokens", next.outputTokens)
           if (next.costUsd !== u.costUsd) set(u.seq, "costUsd", next.costUsd)
           state = { ...state, turnUsage: next }
+        }
+        break
+      }
+      case "context": {
+        const context = { used: input.used, size: input.size }
+        if (state.turnUsage !== null) set(state.turnUsage.seq, "context", context)
+        else {
+          const seq = create("usage", { inputTokens: 0, outputTokens: 0, costUsd: null, context })
+          state = { ...state, turnUsage: { seq, inputTokens: 0, outputTokens: 0, costUsd: null } }
+        }
+        break
+      }
+      case "agent": {
+        const fields: Record<string, unknown> = {}
+        if (input.name !== undefined) fields.name = input.name
+        if (input.version !== undefined) fields.version = input.version
+        if (input.commands !== undefined) fields.commands = input.commands
+        if (input.modes !== undefined) fields.modes = input.modes
+        if (input.currentModeId !== undefined) fields.currentModeId = input.currentModeId
+        if (state.agent === null) {
+          const seq = create("agent", { name: null, version: null, commands: [], modes: [], currentModeId: null, ...fields })
+          state = { ...state, agent: seq }
+        } else {
+          for (const [field, value] of Object.entries(fields)) set(state.agent, field, value)
         }
         break
       }
@@ -298,6 +424,12 @@ export const reduce = (
             set(ref.seq, "status", "cancelled")
             state = { ...state, toolCalls: HashMap.set(state.toolCalls, id, { seq: ref.seq, running: false }) }
           }
+          // No client may go on showing a question nobody will read the answer to.
+          for (const [id, ref] of state.permissions) {
+            if (ref.answered) continue
+            set(ref.seq, "decision", "cancelled")
+            state = { ...state, permissions: HashMap.set(state.permissions, id, { ...ref, answered: true }) }
+          }
         }
         if (currentStatus === "live") setStatus("idle")
         endTurn()
@@ -308,9 +440,12 @@ export const reduce = (
       case "custom":
         create("custom", { name: input.name, data: input.data ?? null })
         break
-      case "user_message":
+      case "prompt":
         create("user_message", { text: input.text })
         if (currentStatus === "idle") setStatus("live")
+        break
+      case "user_message":
+        create("user_message", { text: input.text })
         break
     }
   }

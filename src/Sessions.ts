@@ -18,7 +18,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Cluster } from "./Cluster.js"
 import type { Artifact, CommittedChange } from "./Domain/Artifact.js"
-import type { Command } from "./Domain/Command.js"
+import type { Command, SandboxCommand } from "./Domain/Command.js"
 import {
   type InvalidInput,
   NoSandbox,
@@ -39,7 +39,7 @@ import {
   type Sink,
   type SlowConsumer
 } from "./EventBus.js"
-import { type Input, Reducer, type ReducerState, type Turn, turnOf } from "./Reducer.js"
+import { completeReply, type Input, Reducer, type ReducerState, type Turn, turnOf } from "./Reducer.js"
 import { SessionStore, type StoredSession } from "./SessionStore.js"
 
 export interface SessionsOptions {
@@ -79,8 +79,15 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound | StoreError>
   readonly remove: (id: string) => Effect.Effect<void, SessionNotFound | StoreError>
   /** The sandbox's command queue, live for the scope; a newer connection ends an older one. */
-  readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<Command>, SessionNotFound | StoreError, Scope.Scope>
-  readonly command: (id: string, command: Command) => Effect.Effect<void, SessionNotFound | NoSandbox | PermissionConflict | StoreError>
+  readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<SandboxCommand>, SessionNotFound | StoreError, Scope.Scope>
+  /**
+   * Delivers a command to the session's sandbox, recording what it changes (a prompt, a permission
+   * reply, completed first). Nothing is applied or sent when it fails.
+   */
+  readonly command: (
+    id: string,
+    command: Command
+  ) => Effect.Effect<void, SessionNotFound | NoSandbox | PermissionConflict | InvalidInput | StoreError>
   readonly ingest: (
     id: string,
     events: ReadonlyArray<Event>,
@@ -107,7 +114,7 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
 
 interface Sandbox {
   readonly connection: number
-  readonly queue: Queue.Queue<Command>
+  readonly queue: Queue.Queue<SandboxCommand>
   /** Numbers lease claims in the order they were stored (clustered). */
   readonly claimed: number
 }
@@ -686,7 +693,7 @@ export const make = (options: SessionsOptions) =>
       connectSandbox: (id) =>
         Effect.gen(function*() {
           const connection = ++connections
-          const queue = yield* Queue.dropping<Command>(options.subscriberBuffer)
+          const queue = yield* Queue.dropping<SandboxCommand>(options.subscriberBuffer)
           // Acquired with its release, so no interruption can leave a sandbox nobody reads.
           yield* Effect.acquireRelease(
             locked(id, (entry) =>
@@ -733,17 +740,24 @@ export const make = (options: SessionsOptions) =>
             const lease = sandbox === undefined && cluster !== undefined ? yield* cluster.holder(id) : undefined
             const remote = lease !== undefined && lease.instance !== cluster?.instance ? lease.instance : undefined
             if (remote === undefined && sandbox === undefined) return yield* new NoSandbox({ id })
+            let delivered: SandboxCommand
             if (command.type === "prompt") {
-              yield* apply(entry, [{ type: "user_message", text: command.text }], { heartbeat: false })
+              yield* apply(entry, [{ type: "prompt", text: command.text }], { heartbeat: false })
+              delivered = command
             } else if (command.type === "permission_reply") {
-              yield* apply(entry, [{ type: "permission_decision", requestId: command.requestId, decision: command.decision }], {
+              // Completed against the request, so the sandbox and the artifact get the same answer.
+              const reply = completeReply(yield* reducerState(entry), command)
+              if (Either.isLeft(reply)) return yield* reply.left
+              const { decision, optionId } = reply.right
+              yield* apply(entry, [{ type: "permission_decision", requestId: command.requestId, decision, optionId: optionId ?? undefined }], {
                 heartbeat: false
               })
-            }
-            if (remote !== undefined) yield* cluster!.send(remote, id, command)
+              delivered = { type: "permission_reply", requestId: command.requestId, decision, optionId }
+            } else delivered = command
+            if (remote !== undefined) yield* cluster!.send(remote, id, delivered)
             // Never blocks or fails: the queue was checked above, under the lock.
-            else if (sandbox !== undefined) sandbox.queue.unsafeOffer(command)
-          })).pipe(Effect.catchTag("InvalidInput", Effect.die)), // commands always reduce cleanly
+            else if (sandbox !== undefined) sandbox.queue.unsafeOffer(delivered)
+          })),
       ingest: (id, events, idempotencyKey) =>
         locked(id, (entry) =>
           Effect.gen(function*() {

@@ -178,7 +178,7 @@ describe("artifacts: a realistic turn", () => {
       requestId: "r1",
       toolCallId: "tc1",
       title: "Run ls -la?",
-      options: ["allow_once", "reject"]
+      options: [{ optionId: "ok", name: "Allow", kind: "allow_once" }, { optionId: "no", name: "Reject", kind: "reject_once" }]
     })
     await send(server, "t1", { type: "tool_call_end", toolCallId: "tc1", output: "a.txt\nb.txt" })
     await send(server, "t1", { type: "file_change", path: "src/a.ts", action: "modify", diff: "-a\n+b" })
@@ -221,8 +221,11 @@ describe("artifacts: a realistic turn", () => {
       output: "a.txt\nb.txt",
       status: "done"
     })
-    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "tc1", title: "Run ls -la?", decision: null })
-    expect(permission.options).toEqual(["allow_once", "reject"])
+    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "tc1", title: "Run ls -la?", decision: null, optionId: null })
+    expect(permission.options).toEqual([
+      { optionId: "ok", name: "Allow", kind: "allow_once" },
+      { optionId: "no", name: "Reject", kind: "reject_once" }
+    ])
     expect(file).toMatchObject({ path: "src/a.ts", action: "modify", diff: "-a\n+b" })
     expect(usage.inputTokens).toBe(130)
     expect(usage.outputTokens).toBe(25)
@@ -772,7 +775,7 @@ describe("artifacts: commands", () => {
     expect((await command(server, "q1", { type: "abort" })).status).toBe(202)
     await box.waitFor((e) => e.event === "command" && e.data.type === "abort")
     const delivered = box.events.filter((e) => e.event === "command" && e.data.type === "permission_reply")
-    expect(delivered.map((e) => e.data)).toEqual([{ type: "permission_reply", requestId: "r1", decision: winner }])
+    expect(delivered.map((e) => e.data)).toEqual([{ type: "permission_reply", requestId: "r1", decision: winner, optionId: null }])
   })
 })
 

@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import {
   type ArtifactsWatch,
-  type Command,
+  type SandboxCommand,
   type Event,
   type Fetch,
   mergeDeltas,
@@ -275,7 +275,7 @@ describe("SandboxConnection", () => {
     const server = await open()
     const client = clientFor(server)
     await client.createSession("c1")
-    const viaCallback: Array<Command> = []
+    const viaCallback: Array<SandboxCommand> = []
     const sandbox = sandboxFor(server.url, "c1", { onCommand: (c) => viaCallback.push(c) })
     const iterator = sandbox.commands()
     await sandbox.connect()
@@ -287,7 +287,7 @@ describe("SandboxConnection", () => {
     await sandbox.send({ type: "permission_request", requestId: "p1", title: "Write?" })
     await client.replyPermission("c1", "p1", "allow_once")
     await client.abort("c1")
-    const got: Array<Command> = []
+    const got: Array<SandboxCommand> = []
     for await (const c of iterator) {
       got.push(c)
       if (got.length === 4) break
@@ -295,7 +295,7 @@ describe("SandboxConnection", () => {
     const expected = [
       { type: "prompt", text: "one" },
       { type: "prompt", text: "two" },
-      { type: "permission_reply", requestId: "p1", decision: "allow_once" },
+      { type: "permission_reply", requestId: "p1", decision: "allow_once", optionId: null },
       { type: "abort" }
     ]
     expect(got).toEqual(expected)

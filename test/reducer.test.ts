@@ -12,7 +12,7 @@ import type * as Layer from "effect/Layer"
 import { type Artifact, type ArtifactChange, applyChange, type CommittedChange } from "../src/Domain/Artifact.js"
 import { InvalidInput, PermissionConflict } from "../src/Domain/Errors.js"
 import type { SessionStatus } from "../src/Domain/Session.js"
-import { follow, fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState, turnOf } from "../src/Reducer.js"
+import { completeReply, follow, fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState, turnOf } from "../src/Reducer.js"
 import { layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
 
@@ -102,7 +102,10 @@ describe("Reducer: deltas", () => {
     { type: "tool_call_start", toolCallId: "t1", name: "bash" },
     { type: "permission_request", requestId: "r1", title: "t" },
     { type: "reasoning_delta", delta: "r" },
-    { type: "user_message", text: "u" }
+    { type: "user_message", text: "u" },
+    { type: "prompt", text: "u" },
+    { type: "context", used: 1, size: 2 },
+    { type: "agent", name: "a" }
   ] as ReadonlyArray<Input>)("an event of another type ($type) closes the open text artifact", (other) => {
     const r = ok(run([{ type: "text_delta", delta: "a" }, other, { type: "text_delta", delta: "b" }]))
     const texts = sorted(fold(r.changes)).filter((a) => a.kind === "text")
@@ -180,7 +183,16 @@ describe("Reducer: tool calls", () => {
       { type: "tool_call_input_delta", toolCallId: "t1", delta: "\"ls\"}" }
     ]))
     expect(r.changes).toEqual([
-      created(1, "tool_call", { toolCallId: "t1", name: "bash", input: "{\"cmd\":", output: null, status: "running" }),
+      created(1, "tool_call", {
+        toolCallId: "t1",
+        name: "bash",
+        title: null,
+        toolKind: null,
+        locations: null,
+        input: "{\"cmd\":",
+        output: null,
+        status: "running"
+      }),
       appended(1, "input", "\"ls\"}")
     ])
   })
@@ -188,7 +200,16 @@ describe("Reducer: tool calls", () => {
   it("tool_call_start without input starts with an empty input", () => {
     const r = ok(run([{ type: "tool_call_start", toolCallId: "t1", name: "bash" }]))
     expect(r.changes).toEqual([
-      created(1, "tool_call", { toolCallId: "t1", name: "bash", input: "", output: null, status: "running" })
+      created(1, "tool_call", {
+        toolCallId: "t1",
+        name: "bash",
+        title: null,
+        toolKind: null,
+        locations: null,
+        input: "",
+        output: null,
+        status: "running"
+      })
     ])
   })
 
@@ -240,17 +261,30 @@ describe("Reducer: tool calls", () => {
   })
 })
 
+const options = [
+  { optionId: "once", name: "Allow once", kind: "allow_once" },
+  { optionId: "always", name: "Always", kind: "allow_always" },
+  { optionId: "no-forever", name: "Never", kind: "reject_always" },
+  { optionId: "no", name: "Reject", kind: "reject_once" }
+] as const
+
 describe("Reducer: permissions", () => {
-  const requested = () =>
-    ok(run([{ type: "permission_request", requestId: "r1", toolCallId: "t9", title: "run rm?", options: ["y", "n"] }]))
+  const requested = () => ok(run([{ type: "permission_request", requestId: "r1", toolCallId: "t9", title: "run rm?" }]))
 
   it("permission_request creates a pending permission", () => {
     expect(requested().changes).toEqual([
-      created(1, "permission", { requestId: "r1", toolCallId: "t9", title: "run rm?", options: ["y", "n"], decision: null })
+      created(1, "permission", {
+        requestId: "r1",
+        toolCallId: "t9",
+        title: "run rm?",
+        options: null,
+        decision: null,
+        optionId: null
+      })
     ])
-    const bare = ok(run([{ type: "permission_request", requestId: "r2", title: "t" }]))
-    expect(bare.changes).toEqual([
-      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options: null, decision: null })
+    const withOptions = ok(run([{ type: "permission_request", requestId: "r2", title: "t", options }]))
+    expect(withOptions.changes).toEqual([
+      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options, decision: null, optionId: null })
     ])
   })
 
@@ -269,6 +303,218 @@ describe("Reducer: permissions", () => {
   it("a decision for an unknown request is PermissionConflict unknown", () => {
     const e = fail(run([{ type: "permission_decision", requestId: "zz", decision: "allow_once" }]))
     expect(e).toEqual(new PermissionConflict({ requestId: "zz", reason: "unknown" }))
+  })
+})
+
+describe("Reducer: ACP extensions (issue 13)", () => {
+  const started = () =>
+    ok(run([{
+      type: "tool_call_start",
+      toolCallId: "t1",
+      name: "edit",
+      title: "Edit src/a.ts",
+      kind: "edit",
+      locations: [{ path: "src/a.ts", line: 3 }],
+      input: "{\"path\":"
+    }]))
+
+  it("tool_call_start records title, toolKind and locations", () => {
+    expect(started().changes).toEqual([
+      created(1, "tool_call", {
+        toolCallId: "t1",
+        name: "edit",
+        title: "Edit src/a.ts",
+        toolKind: "edit",
+        locations: [{ path: "src/a.ts", line: 3 }],
+        input: "{\"path\":",
+        output: null,
+        status: "running"
+      })
+    ])
+  })
+
+  it("tool_call_update sets each field it carries, input included (a set, not an append)", () => {
+    const r = ok(run([{
+      type: "tool_call_update",
+      toolCallId: "t1",
+      title: "Edit src/b.ts",
+      kind: "move",
+      status: "pending",
+      input: "{}",
+      output: "so far",
+      locations: [{ path: "src/b.ts" }]
+    }], { state: started().state }))
+    expect(r.changes).toEqual([
+      setTo(1, "title", "Edit src/b.ts"),
+      setTo(1, "toolKind", "move"),
+      setTo(1, "locations", [{ path: "src/b.ts" }]),
+      setTo(1, "input", "{}"),
+      setTo(1, "output", "so far"),
+      setTo(1, "status", "pending")
+    ])
+    expect(ok(run([{ type: "tool_call_update", toolCallId: "t1" }], { state: started().state })).changes).toEqual([])
+  })
+
+  it("a pending tool call is unfinished: a cancelled turn ends it, tool_call_end ends it", () => {
+    const pending = ok(run([{ type: "tool_call_update", toolCallId: "t1", status: "pending" }], { state: started().state }))
+    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: pending.state })).changes).toEqual([
+      setTo(1, "status", "cancelled")
+    ])
+    expect(ok(run([{ type: "tool_call_end", toolCallId: "t1" }], { state: pending.state })).changes).toEqual([
+      setTo(1, "status", "done")
+    ])
+  })
+
+  it("a late tool_call_update of an ended call sets its fields but never re-opens it", () => {
+    const ended = ok(run([{ type: "tool_call_end", toolCallId: "t1", output: "ok" }], { state: started().state }))
+    const late = ok(run([{ type: "tool_call_update", toolCallId: "t1", title: "Edited", status: "running" }], { state: ended.state }))
+    expect(late.changes).toEqual([setTo(1, "title", "Edited")])
+    // still ended: a cancelled turn leaves it alone
+    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: late.state })).changes).toEqual([])
+  })
+
+  it("tool_call_update of an unknown toolCallId is InvalidInput naming toolCallId", () => {
+    const e = fail(run([{ type: "tool_call_update", toolCallId: "ghost", title: "x" }]))
+    expect(e).toBeInstanceOf(InvalidInput)
+    expect(e.message).toBe("toolCallId: unknown tool call ghost")
+  })
+
+  const asked = () => ok(run([{ type: "permission_request", requestId: "r1", title: "Write?", options }]))
+
+  it("a reply by optionId takes its decision from the option's kind and records both", () => {
+    for (const [optionId, decision] of [["once", "allow_once"], ["always", "allow_always"], ["no", "reject"], ["no-forever", "reject"]]) {
+      const r = ok(run([{ type: "permission_decision", requestId: "r1", optionId }], { state: asked().state }))
+      expect(r.changes).toEqual([setTo(1, "decision", decision), setTo(1, "optionId", optionId)])
+    }
+  })
+
+  it("a reply by decision picks the first option of a matching kind (reject: reject_once first)", () => {
+    const by = (decision: "allow_once" | "allow_always" | "reject") =>
+      ok(run([{ type: "permission_decision", requestId: "r1", decision }], { state: asked().state })).changes
+    expect(by("allow_once")).toEqual([setTo(1, "decision", "allow_once"), setTo(1, "optionId", "once")])
+    expect(by("allow_always")).toEqual([setTo(1, "decision", "allow_always"), setTo(1, "optionId", "always")])
+    expect(by("reject")).toEqual([setTo(1, "decision", "reject"), setTo(1, "optionId", "no")])
+    // no option of that kind: the decision stands alone
+    const rejectOnly = ok(run([{
+      type: "permission_request",
+      requestId: "r2",
+      title: "t",
+      options: [{ optionId: "never", name: "Never", kind: "reject_always" }]
+    }]))
+    expect(ok(run([{ type: "permission_decision", requestId: "r2", decision: "allow_once" }], { state: rejectOnly.state })).changes)
+      .toEqual([setTo(1, "decision", "allow_once")])
+    expect(ok(run([{ type: "permission_decision", requestId: "r2", decision: "reject" }], { state: rejectOnly.state })).changes)
+      .toEqual([setTo(1, "decision", "reject"), setTo(1, "optionId", "never")])
+  })
+
+  it("completeReply completes a reply the same way, optionId null when nothing matches", () => {
+    expect(completeReply(asked().state, { requestId: "r1", decision: "reject" })).toEqual(
+      Either.right({ decision: "reject", optionId: "no" })
+    )
+    const bare = ok(run([{ type: "permission_request", requestId: "r1", title: "t" }]))
+    expect(completeReply(bare.state, { requestId: "r1", decision: "allow_always" })).toEqual(
+      Either.right({ decision: "allow_always", optionId: null })
+    )
+    expect(completeReply(bare.state, { requestId: "zz", decision: "reject" })).toEqual(
+      Either.left(new PermissionConflict({ requestId: "zz", reason: "unknown" }))
+    )
+  })
+
+  it("an optionId that is not one of the request's options, or that contradicts the decision, is InvalidInput", () => {
+    const e = fail(run([{ type: "permission_decision", requestId: "r1", optionId: "maybe" }], { state: asked().state }))
+    expect(e).toBeInstanceOf(InvalidInput)
+    expect(e.message).toMatch(/^optionId: "maybe" is not an option of permission request r1/)
+    const bare = ok(run([{ type: "permission_request", requestId: "r1", title: "t" }]))
+    expect(fail(run([{ type: "permission_decision", requestId: "r1", optionId: "once" }], { state: bare.state })).message)
+      .toMatch(/^optionId: "once" is not an option of permission request r1 \(it offers none\)/)
+    const contradicted = fail(
+      run([{ type: "permission_decision", requestId: "r1", optionId: "no", decision: "allow_once" }], { state: asked().state })
+    )
+    expect(contradicted).toBeInstanceOf(InvalidInput)
+    expect(contradicted.message).toMatch(/^decision: /)
+    // neither: invalid too
+    expect(fail(run([{ type: "permission_decision", requestId: "r1" }], { state: asked().state }))).toBeInstanceOf(InvalidInput)
+    // and the request can still be answered
+    expect(ok(run([{ type: "permission_decision", requestId: "r1", optionId: "no", decision: "reject" }], { state: asked().state }))
+      .changes).toEqual([setTo(1, "decision", "reject"), setTo(1, "optionId", "no")])
+  })
+
+  it("a cancelled turn sets decision cancelled on unanswered permissions, and on nothing else", () => {
+    const two = ok(run([
+      { type: "permission_request", requestId: "r1", title: "a", options },
+      { type: "permission_request", requestId: "r2", title: "b" },
+      { type: "permission_decision", requestId: "r2", decision: "allow_once" },
+      { type: "permission_request", requestId: "r3", title: "c" }
+    ]))
+    const end = ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: two.state }))
+    expect(end.changes).toHaveLength(2)
+    expect(end.changes).toEqual(expect.arrayContaining([setTo(1, "decision", "cancelled"), setTo(3, "decision", "cancelled")]))
+    // answered now: a late reply conflicts
+    expect(fail(run([{ type: "permission_decision", requestId: "r1", optionId: "once" }], { state: end.state }))).toEqual(
+      new PermissionConflict({ requestId: "r1", reason: "answered" })
+    )
+    expect(ok(run([{ type: "turn_end", stopReason: "max_turn_requests" }], { state: two.state })).changes).toEqual([])
+  })
+
+  it("context sets the turn's usage context, creating the usage artifact when the turn has none", () => {
+    const r = chain([
+      [{ type: "context", used: 10, size: 200 }],
+      [{ type: "usage", inputTokens: 3, outputTokens: 4, costUsd: 0.5 }, { type: "context", used: 20, size: 200 }],
+      [{ type: "turn_start" }, { type: "usage", inputTokens: 1, outputTokens: 1 }, { type: "context", used: 5, size: 200 }]
+    ])
+    expect(r.artifacts.map((a) => [a.seq, a.kind, a.inputTokens, a.outputTokens, a.costUsd, a.context])).toEqual([
+      [1, "usage", 3, 4, 0.5, { used: 20, size: 200 }],
+      [2, "usage", 1, 1, null, { used: 5, size: 200 }]
+    ])
+  })
+
+  it("the first agent event creates the session's agent artifact; later ones set what they carry", () => {
+    const modes = [{ id: "ask", name: "Ask" }, { id: "code", name: "Code", description: "writes files" }]
+    const first = ok(run([{ type: "agent", name: "claude", modes, currentModeId: "ask" }]))
+    expect(first.changes).toEqual([
+      created(1, "agent", { name: "claude", version: null, commands: [], modes, currentModeId: "ask" })
+    ])
+    const later = ok(run([
+      { type: "text_delta", delta: "x" },
+      { type: "agent", currentModeId: "code", commands: [{ name: "init" }] },
+      { type: "agent", version: "1.2" }
+    ], { state: first.state }))
+    expect(later.changes).toEqual([
+      created(2, "text", { text: "x" }),
+      setTo(1, "commands", [{ name: "init" }]),
+      setTo(1, "currentModeId", "code"),
+      setTo(1, "version", "1.2")
+    ])
+    // rebuilt from its artifacts, the state still knows the agent artifact
+    const rebuilt = fromArtifacts(chain([[{ type: "agent", name: "a" }], [{ type: "error", message: "e" }]]).artifacts)
+    expect(ok(run([{ type: "agent", currentModeId: null }], { state: rebuilt })).changes).toEqual([setTo(1, "currentModeId", null)])
+  })
+
+  it("fromArtifacts learns the options of pending permissions, and the answered and cancelled ones", () => {
+    const history = chain([[
+      { type: "permission_request", requestId: "r1", title: "a", options },
+      { type: "permission_request", requestId: "r2", title: "b", options },
+      { type: "permission_decision", requestId: "r2", optionId: "always" }
+    ], [{ type: "permission_request", requestId: "r3", title: "c" }, { type: "turn_end", stopReason: "cancelled" }], [
+      { type: "permission_request", requestId: "r4", title: "d", options }
+    ]])
+    const state = fromArtifacts(history.artifacts)
+    expect(ok(run([{ type: "permission_decision", requestId: "r4", optionId: "no-forever" }], { state })).changes).toEqual([
+      setTo(4, "decision", "reject"),
+      setTo(4, "optionId", "no-forever")
+    ])
+    for (const requestId of ["r1", "r2", "r3"]) {
+      expect(fail(run([{ type: "permission_decision", requestId, decision: "reject" }], { state }))).toEqual(
+        new PermissionConflict({ requestId, reason: "answered" })
+      )
+    }
+    // Stored before options were typed: such options offer nothing, and a bare decision still works.
+    const old = fromArtifacts([
+      { seq: 1, kind: "permission", requestId: "old", toolCallId: null, title: "t", options: ["y", "n"], decision: null, createdAt: NOW, updatedAt: NOW }
+    ])
+    expect(ok(run([{ type: "permission_decision", requestId: "old", decision: "allow_once" }], { state: old })).changes).toEqual([
+      setTo(1, "decision", "allow_once")
+    ])
   })
 })
 
@@ -315,11 +561,17 @@ describe("Reducer: plan, file_change, error, custom, user_message", () => {
     ])
   })
 
-  it("user_message creates a user_message artifact and makes an idle session live", () => {
-    const r = ok(run([{ type: "user_message", text: "fix it" }], { status: "idle" }))
+  it("a prompt creates a user_message artifact and makes an idle session live", () => {
+    const r = ok(run([{ type: "prompt", text: "fix it" }], { status: "idle" }))
     expect(r.changes).toEqual([created(1, "user_message", { text: "fix it" })])
     expect(r.session).toEqual({ status: "live" })
-    expect(ok(run([{ type: "user_message", text: "x" }], { status: "live" })).session).toEqual({})
+    expect(ok(run([{ type: "prompt", text: "x" }], { status: "live" })).session).toEqual({})
+  })
+
+  it("a user_message event from the sandbox (history replay) creates the same artifact, and leaves the status alone", () => {
+    const r = ok(run([{ type: "user_message", text: "earlier" }], { status: "idle" }))
+    expect(r.changes).toEqual([created(1, "user_message", { text: "earlier" })])
+    expect(r.session).toEqual({})
   })
 })
 
@@ -495,7 +747,7 @@ describe("Reducer: fromArtifacts", () => {
       setTo(3, "status", "cancelled", later)
     ])
 
-    expect(fail(reduce(state, "live", [{ type: "permission_decision", requestId: "answered", decision: "x" }], later)))
+    expect(fail(reduce(state, "live", [{ type: "permission_decision", requestId: "answered", decision: "allow_once" }], later)))
       .toEqual(new PermissionConflict({ requestId: "answered", reason: "answered" }))
     expect(fail(reduce(state, "live", [{ type: "tool_call_start", toolCallId: "done", name: "x" }], later)))
       .toBeInstanceOf(InvalidInput)
@@ -516,6 +768,7 @@ describe("Reducer: fromArtifacts", () => {
 const toolIds = ["t1", "t2", "t3", "t4", "t5"]
 const partIds = ["p1", "p2"]
 const requestIds = ["r1", "r2", "r3"]
+const optionIds = ["o1", "o2", "o3"]
 /** Mostly known ids, sometimes one that was never started. */
 const idFrom = (pool: ReadonlyArray<string>) =>
   fc.oneof({ weight: 19, arbitrary: fc.constantFrom(...pool) }, { weight: 1, arbitrary: fc.constant("unknown") })
@@ -570,7 +823,14 @@ const input: fc.Arbitrary<Input> = fc.oneof(
         requestId: idFrom(requestIds),
         toolCallId: fc.constantFrom(...toolIds),
         title: fc.string({ maxLength: 5 }),
-        options: fc.array(fc.string({ maxLength: 3 }), { maxLength: 2 })
+        options: fc.uniqueArray(
+          fc.record({
+            optionId: fc.constantFrom(...optionIds),
+            name: fc.string({ maxLength: 3 }),
+            kind: fc.constantFrom("allow_once", "allow_always", "reject_once", "reject_always")
+          }),
+          { maxLength: 3, selector: (o) => o.optionId }
+        )
       },
       { requiredKeys: ["type", "requestId", "title"] }
     )
@@ -582,6 +842,39 @@ const input: fc.Arbitrary<Input> = fc.oneof(
       requestId: idFrom(requestIds),
       decision: fc.constantFrom("allow_once", "allow_always", "reject")
     })
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ type: fc.constant("permission_decision"), requestId: idFrom(requestIds), optionId: idFrom(optionIds) })
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      type: fc.constant("tool_call_update"),
+      toolCallId: idFrom(toolIds),
+      title: fc.string({ maxLength: 4 }),
+      kind: fc.constantFrom("read", "edit", "execute", "other"),
+      status: fc.constantFrom("pending", "running"),
+      input: text,
+      output: text,
+      locations: fc.array(fc.record({ path: fc.string({ maxLength: 4 }), line: fc.nat({ max: 99 }) }, { requiredKeys: ["path"] }), {
+        maxLength: 2
+      })
+    }, { requiredKeys: ["type", "toolCallId"] })
+  },
+  { weight: 2, arbitrary: fc.record({ type: fc.constant("context"), used: tokens, size: tokens }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      type: fc.constant("agent"),
+      name: fc.string({ maxLength: 4 }),
+      version: fc.string({ maxLength: 4 }),
+      commands: fc.array(fc.record({ name: fc.string({ maxLength: 3 }), description: fc.string({ maxLength: 3 }) }, { requiredKeys: ["name"] }), {
+        maxLength: 2
+      }),
+      modes: fc.array(fc.record({ id: fc.string({ maxLength: 3 }), name: fc.string({ maxLength: 3 }) }), { maxLength: 2 }),
+      currentModeId: fc.option(fc.string({ maxLength: 3 }), { nil: null })
+    }, { requiredKeys: ["type"] })
   },
   { weight: 2, arbitrary: fc.record({ type: fc.constant("plan"), entries: planEntries }) },
   {
@@ -607,7 +900,7 @@ const input: fc.Arbitrary<Input> = fc.oneof(
   { weight: 2, arbitrary: fc.constant({ type: "turn_start" as const }) },
   {
     weight: 2,
-    arbitrary: fc.record({ type: fc.constant("turn_end"), stopReason: fc.constantFrom("end_turn", "max_tokens", "refusal", "cancelled", "error") }, {
+    arbitrary: fc.record({ type: fc.constant("turn_end"), stopReason: fc.constantFrom("end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled", "error") }, {
       requiredKeys: ["type"]
     })
   },
@@ -616,7 +909,8 @@ const input: fc.Arbitrary<Input> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ type: fc.constant("custom"), name: fc.string({ maxLength: 4 }), data }, { requiredKeys: ["type", "name"] })
   },
-  { weight: 1, arbitrary: fc.record({ type: fc.constant("user_message"), text }) }
+  { weight: 1, arbitrary: fc.record({ type: fc.constant("user_message"), text }) },
+  { weight: 1, arbitrary: fc.record({ type: fc.constant("prompt"), text }) }
 ) as fc.Arbitrary<Input>
 
 /** Runs of deltas to one artifact in one batch: consecutive appends that a store may coalesce. */

@@ -703,7 +703,7 @@ describe("Sessions: commands and sandboxes", () => {
       expect(yield* Effect.flip(sessions.command("a1", { type: "permission_reply", requestId: "r9", decision: "allow_once" })))
         .toEqual(new PermissionConflict({ requestId: "r9", reason: "unknown" }))
       expect(Chunk.toReadonlyArray(yield* Queue.takeAll(queue))).toEqual([
-        { type: "permission_reply", requestId: "r1", decision: "reject" }
+        { type: "permission_reply", requestId: "r1", decision: "reject", optionId: null }
       ])
       expect(yield* sessions.artifacts("a1")).toEqual([expect.objectContaining({ seq: 1, decision: "reject" })])
     }).pipe(Effect.provide(h.layer))

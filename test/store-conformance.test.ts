@@ -235,6 +235,51 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
       })
     ))
 
+  it.skipIf(skip)("a tool call's input set by tool_call_update replaces it on every path: same commit, after appends, long, empty", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("i1"))
+        const tool = (seq: number, input: string): Artifact => ({
+          seq,
+          kind: "tool_call",
+          toolCallId: `t${seq}`,
+          name: "edit",
+          title: null,
+          toolKind: null,
+          locations: null,
+          input,
+          output: null,
+          status: "running",
+          createdAt: NOW,
+          updatedAt: NOW
+        })
+        const long = "L\"".repeat(1500) + tricky
+        // Created and set in one commit; created long, appended to, then set short.
+        yield* commit(store, "i1", 2, [created(tool(1, "{\"a\":1}"), 1), set(1, "input", "{\"b\":2}", 2)])
+        yield* commit(store, "i1", 3, [created(tool(2, long), 3)])
+        yield* commit(store, "i1", 4, [append(2, "input", "+more", 4)])
+        yield* commit(store, "i1", 5, [set(2, "input", "short", 5)])
+        // Appends continue from the value set, also on the next commit (a cached tail must not survive a set).
+        yield* commit(store, "i1", 6, [append(2, "input", "+6", 6)])
+        // Set long (over a chunk), then append in the same commit; then set empty and append.
+        yield* commit(store, "i1", 8, [set(1, "input", long, 7), append(1, "input", "!", 8)])
+        yield* commit(store, "i1", 9, [append(1, "input", "?", 9)])
+        yield* commit(store, "i1", 10, [set(2, "input", "", 10)])
+        const mid = yield* store.artifacts("i1")
+        expect(mid.artifacts.map((a) => a.input)).toEqual([long + "!?", ""])
+        yield* commit(store, "i1", 11, [append(2, "input", "after empty", 11)])
+        yield* commit(store, "i1", 12, [set(2, "title", "Edit", 12), set(2, "toolKind", "edit", 12)])
+        const { artifacts, rev } = yield* store.artifacts("i1")
+        expect(rev).toBe(12)
+        expect(artifacts).toEqual([
+          { ...tool(1, long + "!?"), updatedAt: NOW + 9 },
+          { ...tool(2, "after empty"), title: "Edit", toolKind: "edit", updatedAt: NOW + 12 }
+        ])
+        // A resume from seq 2 also carries seq 1, set after seq 2 was created: with the same values.
+        expect((yield* store.artifacts("i1", 2)).artifacts).toEqual(artifacts)
+      })
+    ))
+
   it.skipIf(skip)("a surrogate pair split across two commits survives", () =>
     run((store) =>
       Effect.gen(function*() {

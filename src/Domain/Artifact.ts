@@ -14,6 +14,7 @@ export type ArtifactKind =
   | "usage"
   | "custom"
   | "user_message"
+  | "agent"
 
 export interface Artifact {
   readonly seq: number

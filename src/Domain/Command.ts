@@ -8,15 +8,39 @@ import { formatParseError } from "./Event.js"
 
 export const Prompt = Schema.Struct({ type: Schema.Literal("prompt"), text: Schema.String })
 export const Abort = Schema.Struct({ type: Schema.Literal("abort") })
+export const Decision = Schema.Literal("allow_once", "allow_always", "reject")
+export type Decision = typeof Decision.Type
+
+/**
+ * A reply names a `decision`, an `optionId` of the request, or both. The server completes it
+ * (see `Reducer.completeReply`) before the sandbox receives it as `PermissionReplyDelivered`.
+ */
 export const PermissionReply = Schema.Struct({
   type: Schema.Literal("permission_reply"),
   requestId: Schema.String,
-  decision: Schema.Literal("allow_once", "allow_always", "reject")
-})
+  decision: Schema.optional(Decision),
+  optionId: Schema.optional(Schema.String)
+}).pipe(
+  Schema.filter((r) =>
+    r.decision !== undefined || r.optionId !== undefined ||
+    { path: ["decision"], message: "one of decision or optionId is required" })
+)
+export const SetMode = Schema.Struct({ type: Schema.Literal("set_mode"), modeId: Schema.String })
 
-const members = { prompt: Prompt, abort: Abort, permission_reply: PermissionReply } as const
-export const Command = Schema.Union(Prompt, Abort, PermissionReply)
+const members = { prompt: Prompt, abort: Abort, permission_reply: PermissionReply, set_mode: SetMode } as const
+export const Command = Schema.Union(Prompt, Abort, PermissionReply, SetMode)
 export type Command = typeof Command.Type
+
+/** A permission reply as the sandbox receives it: completed, `optionId` null when the request had none to match. */
+export interface PermissionReplyDelivered {
+  readonly type: "permission_reply"
+  readonly requestId: string
+  readonly decision: Decision
+  readonly optionId: string | null
+}
+
+/** What the command stream carries to the sandbox. */
+export type SandboxCommand = Exclude<Command, { readonly type: "permission_reply" }> | PermissionReplyDelivered
 export const commandTypes = Object.keys(members)
 
 const decoders = Object.fromEntries(

@@ -12,20 +12,76 @@ const NonNegative = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
 /** Token counts add up over a turn: whole, and small enough that sums stay exact. */
 const TokenCount = Schema.Number.pipe(Schema.int(), Schema.between(0, 2 ** 40))
 
+/** Whole numbers that are counts or positions: non-negative and exact. */
+const Count = Schema.Number.pipe(Schema.int(), Schema.between(0, Number.MAX_SAFE_INTEGER))
+
 export const PlanEntry = Schema.Struct({
   content: Str,
-  status: Schema.Literal("pending", "in_progress", "completed")
+  status: Schema.Literal("pending", "in_progress", "completed"),
+  priority: Schema.optional(Schema.Literal("high", "medium", "low"))
 })
 export type PlanEntry = typeof PlanEntry.Type
 
-export const StopReason = Schema.Literal("end_turn", "max_tokens", "refusal", "cancelled", "error")
+export const StopReason = Schema.Literal("end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled", "error")
+
+/** What a tool call does (ACP's `ToolKind`): lets a client pick an icon or a way to show it. */
+export const ToolKind = Schema.Literal("read", "edit", "delete", "move", "search", "execute", "think", "fetch", "switch_mode", "other")
+export type ToolKind = typeof ToolKind.Type
+
+/** A file a tool call touches, and optionally the line (ACP's `ToolCallLocation`). */
+export const Location = Schema.Struct({ path: Str, line: Schema.optional(Count) })
+export type Location = typeof Location.Type
+
+/** The status a tool call may be given while it is unfinished; it ends by `tool_call_end` or a cancelled turn. */
+export const ToolCallProgress = Schema.Literal("pending", "running")
+
+export const PermissionOptionKind = Schema.Literal("allow_once", "allow_always", "reject_once", "reject_always")
+export type PermissionOptionKind = typeof PermissionOptionKind.Type
+
+/** One answer a permission request offers (ACP's `PermissionOption`). */
+export const PermissionOption = Schema.Struct({ optionId: Str, name: Str, kind: PermissionOptionKind })
+export type PermissionOption = typeof PermissionOption.Type
+
+const PermissionOptions = Schema.Array(PermissionOption).pipe(
+  Schema.filter((options) => {
+    const seen = new Set<string>()
+    for (let i = 0; i < options.length; i++) {
+      const id = options[i]!.optionId
+      if (seen.has(id)) return { path: [i, "optionId"], message: `"${id.slice(0, 64)}" is already an option of this request` }
+      seen.add(id)
+    }
+    return true
+  })
+)
+
+export const AgentCommand = Schema.Struct({ name: Str, description: OptStr })
+export type AgentCommand = typeof AgentCommand.Type
+export const AgentMode = Schema.Struct({ id: Str, name: Str, description: OptStr })
+export type AgentMode = typeof AgentMode.Type
 
 const ev = <T extends string, F extends Schema.Struct.Fields>(type: T, fields: F) =>
   Schema.Struct({ type: Schema.Literal(type), ...fields })
 
 export const TextDelta = ev("text_delta", { delta: Str, partId: OptStr })
 export const ReasoningDelta = ev("reasoning_delta", { delta: Str, partId: OptStr })
-export const ToolCallStart = ev("tool_call_start", { toolCallId: Str, name: Str, input: OptStr })
+export const ToolCallStart = ev("tool_call_start", {
+  toolCallId: Str,
+  name: Str,
+  input: OptStr,
+  title: OptStr,
+  kind: Schema.optional(ToolKind),
+  locations: Schema.optional(Schema.Array(Location))
+})
+/** Fields it carries replace the tool call's (also `input`); `status` only while the call is unfinished. */
+export const ToolCallUpdate = ev("tool_call_update", {
+  toolCallId: Str,
+  title: OptStr,
+  kind: Schema.optional(ToolKind),
+  status: Schema.optional(ToolCallProgress),
+  input: OptStr,
+  output: OptStr,
+  locations: Schema.optional(Schema.Array(Location))
+})
 export const ToolCallInputDelta = ev("tool_call_input_delta", { toolCallId: Str, delta: Str })
 export const ToolCallEnd = ev("tool_call_end", {
   toolCallId: Str,
@@ -36,7 +92,7 @@ export const PermissionRequest = ev("permission_request", {
   requestId: Str,
   toolCallId: OptStr,
   title: Str,
-  options: Schema.optional(Schema.Array(Schema.Unknown))
+  options: Schema.optional(PermissionOptions)
 })
 export const Plan = ev("plan", { entries: Schema.Array(PlanEntry) })
 export const FileChange = ev("file_change", {
@@ -58,12 +114,25 @@ export const TurnStart = ev("turn_start", {})
 export const TurnEnd = ev("turn_end", { stopReason: Schema.optional(StopReason) })
 export const Heartbeat = ev("heartbeat", {})
 export const Custom = ev("custom", { name: Str, data: Schema.optional(Schema.Unknown) })
+/** The agent's context window: tokens in use of its size. */
+export const Context = ev("context", { used: Count, size: Count })
+/** Who the agent is and what it offers; each field it carries replaces the session's `agent` artifact's. */
+export const Agent = ev("agent", {
+  name: OptStr,
+  version: OptStr,
+  commands: Schema.optional(Schema.Array(AgentCommand)),
+  modes: Schema.optional(Schema.Array(AgentMode)),
+  currentModeId: Schema.optional(Schema.NullOr(Str))
+})
+/** A user message the sandbox reports (e.g. replayed history), recorded as a prompt is. */
+export const UserMessage = ev("user_message", { text: Str })
 
 const members = {
   text_delta: TextDelta,
   reasoning_delta: ReasoningDelta,
   tool_call_start: ToolCallStart,
   tool_call_input_delta: ToolCallInputDelta,
+  tool_call_update: ToolCallUpdate,
   tool_call_end: ToolCallEnd,
   permission_request: PermissionRequest,
   plan: Plan,
@@ -74,7 +143,10 @@ const members = {
   turn_start: TurnStart,
   turn_end: TurnEnd,
   heartbeat: Heartbeat,
-  custom: Custom
+  custom: Custom,
+  context: Context,
+  agent: Agent,
+  user_message: UserMessage
 } as const
 
 export const Event = Schema.Union(...Object.values(members))

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { Readable } from "node:stream"
 import { type Artifact, updatedPayload } from "../Domain/Artifact.js"
-import type { Command } from "../Domain/Command.js"
+import type { SandboxCommand } from "../Domain/Command.js"
 import type { Session } from "../Domain/Session.js"
 import type { ArtifactNotice, EndReason, SessionNotice, Sink } from "../EventBus.js"
 
@@ -50,7 +50,7 @@ export const sessionNotice = cached<SessionNotice>((n) =>
     : frame("session_removed", { id: n.id })
 )
 
-export const command = (c: Command) => frame("command", c)
+export const command = (c: SandboxCommand) => frame("command", c)
 
 export interface Limits {
   /** Live events a subscriber may have unread before it is cut off. */

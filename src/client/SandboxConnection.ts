@@ -6,7 +6,7 @@
  * so it is retried with back-off after a network failure or a 5xx without
  * ever being applied twice.
  */
-import type { Command } from "../Domain/Command.js"
+import type { SandboxCommand } from "../Domain/Command.js"
 import type { Event } from "../Domain/Event.js"
 import { errorFromResponse, networkError, ReinError } from "./errors.js"
 import { type ConnectionState, isFinal, openStream, type StreamHandle } from "./stream.js"
@@ -30,7 +30,7 @@ export interface SandboxConnectionOptions {
     readonly maxAttempts?: number
   }
   /** Called with each command, in order. */
-  readonly onCommand?: (command: Command) => void
+  readonly onCommand?: (command: SandboxCommand) => void
   readonly onState?: (state: ConnectionState) => void
   /** A batch was given up (rejected by the server, or out of attempts); its `send` promises reject too. */
   readonly onError?: (error: ReinError, events: ReadonlyArray<Event>) => void
@@ -72,13 +72,13 @@ export class SandboxConnection {
   private readonly closing = new AbortController()
   private stream: StreamHandle | undefined
   private current: ConnectionState = { status: "closed", attempt: 0 }
-  private readonly listeners = new Set<(c: Command) => void>()
+  private readonly listeners = new Set<(c: SandboxCommand) => void>()
   private readonly stateListeners = new Set<(s: ConnectionState) => void>()
   private queue: Array<Pending> = []
   private timer: ReturnType<typeof setTimeout> | undefined
   private pumping: Promise<void> | undefined
   /** Commands not yet taken by `commands()` iterators, per iterator. */
-  private readonly inboxes = new Set<{ items: Array<Command>; wake: (() => void) | undefined }>()
+  private readonly inboxes = new Set<{ items: Array<SandboxCommand>; wake: (() => void) | undefined }>()
   private connected: Promise<void> | undefined
 
   constructor(options: SandboxConnectionOptions) {
@@ -112,7 +112,7 @@ export class SandboxConnection {
         onMessage: (m) => {
           if (m.event === "snapshot_complete") return resolve()
           if (m.event !== "command") return
-          const command = JSON.parse(m.data) as Command
+          const command = JSON.parse(m.data) as SandboxCommand
           for (const inbox of this.inboxes) {
             inbox.items.push(command)
             inbox.wake?.()
@@ -140,7 +140,7 @@ export class SandboxConnection {
   }
 
   /** Calls `listener` with each command. Returns the unsubscribe function. */
-  onCommand(listener: (command: Command) => void): () => void {
+  onCommand(listener: (command: SandboxCommand) => void): () => void {
     this.listeners.add(listener)
     return () => void this.listeners.delete(listener)
   }
@@ -151,13 +151,13 @@ export class SandboxConnection {
   }
 
   /** The commands received from this call on; ends when the connection is closed or the session is gone. */
-  commands(): AsyncGenerator<Command> {
-    const inbox: { items: Array<Command>; wake: (() => void) | undefined } = { items: [], wake: undefined }
+  commands(): AsyncGenerator<SandboxCommand> {
+    const inbox: { items: Array<SandboxCommand>; wake: (() => void) | undefined } = { items: [], wake: undefined }
     this.inboxes.add(inbox)
     return this.drain(inbox)
   }
 
-  private async *drain(inbox: { items: Array<Command>; wake: (() => void) | undefined }): AsyncGenerator<Command> {
+  private async *drain(inbox: { items: Array<SandboxCommand>; wake: (() => void) | undefined }): AsyncGenerator<SandboxCommand> {
     try {
       for (;;) {
         const next = inbox.items.shift()

@@ -23,6 +23,15 @@ export type { ConnectionState, ConnectionStatus } from "./stream.js"
 export type { Fetch, RetryOptions } from "./util.js"
 export { Watch, type WatchState } from "./watch.js"
 export type { Artifact, ArtifactKind } from "../Domain/Artifact.js"
-export type { Command } from "../Domain/Command.js"
-export type { Event, PlanEntry } from "../Domain/Event.js"
+export type { Command, Decision, PermissionReplyDelivered, SandboxCommand } from "../Domain/Command.js"
+export type {
+  AgentCommand,
+  AgentMode,
+  Event,
+  Location,
+  PermissionOption,
+  PermissionOptionKind,
+  PlanEntry,
+  ToolKind
+} from "../Domain/Event.js"
 export type { Session, SessionStatus } from "../Domain/Session.js"

@@ -9,7 +9,7 @@
  */
 import type { Dirent } from "node:fs"
 import { readdir } from "node:fs/promises"
-import type { Command } from "../Domain/Command.js"
+import type { SandboxCommand } from "../Domain/Command.js"
 import type { Event, PlanEntry } from "../Domain/Event.js"
 import type { ReinError } from "../client/errors.js"
 import { SandboxConnection } from "../client/SandboxConnection.js"
@@ -120,7 +120,7 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
   let turnNumber = 0
   let finished = 0
 
-  const onCommand = (command: Command) => {
+  const onCommand = (command: SandboxCommand) => {
     switch (command.type) {
       case "prompt":
         prompts.push(command.text)
@@ -242,7 +242,11 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
           requestId,
           toolCallId: writeId,
           title: `Write ${path}? (pretend: nothing is written to disk)`,
-          options: ["allow_once", "allow_always", "reject"]
+          options: [
+            { optionId: "allow", name: "Allow", kind: "allow_once" },
+            { optionId: "always", name: "Always allow", kind: "allow_always" },
+            { optionId: "reject", name: "Reject", kind: "reject_once" }
+          ]
         })
         await connection.flush()
         decision = await answer
