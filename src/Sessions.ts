@@ -8,7 +8,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
-import * as FiberMap from "effect/FiberMap"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -41,12 +40,21 @@ import {
 } from "./EventBus.js"
 import { completeReply, type Input, Reducer, type ReducerState, type Turn, turnOf } from "./Reducer.js"
 import { SessionStore, type StoredSession } from "./SessionStore.js"
+import * as Deadlines from "./Sessions/Deadlines.js"
 
 export interface SessionsOptions {
   /** Milliseconds a new session waits for its sandbox before it is removed. */
   readonly bootstrapTimeout: number
   /** Events (or commands) a subscriber may have unread before it is cut off. */
   readonly subscriberBuffer: number
+  /**
+   * Most sessions whose reducer state (tool calls, parts, permissions seen) stays in memory; the
+   * least recently used beyond it are dropped and rebuilt from the store when next needed.
+   * Default 1000.
+   */
+  readonly residentSessions?: number | undefined
+  /** Milliseconds a session's reducer state stays in memory unused. Default 60 000. */
+  readonly idleEvictAfter?: number | undefined
 }
 
 /** A snapshot, and live notices newer than it for whichever sink attaches. */
@@ -119,16 +127,31 @@ interface Sandbox {
   readonly claimed: number
 }
 
+/**
+ * What memory holds of a session. Every session has one (the list is served from them), so an
+ * idle one must stay small: the reducer state is dropped when unused (see `resident`), its lock
+ * exists only while someone holds or waits for it.
+ */
 interface Entry {
   session: Session
   rev: number
   readonly sandboxTokenHash: string | null
   reducer: ReducerState | undefined
-  /** Clustered, while `reducer` is not built: the turn state another instance's last commit left. */
+  /**
+   * While `reducer` is not built: the turn state (open delta, plan, usage) it had, which the
+   * artifacts do not record; clustered, the one another instance's last commit left. Undefined
+   * when there is none (all null).
+   */
   turn: Turn | undefined
   sandbox: Sandbox | undefined
   removed: boolean
-  readonly lock: Effect.Semaphore
+  lock: Lock | undefined
+}
+
+interface Lock {
+  readonly semaphore: Effect.Semaphore
+  /** Fibers holding or waiting for it; at 0 it is dropped. */
+  users: number
 }
 
 export const make = (options: SessionsOptions) =>
@@ -138,9 +161,14 @@ export const make = (options: SessionsOptions) =>
     const reducer = yield* Reducer
     /** Present over PostgreSQL: other instances share the sessions (see `Cluster.ts`). */
     const cluster = Option.getOrUndefined(yield* Effect.serviceOption(Cluster))
-    const timers = yield* FiberMap.make<string>()
     /** Background work (store retries, cluster sync) that ends with the service. */
     const background = yield* Effect.scope
+    /** Bootstrap deadlines of sessions still waiting for their sandbox. */
+    const timers = yield* Deadlines.make((id) => expire(id))
+    const residentSessions = Math.max(0, options.residentSessions ?? 1000)
+    const idleEvictAfter = Math.max(1, options.idleEvictAfter ?? 60_000)
+    /** Entries with a reducer state of their own, least recently used first, with when that was. */
+    const resident = new Map<Entry, number>()
     /** Sandboxes leaving (their session being marked disconnected): shutdown waits for them. */
     const leaving = yield* FiberSet.make()
     const entries = new Map<string, Entry>()
@@ -178,8 +206,46 @@ export const make = (options: SessionsOptions) =>
       turn: stored.turn,
       sandbox: undefined,
       removed: false,
-      lock: Effect.unsafeMakeSemaphore(1)
+      lock: undefined
     })
+
+    /** Runs `f` alone among the users of the session's lock (created on demand, dropped when unused). */
+    const exclusive = <A, E, R>(entry: Entry, f: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.suspend(() => {
+        const lock = entry.lock ??= { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+        lock.users++
+        return lock.semaphore.withPermits(1)(f).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (--lock.users === 0 && entry.lock === lock) entry.lock = undefined
+          }))
+        )
+      })
+
+    /** The entry's reducer state was just used: it stays in memory, and the oldest beyond the bound leave. */
+    const touch = (entry: Entry, now: number) => {
+      resident.delete(entry)
+      if (entry.removed) return
+      resident.set(entry, now)
+      while (resident.size > residentSessions) evict(resident.keys().next().value!)
+    }
+
+    /** Drops the reducer state, keeping only what the artifacts cannot tell: the turn. */
+    const evict = (entry: Entry) => {
+      resident.delete(entry)
+      const state = entry.reducer
+      if (state === undefined) return
+      entry.reducer = undefined
+      entry.turn = state.open === null && state.turnPlan === null && state.turnUsage === null ? undefined : turnOf(state)
+    }
+
+    /** Reducer states unused for `idleEvictAfter` leave memory. */
+    const evictIdle = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        for (const [entry, at] of resident) {
+          if (now - at < idleEvictAfter) break
+          evict(entry)
+        }
+      }))
 
     const lookup = (id: string): Effect.Effect<Entry, SessionNotFound | StoreError> =>
       Effect.suspend(() => {
@@ -201,7 +267,7 @@ export const make = (options: SessionsOptions) =>
         return notify(session.project, { _tag: "created", session }).pipe(
           Effect.zipRight(
             session.status === "bootstrapping"
-              ? Effect.flatMap(Clock.currentTimeMillis, (now) => startTimer(session.id, session.createdAt + options.bootstrapTimeout - now))
+              ? startTimer(session.id, session.createdAt + options.bootstrapTimeout)
               : Effect.void
           ),
           Effect.as(entry)
@@ -227,7 +293,7 @@ export const make = (options: SessionsOptions) =>
             (e) => tries >= 20 ? Effect.fail(new StoreError({ cause: e })) : Effect.zipRight(catchUp(entry, true), attempt(tries + 1))
           )
         ) as Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError>
-      return entry.lock.withPermits(1)(Effect.uninterruptible(attempt(0)))
+      return exclusive(entry, Effect.uninterruptible(attempt(0)))
     }
 
     const locked = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E | StaleSession>) =>
@@ -330,6 +396,7 @@ export const make = (options: SessionsOptions) =>
         yield* Effect.suspend(() => {
           entries.delete(id)
           entry.removed = true
+          resident.delete(entry)
           return notify(entry.session.project, { _tag: "removed", id })
         })
         if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
@@ -351,8 +418,8 @@ export const make = (options: SessionsOptions) =>
         Effect.retry(storeRetry)
       )
 
-    const startTimer = (id: string, delay: number) =>
-      FiberMap.run(timers, id, Effect.sleep(Math.max(0, delay)).pipe(Effect.zipRight(expire(id))))
+    /** The session is removed at `at` (epoch ms) unless its sandbox connects first. */
+    const startTimer = (id: string, at: number) => timers.set(id, at)
 
     /**
      * Clustered: applies what other instances committed since `entry.rev`, from the change log,
@@ -399,6 +466,7 @@ export const make = (options: SessionsOptions) =>
         const fields = changedFields(entry.session, stored.session)
         entry.session = stored.session
         entry.reducer = undefined
+        resident.delete(entry)
         entry.turn = stored.turn
         const moved = entry.rev !== stored.rev
         entry.rev = stored.rev
@@ -450,6 +518,8 @@ export const make = (options: SessionsOptions) =>
           })
           entry.rev = rev
           entry.reducer = next
+          // The initial state is shared by all, and nothing to drop.
+          if (next !== reducer.initial) touch(entry, now)
           entry.session = { ...entry.session, ...fields, lastHeartbeat }
           if (fields !== undefined) yield* notify(entry.session.project, { _tag: "updated", id: entry.session.id, fields })
           if (committed.length > 0) {
@@ -509,7 +579,6 @@ export const make = (options: SessionsOptions) =>
 
     // On start: bootstrapping sessions get the time they have left. Alone, no sandbox can be
     // connected yet; clustered, other instances may hold them (expired leases are swept below).
-    const now = yield* Clock.currentTimeMillis
     for (const stored of yield* store.list) {
       const { session } = stored
       const entry = newEntry(stored, undefined)
@@ -518,11 +587,15 @@ export const make = (options: SessionsOptions) =>
         yield* store.update(session.id, { status: "disconnected" })
         entry.session = { ...session, status: "disconnected" }
       } else if (session.status === "bootstrapping") {
-        yield* startTimer(session.id, session.createdAt + options.bootstrapTimeout - now)
+        yield* startTimer(session.id, session.createdAt + options.bootstrapTimeout)
       }
     }
 
     if (cluster !== undefined) yield* joinCluster(cluster)
+    yield* Effect.forkIn(
+      Effect.repeat(evictIdle, Schedule.spaced(Math.min(30_000, Math.max(50, Math.floor(idleEvictAfter / 2))))),
+      background
+    )
 
     /** Clustered: follow the other instances' changes, keep this instance's leases, sweep dead ones. */
     function joinCluster(cluster: typeof Cluster.Service) {
@@ -684,12 +757,12 @@ export const make = (options: SessionsOptions) =>
             if (entries.has(id)) return session
             entries.set(id, newEntry({ session, rev: 0, sandboxTokenHash }, reducer.initial))
             yield* notify(project, { _tag: "created", session })
-            yield* startTimer(id, options.bootstrapTimeout)
+            yield* startTimer(id, now + options.bootstrapTimeout)
             return session
           }))
         }),
       remove: (id) =>
-        locked(id, (entry) => Effect.zipRight(removeEntry(entry), FiberMap.remove(timers, id))),
+        locked(id, (entry) => Effect.zipRight(removeEntry(entry), timers.remove(id))),
       connectSandbox: (id) =>
         Effect.gen(function*() {
           const connection = ++connections
@@ -707,11 +780,11 @@ export const make = (options: SessionsOptions) =>
                 // A second sandbox stream closes the first; the first's close then changes nothing.
                 if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
                 entry.sandbox = { connection, queue, claimed: ++claims }
-                yield* FiberMap.remove(timers, id)
+                yield* timers.remove(id)
                 return entry
               })).pipe(Effect.ensuring(Effect.sync(() => claiming.delete(connection)))),
             (entry) =>
-              entry.lock.withPermits(1)(Effect.sync(() => {
+              exclusive(entry, Effect.sync(() => {
                 // A newer connection here already took its place: then nothing changes.
                 if (closing || entry.sandbox?.connection !== connection) return false
                 entry.sandbox = undefined

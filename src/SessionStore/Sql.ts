@@ -20,6 +20,10 @@ import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from
 
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
+/** Sessions whose tail chunks the store remembers (the most recently written). */
+const tailSessions = 256
+/** Fields per session whose tail chunks it remembers (the most recently appended to). */
+const tailsPerSession = 16
 
 /**
  * The tables, for either database: SQLite's INTEGER is 64-bit, PostgreSQL needs BIGINT for times
@@ -323,6 +327,21 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   type Tail = { readonly n: number; readonly len: number }
   const tails = new Map<string, { readonly rev: number; readonly createdAt: number | undefined; readonly fields: Map<string, Tail> }>()
   const tailKey = (seq: number, field: string) => `${seq}\u0000${field}`
+  /**
+   * The cache is only a shortcut (a miss reads the tail): it holds the sessions written most
+   * recently, and in each the fields appended to most recently, so an idle session costs nothing.
+   */
+  const keepTails = (id: string, rev: number, createdAt: number | undefined, fields: Map<string, Tail>) => {
+    while (fields.size > tailsPerSession) fields.delete(fields.keys().next().value!)
+    tails.delete(id)
+    tails.set(id, { rev, createdAt, fields })
+    while (tails.size > tailSessions) tails.delete(tails.keys().next().value!)
+  }
+  /** A field's tail moved: it becomes the most recent. */
+  const setTail = (fields: Map<string, Tail>, key: string, tail: Tail) => {
+    fields.delete(key)
+    fields.set(key, tail)
+  }
 
   const storeError = (cause: unknown) => new StoreError({ cause })
 
@@ -343,11 +362,11 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           "UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?",
           [text, id, seq, field, tail.n]
         )
-        pending.set(key, { n: tail.n, len: tail.len + text.length })
+        setTail(pending, key, { n: tail.n, len: tail.len + text.length })
       } else {
         const n = tail.n + 1
         yield* run("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, seq, field, n, text])
-        pending.set(key, { n, len: text.length })
+        setTail(pending, key, { n, len: text.length })
       }
     })
 
@@ -636,10 +655,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               if (!Exit.isSuccess(exit)) return void tails.delete(id)
-              if (tails.size > 10_000) tails.clear()
-              plan.tails.forEach((v, k) => pending.set(k, v))
-              if (pending.size > 1_000) pending.clear()
-              tails.set(id, { rev: commit.rev, createdAt: commit.createdAt, fields: pending })
+              plan.tails.forEach((v, k) => setTail(pending, k, v))
+              keepTails(id, commit.rev, commit.createdAt, pending)
             })
           ),
           Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
@@ -701,10 +718,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         Effect.onExit((exit) =>
           Effect.sync(() => {
             if (!Exit.isSuccess(exit)) return void tails.delete(id)
-            // The cache is only a shortcut (a miss reads the tail): bound it by starting over.
-            if (tails.size > 10_000) tails.clear()
-            if (pending.size > 1_000) pending.clear()
-            tails.set(id, { rev: commit.rev, createdAt: commit.createdAt, fields: pending })
+            keepTails(id, commit.rev, commit.createdAt, pending)
           })
         ),
         Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
