@@ -34,6 +34,14 @@ export interface ServerOptions {
   readonly subscriberBuffer?: number
   /** Unread bytes an SSE subscriber may have before it is disconnected. Default 8 MiB. */
   readonly subscriberBufferBytes?: number
+  /**
+   * Most sessions whose reducer state (what their tool calls, parts and permissions are) stays in
+   * memory; beyond it the least recently used is dropped and rebuilt from the store when the
+   * session is next written. Default 1 000.
+   */
+  readonly residentSessions?: number
+  /** Milliseconds an unused session's reducer state stays in memory. Default 60 000. */
+  readonly idleEvictAfter?: number
   /** Bearer token required on every route (auth is off without one). */
   readonly token?: string
   /** Most SSE streams open at once; more get 503 + retry-after. Default: no cap. */
@@ -83,7 +91,12 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
 export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
   const o = resolve(options)
   const store = o.store ?? (o.pgUrl !== undefined ? Pg.layer({ url: o.pgUrl, leaseTtl: o.leaseTtl }) : Sqlite.layer({ filename: o.dbPath }))
-  return Sessions.layer({ bootstrapTimeout: o.bootstrapTimeout, subscriberBuffer: o.subscriberBuffer }).pipe(
+  return Sessions.layer({
+    bootstrapTimeout: o.bootstrapTimeout,
+    subscriberBuffer: o.subscriberBuffer,
+    residentSessions: o.residentSessions,
+    idleEvictAfter: o.idleEvictAfter
+  }).pipe(
     Layer.provide(EventBus.layer),
     Layer.provide(Reducer.layer),
     Layer.provideMerge(store)

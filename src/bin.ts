@@ -73,6 +73,20 @@ const leaseTtl = Options.integer("lease-ttl").pipe(
   Options.withFallbackConfig(Config.integer("REIN_LEASE_TTL").pipe(Config.withDefault(10_000))),
   Options.filterMap((n) => n >= 100 ? Option.some(n) : Option.none(), "lease-ttl must be at least 100 milliseconds")
 )
+const residentSessions = Options.integer("resident-sessions").pipe(
+  Options.withDescription(
+    "most sessions whose reducer state stays in memory; the least recently used beyond it is rebuilt from the store when next written (default 1000, env REIN_RESIDENT_SESSIONS)"
+  ),
+  Options.withFallbackConfig(Config.integer("REIN_RESIDENT_SESSIONS").pipe(Config.withDefault(1_000))),
+  Options.filterMap((n) => n >= 0 ? Option.some(n) : Option.none(), "resident-sessions must be 0 or more")
+)
+const idleEvictAfter = Options.integer("idle-evict-after").pipe(
+  Options.withDescription(
+    "milliseconds an unused session's reducer state stays in memory (default 60000, env REIN_IDLE_EVICT_AFTER)"
+  ),
+  Options.withFallbackConfig(Config.integer("REIN_IDLE_EVICT_AFTER").pipe(Config.withDefault(60_000))),
+  Options.filterMap((n) => n > 0 ? Option.some(n) : Option.none(), "idle-evict-after must be a positive number of milliseconds")
+)
 
 /** The URL without its password, for the log. */
 const redactUrl = (url: string) => {
@@ -87,7 +101,18 @@ const redactUrl = (url: string) => {
 
 const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
 
-const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeout, token, maxConnections, leaseTtl }, (o) =>
+const command = Command.make("rein-server", {
+  port,
+  host,
+  db,
+  pg,
+  bootstrapTimeout,
+  token,
+  maxConnections,
+  leaseTtl,
+  residentSessions,
+  idleEvictAfter
+}, (o) =>
   Effect.flatMap(chooseStore(o), (store) => {
     const server = Server.layer({
       port: o.port,
@@ -96,7 +121,9 @@ const command = Command.make("rein-server", { port, host, db, pg, bootstrapTimeo
       bootstrapTimeout: o.bootstrapTimeout,
       token: Option.getOrUndefined(o.token),
       maxConnections: Option.getOrUndefined(o.maxConnections),
-      leaseTtl: o.leaseTtl
+      leaseTtl: o.leaseTtl,
+      residentSessions: o.residentSessions,
+      idleEvictAfter: o.idleEvictAfter
     })
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const { address } = yield* HttpServer.HttpServer
