@@ -1,0 +1,414 @@
+/**
+ * The relay between a Rein session and an ACP agent (`rein-sandbox`).
+ *
+ * - Rein -> agent: `prompt` runs a turn (`turn_start`, ACP `session/prompt`,
+ *   `turn_end`); one turn at a time, prompts that arrive meanwhile wait in
+ *   order and the transcript says so (`custom {name: "rein.prompt_queued"}`).
+ *   `permission_reply` answers the agent's pending `session/request_permission`
+ *   with the chosen option; `abort` sends `session/cancel` and answers every
+ *   pending permission `cancelled` at once; `set_mode` is `session/set_mode`.
+ * - agent -> Rein: every `session/update` through Mapping.ts; file writes
+ *   (`fs/write_text_file`) as `file_change`; permission requests as
+ *   `permission_request`. Everything goes through one SandboxConnection, so
+ *   it is posted in order, batched, retried and never applied twice.
+ * - Lifecycle: `initialize` (answered before anything else), `authenticate`
+ *   when the agent asks for a key the user has set, `session/new`, then the
+ *   command stream is held until the session is deleted (exit 0), the agent
+ *   dies (`error` event, exit 1), the stream is refused (exit 1), or `stop()`
+ *   (SIGINT/SIGTERM: exit 0). Stopping stops the agent's whole process group.
+ */
+import * as acp from "@agentclientprotocol/sdk"
+import { randomUUID } from "node:crypto"
+import { ReinError } from "../client/errors.js"
+import { ReinClient } from "../client/ReinClient.js"
+import { SandboxConnection } from "../client/SandboxConnection.js"
+import type { ConnectionState } from "../client/stream.js"
+import type { Command } from "../Domain/Command.js"
+import type { Event as DomainEvent } from "../Domain/Event.js"
+import { chooseAuthMethod, clientCapabilities, connect } from "./Acp.js"
+import { type AgentExit, type AgentProcess, spawnAgent } from "./Agent.js"
+import { Fs } from "./Fs.js"
+import { permissionOptionsOf, UpdateMapper } from "./Mapping.js"
+import type { Event, PermissionOption } from "./ReinEvent.js"
+import { Terminals } from "./Terminals.js"
+
+export interface BridgeOptions {
+  readonly url: string
+  readonly sessionId: string
+  readonly token?: string | undefined
+  /** Create the session first (an existing one is joined). */
+  readonly create?: { readonly project?: string | undefined } | undefined
+  readonly cwd: string
+  readonly command: string
+  readonly args: ReadonlyArray<string>
+  readonly env?: NodeJS.ProcessEnv
+  /** How long the agent gets to exit after SIGTERM before its group is killed. Default 5 000 ms. */
+  readonly graceMs?: number
+  readonly clientVersion?: string
+  /** Progress and problems, for people (stderr in the bin). */
+  readonly log?: (line: string) => void
+  readonly fetch?: typeof fetch
+}
+
+/** How a bridge ended: the process's exit code and why. */
+export interface BridgeExit {
+  readonly code: number
+  readonly reason: "removed" | "stopped" | "agent_exited" | "refused" | "startup_failed"
+  readonly message: string
+}
+
+const stopReasons = new Set(["end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"])
+
+interface PendingPermission {
+  readonly options: ReadonlyArray<acp.PermissionOption>
+  readonly resolve: (response: acp.RequestPermissionResponse) => void
+}
+
+/** Rein's decision -> the agent's option: the first of a matching kind (a reject prefers `reject_once`). */
+export const optionForDecision = (
+  options: ReadonlyArray<{ readonly optionId: string; readonly kind: string }>,
+  decision: string
+): string | undefined => {
+  const kinds = decision === "reject" ? ["reject_once", "reject_always"] : decision === "allow_always" ? ["allow_always"] : [decision]
+  for (const kind of kinds) {
+    const found = options.find((o) => o.kind === kind)
+    if (found !== undefined) return found.optionId
+  }
+  return undefined
+}
+
+const describeExit = (exit: AgentExit) => exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`
+
+export class Bridge {
+  private readonly options: BridgeOptions
+  private readonly log: (line: string) => void
+  private conn!: SandboxConnection
+  private agent!: AgentProcess
+  private acpConn: acp.ClientConnection | undefined
+  private acpSessionId: string | undefined
+  private mapper!: UpdateMapper
+  private fs!: Fs
+  private terminals!: Terminals
+  private readonly queue: Array<string> = []
+  private turn: { cancelled: boolean } | undefined
+  private running = false
+  private readonly permissions = new Map<string, PendingPermission>()
+  private ending: BridgeExit | undefined
+  private resolveEnd!: (exit: BridgeExit) => void
+  private readonly ended = new Promise<BridgeExit>((r) => (this.resolveEnd = r))
+
+  constructor(options: BridgeOptions) {
+    this.options = options
+    this.log = options.log ?? (() => {})
+  }
+
+  /** Sends events in order; failures are reported by the connection's onError. */
+  private send(events: Event | ReadonlyArray<Event>): void {
+    // TEMPORARY cast until the issue-13 events are in src/Domain/Event.ts (see ReinEvent.ts).
+    void this.conn.send(events as DomainEvent | ReadonlyArray<DomainEvent>).catch(() => {})
+  }
+
+  /** Runs until the session is deleted, the agent dies, the stream is refused, or `stop()`. */
+  async run(): Promise<BridgeExit> {
+    const o = this.options
+    if (o.create !== undefined) {
+      const client = new ReinClient({ baseUrl: o.url, token: o.token, ...(o.fetch ? { fetch: o.fetch } : {}) })
+      try {
+        await client.createSession(o.sessionId, o.create.project !== undefined ? { project: o.create.project } : {})
+        this.log(`created session ${o.sessionId}`)
+      } catch (e) {
+        if (!(e instanceof ReinError && e.status === 409)) {
+          return { code: 1, reason: "startup_failed", message: `cannot create session ${o.sessionId}: ${(e as Error).message}` }
+        }
+      }
+    }
+    try {
+      this.fs = await Fs.make(o.cwd)
+    } catch (e) {
+      return { code: 1, reason: "startup_failed", message: `cannot use --cwd ${o.cwd}: ${(e as Error).message}` }
+    }
+    this.terminals = new Terminals(this.fs)
+    this.mapper = new UpdateMapper({ cwd: this.fs.cwd, terminalOutput: (id) => this.terminals.outputOf(id) })
+
+    this.conn = new SandboxConnection({
+      baseUrl: o.url,
+      sessionId: o.sessionId,
+      token: o.token,
+      ...(o.fetch ? { fetch: o.fetch } : {}),
+      onCommand: (c) => this.onCommand(c),
+      onState: (s) => this.onStreamState(s),
+      onError: (e, events) => this.log(`rein: ${events.length} event(s) given up: ${e.message}`)
+    })
+    try {
+      await this.conn.connect()
+    } catch (e) {
+      await this.conn.close().catch(() => {})
+      return { code: 1, reason: "refused", message: `cannot hold session ${o.sessionId}'s command stream: ${(e as Error).message}` }
+    }
+    this.log(`holding session ${o.sessionId} at ${o.url}`)
+
+    try {
+      this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: o.env ?? process.env })
+    } catch (e) {
+      const message = (e as Error).message
+      this.send({ type: "error", message })
+      await this.conn.close().catch(() => {})
+      return { code: 1, reason: "startup_failed", message }
+    }
+    void this.agent.exited.then((exit) => this.onAgentExit(exit))
+
+    const started = await this.startAgent().then(() => undefined, (e: unknown) => e)
+    if (started !== undefined && this.ending === undefined) {
+      const message = `the agent did not start an ACP session: ${errorText(started)}`
+      this.send({ type: "error", message })
+      void this.finish({ code: 1, reason: "startup_failed", message })
+    }
+    if (this.ending === undefined) void this.pump()
+    return this.ended
+  }
+
+  /** SIGINT/SIGTERM: a clean stop (a running turn ends cancelled), exit 0. */
+  stop(): void {
+    void this.finish({ code: 0, reason: "stopped", message: "stopped" })
+  }
+
+  private async startAgent(): Promise<void> {
+    const o = this.options
+    const conn = connect(this.agent, {
+      onUpdate: (sessionId, update) => {
+        if (this.ending !== undefined) return
+        if (this.acpSessionId !== undefined && sessionId !== this.acpSessionId) return
+        this.send(this.mapper.map(update))
+      },
+      requestPermission: (params, signal) => this.requestPermission(params, signal),
+      readTextFile: (params) => this.fs.read(params),
+      writeTextFile: async (params) => {
+        const change = await this.fs.write(params)
+        this.send(change)
+        return {}
+      },
+      createTerminal: (params) => this.terminals.create(params),
+      terminalOutput: async (params) => this.terminals.output(params.terminalId),
+      waitForTerminalExit: (params) => this.terminals.waitForExit(params.terminalId),
+      killTerminal: async (params) => (this.terminals.kill(params.terminalId), {}),
+      releaseTerminal: async (params) => (this.terminals.release(params.terminalId), {})
+    })
+    this.acpConn = conn
+    const init = await conn.agent.request(acp.methods.agent.initialize, {
+      protocolVersion: acp.PROTOCOL_VERSION,
+      clientCapabilities,
+      clientInfo: { name: "rein-sandbox", version: o.clientVersion ?? "0.0.0" }
+    })
+    const info = init.agentInfo
+    this.log(`agent: ${info ? `${info.name} ${info.version}` : "(no agentInfo)"}, ACP protocol ${init.protocolVersion}`)
+    const method = chooseAuthMethod(init.authMethods, o.env ?? process.env)
+    if (method !== undefined) {
+      await conn.agent.request(acp.methods.agent.authenticate, { methodId: method })
+      this.log(`authenticated with ${method}`)
+    }
+    const session = await conn.agent.request(acp.methods.agent.session.new, { cwd: this.fs.cwd, mcpServers: [] })
+    this.acpSessionId = session.sessionId
+    const modes = session.modes
+    this.send({
+      type: "agent",
+      ...(info ? { name: info.title ?? info.name, version: info.version } : {}),
+      ...(modes
+        ? {
+          modes: modes.availableModes.map((m) => typeof m.description === "string" ? { id: m.id, name: m.name, description: m.description } : { id: m.id, name: m.name }),
+          currentModeId: modes.currentModeId
+        }
+        : {})
+    })
+    this.log(`ACP session ${session.sessionId} in ${this.fs.cwd}`)
+  }
+
+  // --- Rein -> agent -------------------------------------------------------
+
+  private onCommand(command: Command): void {
+    if (this.ending !== undefined) return
+    const c = command as Command & { readonly optionId?: string | null }
+    switch (c.type) {
+      case "prompt": {
+        this.queue.push(c.text)
+        if (this.running || this.acpSessionId === undefined) {
+          this.send({ type: "custom", name: "rein.prompt_queued", data: { text: c.text, position: this.queue.length } })
+        }
+        void this.pump()
+        return
+      }
+      case "abort":
+        return this.abort()
+      case "permission_reply": {
+        const pending = this.permissions.get(c.requestId)
+        if (pending === undefined) return this.log(`permission reply for ${c.requestId}, which is not pending`)
+        const optionId = typeof c.optionId === "string" && pending.options.some((o) => o.optionId === c.optionId)
+          ? c.optionId
+          : c.decision !== undefined
+          ? optionForDecision(pending.options, c.decision)
+          : undefined
+        this.permissions.delete(c.requestId)
+        pending.resolve(optionId !== undefined ? { outcome: { outcome: "selected", optionId } } : { outcome: { outcome: "cancelled" } })
+        return
+      }
+      default: {
+        const other = c as { readonly type: string; readonly modeId?: unknown }
+        if (other.type === "set_mode" && typeof other.modeId === "string") return void this.setMode(other.modeId)
+        this.log(`ignored a command of type ${other.type}`)
+      }
+    }
+  }
+
+  private async setMode(modeId: string): Promise<void> {
+    const sessionId = this.acpSessionId
+    if (this.acpConn === undefined || sessionId === undefined) {
+      this.send({ type: "error", message: `set_mode ${modeId}: the agent has no session yet` })
+      return
+    }
+    try {
+      await this.acpConn.agent.request(acp.methods.agent.session.setMode, { sessionId, modeId })
+      this.send({ type: "agent", currentModeId: modeId })
+    } catch (e) {
+      this.send({ type: "error", message: `set_mode ${modeId}: ${errorText(e)}`, ...errorCode(e) })
+    }
+  }
+
+  /** Cancels the running turn: `session/cancel`, every pending permission answered `cancelled`. */
+  private abort(): void {
+    if (this.turn === undefined || this.turn.cancelled) return
+    this.turn.cancelled = true
+    if (this.acpConn !== undefined && this.acpSessionId !== undefined) {
+      void this.acpConn.agent.notify(acp.methods.agent.session.cancel, { sessionId: this.acpSessionId }).catch(() => {})
+    }
+    this.cancelPermissions()
+  }
+
+  private cancelPermissions(): void {
+    for (const [id, p] of this.permissions) {
+      this.permissions.delete(id)
+      p.resolve({ outcome: { outcome: "cancelled" } })
+    }
+  }
+
+  /** Runs queued prompts one at a time, in order. */
+  private async pump(): Promise<void> {
+    if (this.running || this.acpSessionId === undefined) return
+    this.running = true
+    try {
+      while (this.queue.length > 0 && this.ending === undefined) await this.runTurn(this.queue.shift()!)
+    } finally {
+      this.running = false
+    }
+  }
+
+  private async runTurn(text: string): Promise<void> {
+    const conn = this.acpConn!
+    const turn = { cancelled: false }
+    this.turn = turn
+    this.send({ type: "turn_start" })
+    let stopReason: "end_turn" | "max_tokens" | "max_turn_requests" | "refusal" | "cancelled" | "error"
+    try {
+      const res = await conn.agent.request(acp.methods.agent.session.prompt, {
+        sessionId: this.acpSessionId!,
+        prompt: [{ type: "text", text }]
+      })
+      // ACP: after session/cancel the agent answers `cancelled`; whatever it says, the turn was cancelled.
+      stopReason = turn.cancelled ? "cancelled" : stopReasons.has(res.stopReason) ? res.stopReason : "end_turn"
+    } catch (e) {
+      // The connection closed: the agent died, and onAgentExit (or finish) reports it and ends the turn.
+      if (conn.signal.aborted || this.ending !== undefined) return
+      if (turn.cancelled) stopReason = "cancelled"
+      else {
+        this.send({ type: "error", message: `session/prompt failed: ${errorText(e)}`, ...errorCode(e) })
+        stopReason = "error"
+      }
+    }
+    if (this.ending !== undefined) return
+    this.cancelPermissions()
+    this.turn = undefined
+    this.send({ type: "turn_end", stopReason })
+  }
+
+  // --- agent -> Rein -------------------------------------------------------
+
+  private requestPermission(params: acp.RequestPermissionRequest, signal: AbortSignal): Promise<acp.RequestPermissionResponse> {
+    if (this.ending !== undefined || this.turn?.cancelled === true) return Promise.resolve({ outcome: { outcome: "cancelled" } })
+    const toolCall = params.toolCall as unknown as Record<string, unknown> | undefined
+    const toolCallId = typeof toolCall?.toolCallId === "string" ? toolCall.toolCallId : undefined
+    // The request's tool call is an update of it (ACP): its fields, and its start if it was never announced.
+    if (toolCall !== undefined && toolCallId !== undefined) {
+      const { status: _status, ...fields } = toolCall
+      this.send(this.mapper.map({ ...fields, sessionUpdate: "tool_call_update" }))
+    }
+    const requestId = `perm-${randomUUID()}`
+    const options: ReadonlyArray<PermissionOption> | undefined = permissionOptionsOf(params.options)
+    const title = typeof toolCall?.title === "string" && toolCall.title !== ""
+      ? toolCall.title
+      : (toolCallId !== undefined ? this.mapper.titleOf(toolCallId) : undefined) ?? "The agent asks for permission"
+    return new Promise((resolve) => {
+      this.permissions.set(requestId, { options: Array.isArray(params.options) ? params.options : [], resolve })
+      // The agent withdrew the request ($/cancel_request): it needs no answer any more.
+      signal.addEventListener("abort", () => {
+        if (this.permissions.delete(requestId)) resolve({ outcome: { outcome: "cancelled" } })
+      }, { once: true })
+      this.send({
+        type: "permission_request",
+        requestId,
+        title,
+        ...(toolCallId !== undefined ? { toolCallId } : {}),
+        ...(options !== undefined ? { options } : {})
+      })
+    })
+  }
+
+  // --- endings -------------------------------------------------------------
+
+  private onStreamState(s: ConnectionState): void {
+    const status = s.status as string
+    if (status === "removed" || status === "gone") {
+      void this.finish({ code: 0, reason: "removed", message: `session ${this.options.sessionId} was deleted` })
+    } else if (status === "failed") {
+      void this.finish({ code: 1, reason: "refused", message: `the server refused the command stream: ${s.error?.message ?? "failed"}` })
+    } else if (status === "reconnecting" && s.attempt === 1) {
+      this.log(`rein: command stream lost (${s.error?.message ?? "dropped"}), reconnecting`)
+    } else if (status === "open") {
+      this.log("rein: command stream open")
+    }
+  }
+
+  private async onAgentExit(exit: AgentExit): Promise<void> {
+    if (this.ending !== undefined) return
+    // What it wrote before dying is still being read: let the connection drain (briefly: a child may hold the pipe).
+    if (this.acpConn !== undefined) await Promise.race([this.acpConn.closed, new Promise((r) => setTimeout(r, 1_000))])
+    if (this.ending !== undefined) return
+    const tail = this.agent.stderrTail().trim()
+    const message = `the agent ${describeExit(exit)}${tail !== "" ? `; its stderr ended with:\n${tail}` : ""}`
+    this.send({ type: "error", message, code: exit.code ?? exit.signal ?? "exited" })
+    void this.finish({ code: 1, reason: "agent_exited", message })
+  }
+
+  /** The one way out: ends the turn when the session still exists, stops the agent's group, flushes, closes. */
+  private async finish(exit: BridgeExit): Promise<void> {
+    if (this.ending !== undefined) return
+    this.ending = exit
+    const sessionExists = exit.reason !== "removed" && exit.reason !== "refused"
+    if (this.turn !== undefined && sessionExists) {
+      this.send({ type: "turn_end", stopReason: exit.reason === "stopped" ? "cancelled" : "error" })
+    }
+    this.turn = undefined
+    this.cancelPermissions()
+    this.terminals?.closeAll()
+    this.acpConn?.close()
+    if (this.agent !== undefined) await this.agent.stop(this.options.graceMs ?? 5_000)
+    if (sessionExists) {
+      // Posting what is left may wait for a server that is down; not forever.
+      await Promise.race([this.conn.flush(), new Promise((r) => setTimeout(r, 15_000).unref())])
+    }
+    await Promise.race([this.conn.close(), new Promise((r) => setTimeout(r, 2_000).unref())]).catch(() => {})
+    this.resolveEnd(exit)
+  }
+}
+
+const errorText = (e: unknown): string =>
+  e instanceof acp.RequestError ? `${e.message}${e.data !== undefined ? ` (${JSON.stringify(e.data)})` : ""}` : e instanceof Error ? e.message : String(e)
+
+const errorCode = (e: unknown): { code?: number } => e instanceof acp.RequestError ? { code: e.code } : {}

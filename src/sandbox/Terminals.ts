@@ -1,0 +1,131 @@
+/**
+ * The ACP client's terminals (`terminal/create|output|wait_for_exit|kill|release`):
+ * a command run in the working directory (or a directory inside it), in its
+ * own process group, its output kept up to the agent's byte limit (the
+ * oldest bytes go first, at a character boundary). Closing the set kills
+ * every command still running.
+ */
+import { RequestError } from "@agentclientprotocol/sdk"
+import { type ChildProcess, spawn } from "node:child_process"
+import type { Fs } from "./Fs.js"
+import { killGroup } from "./Agent.js"
+
+export interface ExitStatus {
+  readonly exitCode: number | null
+  readonly signal: string | null
+}
+
+interface Terminal {
+  readonly child: ChildProcess
+  output: Buffer
+  truncated: boolean
+  readonly limit: number
+  exit: ExitStatus | undefined
+  readonly exited: Promise<ExitStatus>
+}
+
+const defaultLimit = 1024 * 1024
+
+/** Drops whole leading UTF-8 characters until the buffer fits. */
+const keepTail = (buf: Buffer, limit: number): Buffer => {
+  if (buf.length <= limit) return buf
+  let start = buf.length - limit
+  while (start < buf.length && (buf[start]! & 0xc0) === 0x80) start++
+  return buf.subarray(start)
+}
+
+export class Terminals {
+  private readonly fs: Fs
+  private readonly terminals = new Map<string, Terminal>()
+  /** Released terminals' last output: tool calls that show one keep showing it (the newest few are kept). */
+  private readonly released = new Map<string, string>()
+  private next = 1
+
+  constructor(fs: Fs) {
+    this.fs = fs
+  }
+
+  async create(params: {
+    command: string
+    args?: ReadonlyArray<string>
+    env?: ReadonlyArray<{ name: string; value: string }>
+    cwd?: string | null
+    outputByteLimit?: number | null
+  }): Promise<{ terminalId: string }> {
+    if (typeof params.command !== "string" || params.command === "") {
+      throw RequestError.invalidParams({ command: params.command }, "command must be a non-empty string")
+    }
+    const cwd = params.cwd === undefined || params.cwd === null ? this.fs.cwd : await this.fs.check(params.cwd)
+    const env = { ...process.env }
+    for (const v of params.env ?? []) env[v.name] = v.value
+    const limit = params.outputByteLimit ?? defaultLimit
+    const child = spawn(params.command, [...(params.args ?? [])], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true })
+    const started = await new Promise<Error | undefined>((resolve) => {
+      child.once("spawn", () => resolve(undefined))
+      child.once("error", (e) => resolve(e))
+    })
+    if (started !== undefined) throw RequestError.internalError({ command: params.command }, `cannot run ${params.command}: ${started.message}`)
+    const id = `term-${this.next++}`
+    const terminal: Terminal = {
+      child,
+      output: Buffer.alloc(0),
+      truncated: false,
+      limit,
+      exit: undefined,
+      exited: new Promise((resolve) =>
+        child.once("close", (code, signal) => {
+          terminal.exit = { exitCode: code, signal }
+          resolve(terminal.exit)
+        })
+      )
+    }
+    const onData = (d: Buffer) => {
+      const all = Buffer.concat([terminal.output, d])
+      terminal.output = keepTail(all, terminal.limit)
+      if (terminal.output.length < all.length) terminal.truncated = true
+    }
+    child.stdout!.on("data", onData)
+    child.stderr!.on("data", onData)
+    this.terminals.set(id, terminal)
+    return { terminalId: id }
+  }
+
+  private get(id: string): Terminal {
+    const t = this.terminals.get(id)
+    if (t === undefined) throw RequestError.invalidParams({ terminalId: id }, `unknown terminal ${id}`)
+    return t
+  }
+
+  /** The output so far, for a tool call that shows this terminal (also after release). */
+  outputOf(id: string): string | undefined {
+    return this.terminals.get(id)?.output.toString("utf8") ?? this.released.get(id)
+  }
+
+  output(id: string): { output: string; truncated: boolean; exitStatus?: ExitStatus } {
+    const t = this.get(id)
+    return { output: t.output.toString("utf8"), truncated: t.truncated, ...(t.exit !== undefined ? { exitStatus: t.exit } : {}) }
+  }
+
+  waitForExit(id: string): Promise<ExitStatus> {
+    return this.get(id).exited
+  }
+
+  kill(id: string): void {
+    const t = this.get(id)
+    if (t.exit === undefined) killGroup(t.child.pid!, "SIGKILL")
+  }
+
+  release(id: string): void {
+    const t = this.get(id)
+    this.kill(id)
+    this.terminals.delete(id)
+    this.released.set(id, t.output.toString("utf8"))
+    if (this.released.size > 64) this.released.delete(this.released.keys().next().value!)
+  }
+
+  /** Kills every command still running. */
+  closeAll(): void {
+    for (const t of this.terminals.values()) if (t.exit === undefined) killGroup(t.child.pid!, "SIGKILL")
+    this.terminals.clear()
+  }
+}
