@@ -82,7 +82,7 @@ const describeExit = (exit: AgentExit) => exit.signal !== null ? `was killed by 
 export class Bridge {
   private readonly options: BridgeOptions
   private readonly log: (line: string) => void
-  private conn!: SandboxConnection
+  private conn: SandboxConnection | undefined
   private agent!: AgentProcess
   private acpConn: acp.ClientConnection | undefined
   private acpSessionId: string | undefined
@@ -105,11 +105,20 @@ export class Bridge {
   /** Sends events in order; failures are reported by the connection's onError. */
   private send(events: Event | ReadonlyArray<Event>): void {
     // TEMPORARY cast until the issue-13 events are in src/Domain/Event.ts (see ReinEvent.ts).
-    void this.conn.send(events as DomainEvent | ReadonlyArray<DomainEvent>).catch(() => {})
+    void this.conn!.send(events as DomainEvent | ReadonlyArray<DomainEvent>).catch(() => {})
   }
 
-  /** Runs until the session is deleted, the agent dies, the stream is refused, or `stop()`. */
-  async run(): Promise<BridgeExit> {
+  private running$: Promise<BridgeExit> | undefined
+
+  /** Runs until the session is deleted, the agent dies, the stream is refused, or `stop()`. Calling it again returns the same promise. */
+  run(): Promise<BridgeExit> {
+    return this.running$ ??= this.start().then((exit) => {
+      this.resolveEnd(exit)
+      return exit
+    })
+  }
+
+  private async start(): Promise<BridgeExit> {
     const o = this.options
     if (o.create !== undefined) {
       const client = new ReinClient({ baseUrl: o.url, token: o.token, ...(o.fetch ? { fetch: o.fetch } : {}) })
@@ -146,6 +155,7 @@ export class Bridge {
       return { code: 1, reason: "refused", message: `cannot hold session ${o.sessionId}'s command stream: ${(e as Error).message}` }
     }
     this.log(`holding session ${o.sessionId} at ${o.url}`)
+    if (this.ending !== undefined) return this.ended
 
     try {
       this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: o.env ?? process.env })
@@ -156,6 +166,11 @@ export class Bridge {
       return { code: 1, reason: "startup_failed", message }
     }
     void this.agent.exited.then((exit) => this.onAgentExit(exit))
+    if (this.ending !== undefined) {
+      // stop() came while the agent was starting: finish() did not see it.
+      await this.agent.stop(o.graceMs ?? 5_000)
+      return this.ended
+    }
 
     const started = await this.startAgent().then(() => undefined, (e: unknown) => e)
     if (started !== undefined && this.ending === undefined) {
@@ -399,6 +414,7 @@ export class Bridge {
     this.terminals?.closeAll()
     this.acpConn?.close()
     if (this.agent !== undefined) await this.agent.stop(this.options.graceMs ?? 5_000)
+    if (this.conn === undefined) return this.resolveEnd(exit)
     if (sessionExists) {
       // Posting what is left may wait for a server that is down; not forever.
       await Promise.race([this.conn.flush(), new Promise((r) => setTimeout(r, 15_000).unref())])

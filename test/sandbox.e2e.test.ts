@@ -1,0 +1,400 @@
+/**
+ * `rein-sandbox` end to end: a real Rein server on a socket, the real
+ * `rein-sandbox` process (dist/sandbox/bin.js), and a scripted ACP agent
+ * (test/fixtures/acp-agent.ts) over real stdio. Driven over HTTP, as a
+ * dashboard or curl would.
+ */
+import { applyPatch } from "diff"
+import { buildSync } from "esbuild"
+import { type ChildProcess, execSync, spawn } from "node:child_process"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer as createNetServer } from "node:net"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { createServer, type ReinServer } from "../src/createServer.js"
+import { request, start, tempDir, type TestServer } from "./helpers.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const bin = join(root, "dist", "sandbox", "bin.js")
+const agentJs = join(root, "dist-test", "acp-agent.js")
+
+beforeAll(() => {
+  execSync("npx tsc -p tsconfig.build.json", { cwd: root, stdio: "pipe", timeout: 120_000 })
+  buildSync({ entryPoints: [join(root, "test/fixtures/acp-agent.ts")], outfile: agentJs, format: "esm", platform: "node", target: "node20" })
+  expect(existsSync(bin)).toBe(true)
+}, 180_000)
+
+interface Sandbox {
+  readonly child: ChildProcess
+  readonly stderr: () => string
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const sandboxes: Array<Sandbox> = []
+const cleanups: Array<() => void | Promise<void>> = []
+
+afterEach(async () => {
+  for (const s of sandboxes.splice(0)) {
+    if (s.child.exitCode === null && s.child.signalCode === null) {
+      s.child.kill("SIGKILL")
+      await s.exited
+    }
+  }
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+const cleanEnv = () => {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("REIN_") && v !== undefined) env[k] = v
+  return env
+}
+
+const runSandbox = (args: ReadonlyArray<string>, agentArgs: ReadonlyArray<string> = []): Sandbox => {
+  const child = spawn(process.execPath, [bin, ...args, "--", process.execPath, agentJs, ...agentArgs], {
+    env: cleanEnv(),
+    stdio: ["ignore", "ignore", "pipe"]
+  })
+  let stderr = ""
+  child.stderr!.on("data", (d) => (stderr += d))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once("exit", (code, signal) => r({ code, signal }))
+  )
+  const s = { child, stderr: () => stderr, exited }
+  sandboxes.push(s)
+  return s
+}
+
+const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))])
+
+/** Polls the artifacts until `check` passes on them; the last failure is the error. */
+const until = async (base: string, id: string, check: (arts: Array<any>) => void, timeoutMs = 20_000): Promise<Array<any>> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const res = await request(base, "GET", `/sessions/${id}/artifacts`)
+    try {
+      check(res.body)
+      return res.body
+    } catch (e) {
+      if (Date.now() > deadline) throw e
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const waitStatus = async (base: string, id: string, status: string, timeoutMs = 20_000) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const res = await request(base, "GET", `/sessions/${id}`)
+    if (res.body?.status === status) return
+    if (Date.now() > deadline) throw new Error(`session ${id} is ${res.body?.status}, not ${status}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const kinds = (arts: Array<any>, kind: string) => arts.filter((a) => a.kind === kind)
+const texts = (arts: Array<any>) => kinds(arts, "text").map((a) => a.text)
+
+let n = 0
+/** A session with a sandbox running the scripted agent in its own directory, ready for prompts. */
+const session = async (server: { url: string }, extra: ReadonlyArray<string> = []) => {
+  const id = `s${++n}-${process.pid}`
+  const { dir, cleanup } = tempDir()
+  cleanups.push(cleanup)
+  const cwd = join(dir, "project")
+  mkdirSync(cwd)
+  const sandbox = runSandbox(["--url", server.url, "--session", id, "--create", "--cwd", cwd, ...extra])
+  // Ready once initialize and session/new were answered.
+  const deadline = Date.now() + 20_000
+  while (!sandbox.stderr().includes("ACP session ")) {
+    if (Date.now() > deadline || sandbox.child.exitCode !== null) throw new Error(`rein-sandbox did not start: ${sandbox.stderr()}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const command = async (body: unknown) => {
+    const res = await request(server.url, "POST", `/sessions/${id}/commands`, body)
+    expect(res.status, res.text).toBe(202)
+  }
+  return { id, cwd, dir, sandbox, command, prompt: (text: string) => command({ type: "prompt", text }) }
+}
+
+describe("rein-sandbox with a scripted ACP agent", () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await start()
+  })
+  afterAll(async () => {
+    await server.close()
+  })
+
+  it("holds the session: the agent artifact has its name, version, modes and commands", async () => {
+    const s = await session(server)
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "agent")[0].commands).toHaveLength(2))
+    const agent = kinds(arts, "agent")[0]
+    expect(agent).toMatchObject({
+      name: "Scripted Agent",
+      version: "1.2.3",
+      currentModeId: "ask",
+      modes: [{ id: "ask", name: "Ask", description: "Ask before edits" }, { id: "code", name: "Code" }],
+      commands: [{ name: "init", description: "Write AGENTS.md" }, { name: "compact", description: "Compact" }]
+    })
+    expect((await request(server.url, "GET", `/sessions/${s.id}`)).body.status).toBe("live")
+  })
+
+  it("text and reasoning stream into one artifact each, then the turn ends", async () => {
+    const s = await session(server)
+    await s.prompt("text")
+    await waitStatus(server.url, s.id, "idle")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["Hello, world."]))
+    expect(kinds(arts, "reasoning").map((a) => a.text)).toEqual(["Thinking about it."])
+    expect(kinds(arts, "user_message").map((a) => a.text)).toEqual(["text"])
+  })
+
+  it("a plan keeps its priorities", async () => {
+    const s = await session(server)
+    await s.prompt("plan")
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "plan")).toHaveLength(1))
+    expect(kinds(arts, "plan")[0].entries).toEqual([
+      { content: "Read the code", priority: "high", status: "completed" },
+      { content: "Fix the bug", priority: "medium", status: "in_progress" },
+      { content: "Write a test", priority: "low", status: "pending" }
+    ])
+  })
+
+  it("a tool call with a diff and a permission allowed over HTTP: the file changes, file_change has the exact diff", async () => {
+    const s = await session(server)
+    writeFileSync(join(s.cwd, "a.txt"), "one\ntwo\nthree\n")
+    await s.prompt("tool-diff a.txt")
+    const pending = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
+    const call = kinds(pending, "tool_call")[0]
+    expect(call).toMatchObject({ toolCallId: "edit-1", title: "Edit a.txt", kind: "edit", status: "pending" })
+    expect(call.locations).toEqual([{ path: join(s.cwd, "a.txt"), line: 1 }])
+    expect(JSON.parse(call.input)).toEqual({ file_path: join(s.cwd, "a.txt") })
+    // Not before the call completes: the edit may still be rejected.
+    expect(kinds(pending, "file_change")).toEqual([])
+    const permission = kinds(pending, "permission")[0]
+    expect(permission.toolCallId).toBe("edit-1")
+    expect(permission.options.map((o: any) => o.name)).toEqual(["Allow", "Always allow edits", "Reject"])
+    await s.command({ type: "permission_reply", requestId: permission.requestId, decision: "allow_once" })
+    await waitStatus(server.url, s.id, "idle")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["Edited with allow."]))
+    expect(kinds(arts, "tool_call")[0].status).toBe("done")
+    const [change] = kinds(arts, "file_change")
+    expect(change).toMatchObject({ path: "a.txt", action: "modify" })
+    expect(applyPatch("one\ntwo\nthree\n", change.diff)).toBe("one\n2\nthree\n")
+    expect(readFileSync(join(s.cwd, "a.txt"), "utf8")).toBe("one\n2\nthree\n")
+    expect(kinds(arts, "permission")[0]).toMatchObject({ decision: "allow_once", optionId: "allow" })
+  })
+
+  it("a permission rejected: the call fails, no file_change, the file stays", async () => {
+    const s = await session(server)
+    writeFileSync(join(s.cwd, "a.txt"), "one\ntwo\n")
+    await s.prompt("tool-diff a.txt")
+    const pending = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
+    await s.command({ type: "permission_reply", requestId: kinds(pending, "permission")[0].requestId, decision: "reject" })
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["Edit rejected."]))
+    expect(kinds(arts, "tool_call")[0]).toMatchObject({ status: "error", output: "The user rejected the edit." })
+    expect(kinds(arts, "file_change")).toEqual([])
+    expect(readFileSync(join(s.cwd, "a.txt"), "utf8")).toBe("one\ntwo\n")
+  })
+
+  it("a permission answered with a chosen optionId reaches the agent as that option", async () => {
+    const s = await session(server)
+    await s.prompt("permission")
+    const pending = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
+    const permission = kinds(pending, "permission")[0]
+    expect(permission.title).toBe("Ready to code?")
+    expect(permission.options.map((o: any) => o.optionId)).toEqual(["auto", "manual", "bypass", "plan"])
+    await s.command({ type: "permission_reply", requestId: permission.requestId, optionId: "bypass" })
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["chose bypass"]))
+  })
+
+  it("abort during streaming: session/cancel, the turn ends cancelled, and the next prompt runs", async () => {
+    const s = await session(server)
+    await s.prompt("slow-stream")
+    await until(server.url, s.id, (arts) => expect(texts(arts)[0] ?? "").toContain("chunk 3 "))
+    await s.command({ type: "abort" })
+    await waitStatus(server.url, s.id, "idle")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    expect(texts(arts)[0]).not.toContain("chunk 399")
+    await s.prompt("echo still here")
+    await until(server.url, s.id, (arts) => expect(texts(arts)[1]).toBe("still here"))
+  })
+
+  it("abort during a pending permission: it is answered cancelled at once, the call and the permission show it", async () => {
+    const s = await session(server)
+    writeFileSync(join(s.cwd, "a.txt"), "one\ntwo\n")
+    await s.prompt("tool-diff a.txt")
+    await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
+    await s.command({ type: "abort" })
+    await waitStatus(server.url, s.id, "idle")
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")[0].decision).toBe("cancelled"))
+    expect(kinds(arts, "tool_call")[0].status).toBe("cancelled")
+    expect(kinds(arts, "file_change")).toEqual([])
+    expect(readFileSync(join(s.cwd, "a.txt"), "utf8")).toBe("one\ntwo\n")
+  })
+
+  it("a second prompt during a turn is queued, said so, and runs after it in order", async () => {
+    const s = await session(server)
+    await s.prompt("echo first")
+    await s.prompt("echo second")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["first", "second"]))
+    const queued = kinds(arts, "custom").filter((a) => a.name === "rein.prompt_queued")
+    expect(queued.map((a) => a.data)).toEqual([{ text: "echo second", position: 1 }])
+    await waitStatus(server.url, s.id, "idle")
+  })
+
+  it("fs: reads and writes inside --cwd, each write a file_change; paths outside are refused with a JSON-RPC error", async () => {
+    const s = await session(server)
+    writeFileSync(join(s.cwd, "notes.txt"), "alpha\nbeta\ngamma\n")
+    await s.prompt("fs notes.txt")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    expect(texts(arts)[0]).toBe(`read "alpha\\nbeta\\ngamma\\n"; line 2 "beta\\n"`)
+    expect(readFileSync(join(s.cwd, "notes.txt"), "utf8")).toBe("ALPHA\nBETA\nGAMMA\n")
+    expect(readFileSync(join(s.cwd, "sub", "created.txt"), "utf8")).toBe("fresh\n")
+    const changes = kinds(arts, "file_change")
+    expect(changes.map((c) => [c.path, c.action])).toEqual([["notes.txt", "modify"], ["sub/created.txt", "create"]])
+    expect(applyPatch("alpha\nbeta\ngamma\n", changes[0].diff)).toBe("ALPHA\nBETA\nGAMMA\n")
+
+    writeFileSync(join(s.dir, "secret.txt"), "secret")
+    await s.prompt(`fs-outside ${join(s.dir, "secret.txt")}`)
+    const after = await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(3))
+    expect(texts(after)[1]).toMatch(/^refused: -32602 .*outside the working directory/)
+    expect(texts(after)[2]).toBe("write refused: -32602")
+    expect(existsSync(join(s.dir, "escape.txt"))).toBe(false)
+  })
+
+  it("terminal: the command runs in --cwd, its output goes into the tool call", async () => {
+    const s = await session(server)
+    await s.prompt("terminal")
+    const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    expect(texts(arts)[0]).toMatch(/^exit 4; output /)
+    const call = kinds(arts, "tool_call")[0]
+    expect(call).toMatchObject({ title: "Run echo", kind: "execute", status: "done" })
+    expect(call.output).toContain(`out-${s.cwd}`)
+    expect(call.output).toContain("err")
+  })
+
+  it("usage: the context window, and the cumulative cost counted once", async () => {
+    const s = await session(server)
+    await s.prompt("usage")
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "usage")[0]?.context?.used).toBe(5400))
+    expect(kinds(arts, "usage")).toHaveLength(1)
+    expect(kinds(arts, "usage")[0]).toMatchObject({ costUsd: 0.75, context: { used: 5400, size: 200000 } })
+  })
+
+  it("updates Rein has no event for, or that fail the SDK's schema, arrive as custom acp.<variant>", async () => {
+    const s = await session(server)
+    await s.prompt("unknown")
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "custom")).toHaveLength(2))
+    expect(kinds(arts, "custom").map((a) => [a.name, a.data.sessionUpdate])).toEqual([
+      ["acp.future_thing", "future_thing"],
+      ["acp.usage_update", "usage_update"]
+    ])
+  })
+
+  it("set_mode is session/set_mode; the agent artifact follows the current mode", async () => {
+    const s = await session(server)
+    await s.command({ type: "set_mode", modeId: "code" })
+    await until(server.url, s.id, (arts) => expect(kinds(arts, "agent")[0].currentModeId).toBe("code"))
+  })
+
+  it("a JSON-RPC error answering the prompt: an error, then turn_end error", async () => {
+    const s = await session(server)
+    await s.prompt("fail")
+    await waitStatus(server.url, s.id, "idle").catch((e) => { console.log(s.sandbox.stderr()); throw e })
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
+    expect(kinds(arts, "error")[0].message).toContain("scripted failure")
+    await s.prompt("echo fine")
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["fine"]))
+  })
+
+  it("the agent crashing: an error with its exit code and stderr, the turn ended, rein-sandbox exits non-zero", async () => {
+    const s = await session(server)
+    await s.prompt("crash")
+    const exit = await withTimeout(s.sandbox.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(1)
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
+    expect(kinds(arts, "error")[0].message).toMatch(/exited with code 3[\s\S]*boom: the scripted agent crashes on purpose/)
+    expect(kinds(arts, "error")[0].code).toBe(3)
+    expect(texts(arts)).toEqual(["about to crash"])
+    // The turn was ended (the session is not left "live"), and the sandbox is gone.
+    await waitStatus(server.url, s.id, "disconnected")
+  })
+
+  it("the session deleted: the agent and everything it started are stopped, exit 0", async () => {
+    const s = await session(server)
+    const pidFile = join(s.dir, "child.pid")
+    await s.prompt(`spawn-child ${pidFile}`)
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    const childPid = Number(readFileSync(pidFile, "utf8"))
+    expect(alive(childPid)).toBe(true)
+    expect((await request(server.url, "DELETE", `/sessions/${s.id}`)).status).toBe(204)
+    const exit = await withTimeout(s.sandbox.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(0)
+    await waitGone(childPid)
+  })
+
+  it("SIGTERM: a clean stop, the running turn ended cancelled, the agent's group gone, exit 0", async () => {
+    const s = await session(server)
+    const pidFile = join(s.dir, "child.pid")
+    await s.prompt(`spawn-child ${pidFile}`)
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    const childPid = Number(readFileSync(pidFile, "utf8"))
+    await s.prompt("slow-stream")
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(2))
+    s.sandbox.child.kill("SIGTERM")
+    const exit = await withTimeout(s.sandbox.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(0)
+    await waitGone(childPid)
+    await waitStatus(server.url, s.id, "disconnected")
+  })
+})
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+const waitGone = async (pid: number, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (alive(pid)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} is still alive`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const srv = createNetServer()
+    srv.once("error", reject)
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port
+      srv.close(() => resolve(port))
+    })
+  })
+
+describe("rein-sandbox across a server restart", () => {
+  it("a turn streaming while the server restarts (SQLite file): nothing lost, nothing doubled", async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const port = await freePort()
+    const dbPath = join(dir, "rein.db")
+    let server: ReinServer = await createServer({ port, dbPath })
+    cleanups.push(() => server.close())
+    const url = `http://127.0.0.1:${port}`
+    const s = await session({ url })
+    await s.prompt("drip 40 60")
+    await until(url, s.id, (arts) => expect(texts(arts)[0] ?? "").toContain("c5;"))
+    await server.close()
+    await new Promise((r) => setTimeout(r, 700))
+    server = await createServer({ port, dbPath })
+    const expected = Array.from({ length: 40 }, (_, i) => `c${i};`).join("")
+    const arts = await until(url, s.id, (arts) => expect(texts(arts)).toEqual([expected]), 40_000)
+    expect(kinds(arts, "user_message")).toHaveLength(1)
+    await waitStatus(url, s.id, "idle", 20_000)
+  }, 90_000)
+})
