@@ -167,7 +167,7 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     await s.prompt("tool-diff a.txt")
     const pending = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
     const call = kinds(pending, "tool_call")[0]
-    expect(call).toMatchObject({ toolCallId: "edit-1", title: "Edit a.txt", kind: "edit", status: "pending" })
+    expect(call).toMatchObject({ toolCallId: "edit-1", title: "Edit a.txt", toolKind: "edit", status: "pending" })
     expect(call.locations).toEqual([{ path: join(s.cwd, "a.txt"), line: 1 }])
     expect(JSON.parse(call.input)).toEqual({ file_path: join(s.cwd, "a.txt") })
     // Not before the call completes: the edit may still be rejected.
@@ -270,7 +270,7 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
     expect(texts(arts)[0]).toMatch(/^exit 4; output /)
     const call = kinds(arts, "tool_call")[0]
-    expect(call).toMatchObject({ title: "Run echo", kind: "execute", status: "done" })
+    expect(call).toMatchObject({ title: "Run echo", toolKind: "execute", status: "done" })
     expect(call.output).toContain(`out-${s.cwd}`)
     expect(call.output).toContain("err")
   })
@@ -302,7 +302,7 @@ describe("rein-sandbox with a scripted ACP agent", () => {
   it("a JSON-RPC error answering the prompt: an error, then turn_end error", async () => {
     const s = await session(server)
     await s.prompt("fail")
-    await waitStatus(server.url, s.id, "idle").catch((e) => { console.log(s.sandbox.stderr()); throw e })
+    await waitStatus(server.url, s.id, "idle")
     const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
     expect(kinds(arts, "error")[0].message).toContain("scripted failure")
     await s.prompt("echo fine")

@@ -23,13 +23,12 @@ import { ReinError } from "../client/errors.js"
 import { ReinClient } from "../client/ReinClient.js"
 import { SandboxConnection } from "../client/SandboxConnection.js"
 import type { ConnectionState } from "../client/stream.js"
-import type { Command } from "../Domain/Command.js"
-import type { Event as DomainEvent } from "../Domain/Event.js"
+import type { SandboxCommand } from "../Domain/Command.js"
 import { chooseAuthMethod, clientCapabilities, connect } from "./Acp.js"
 import { type AgentExit, type AgentProcess, spawnAgent } from "./Agent.js"
 import { Fs } from "./Fs.js"
 import { permissionOptionsOf, UpdateMapper } from "./Mapping.js"
-import type { Event, PermissionOption } from "./ReinEvent.js"
+import type { Event, PermissionOption } from "../Domain/Event.js"
 import { Terminals } from "./Terminals.js"
 
 export interface BridgeOptions {
@@ -104,8 +103,7 @@ export class Bridge {
 
   /** Sends events in order; failures are reported by the connection's onError. */
   private send(events: Event | ReadonlyArray<Event>): void {
-    // TEMPORARY cast until the issue-13 events are in src/Domain/Event.ts (see ReinEvent.ts).
-    void this.conn!.send(events as DomainEvent | ReadonlyArray<DomainEvent>).catch(() => {})
+    void this.conn!.send(events).catch(() => {})
   }
 
   private running$: Promise<BridgeExit> | undefined
@@ -239,9 +237,8 @@ export class Bridge {
 
   // --- Rein -> agent -------------------------------------------------------
 
-  private onCommand(command: Command): void {
+  private onCommand(c: SandboxCommand): void {
     if (this.ending !== undefined) return
-    const c = command as Command & { readonly optionId?: string | null }
     switch (c.type) {
       case "prompt": {
         this.queue.push(c.text)
@@ -253,22 +250,19 @@ export class Bridge {
       }
       case "abort":
         return this.abort()
+      case "set_mode":
+        return void this.setMode(c.modeId)
       case "permission_reply": {
         const pending = this.permissions.get(c.requestId)
         if (pending === undefined) return this.log(`permission reply for ${c.requestId}, which is not pending`)
-        const optionId = typeof c.optionId === "string" && pending.options.some((o) => o.optionId === c.optionId)
+        // The server completed the reply against the request's options; a decision alone (no option
+        // of its kind) is matched here once more, so a reject without a reject option cancels.
+        const optionId = c.optionId !== null && pending.options.some((o) => o.optionId === c.optionId)
           ? c.optionId
-          : c.decision !== undefined
-          ? optionForDecision(pending.options, c.decision)
-          : undefined
+          : optionForDecision(pending.options, c.decision)
         this.permissions.delete(c.requestId)
         pending.resolve(optionId !== undefined ? { outcome: { outcome: "selected", optionId } } : { outcome: { outcome: "cancelled" } })
         return
-      }
-      default: {
-        const other = c as { readonly type: string; readonly modeId?: unknown }
-        if (other.type === "set_mode" && typeof other.modeId === "string") return void this.setMode(other.modeId)
-        this.log(`ignored a command of type ${other.type}`)
       }
     }
   }

@@ -8,7 +8,7 @@ import { RequestError } from "@agentclientprotocol/sdk"
 import { mkdir, readFile, realpath, writeFile } from "node:fs/promises"
 import { dirname, isAbsolute, relative, resolve, sep } from "node:path"
 import { fileChange } from "./Mapping.js"
-import type { Event } from "./ReinEvent.js"
+import type { Event } from "../Domain/Event.js"
 
 const inside = (root: string, path: string) => {
   const rel = relative(root, path)

@@ -11,7 +11,7 @@
  */
 import { createTwoFilesPatch } from "diff"
 import { isAbsolute, relative, sep } from "node:path"
-import type { Event, Location, PermissionOption, PlanEntry, ToolKind } from "./ReinEvent.js"
+import type { Event, Location, PermissionOption, PlanEntry, ToolKind } from "../Domain/Event.js"
 
 type Json = Record<string, unknown>
 
