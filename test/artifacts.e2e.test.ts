@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the artifact part of PROTOCOL.md over real HTTP: the
+ * End-to-end tests of the artifact part of docs/protocol.md over real HTTP: the
  * reduction of events into artifacts, the artifact stream (framing,
  * snapshots, live changes, resume with Last-Event-ID, many clients joining
  * during a burst), batches, idempotency, body limits, commands that create or
@@ -248,7 +248,7 @@ describe("artifacts: a realistic turn", () => {
   })
 
   it("an open text artifact stays open across events of its own type (a keyed text_delta)", async () => {
-    // PROTOCOL.md: "A delta artifact without partId stays open until an event of any other type arrives."
+    // docs/protocol.md: "A delta artifact without partId stays open until an event of any other type arrives."
     const server = await boot()
     await create(server, "o1")
     await send(server, "o1", { type: "text_delta", delta: "Hel" })

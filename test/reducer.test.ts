@@ -1,5 +1,5 @@
 /**
- * The Reducer: unit tests per event type (PROTOCOL.md, "Events"), batches,
+ * The Reducer: unit tests per event type (docs/protocol.md, "Events"), batches,
  * fromArtifacts, and properties that tie the reducer's changes to what both
  * stores hold (a client fold of the live changes equals the stored artifacts,
  * also after a resume).
@@ -163,7 +163,7 @@ describe("Reducer: deltas", () => {
     expect(r.artifacts.map((a) => [a.seq, a.partId, a.text])).toEqual([[1, undefined, "open"], [2, "p", "keyed+k"]])
   })
 
-  // PROTOCOL.md: "A delta artifact without partId stays open until an event of any other type arrives."
+  // docs/protocol.md: "A delta artifact without partId stays open until an event of any other type arrives."
   // A keyed text_delta is of the same type, so the open text artifact should survive it.
   it("a keyed text_delta (same type) does not close the open text artifact", () => {
     const r = ok(run([

@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the session part of PROTOCOL.md: every route and status
+ * End-to-end tests of the session part of docs/protocol.md: every route and status
  * code, the status machine, the session stream, keep-alive, bootstrap
  * timeout, persistence across restart, close() and the createServer facade.
  * Real sockets, real fetch, the SSE client of helpers.ts.

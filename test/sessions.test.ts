@@ -1,7 +1,7 @@
 /**
  * The Sessions service over the in-memory store, the EventBus and the
  * Reducer, on the TestClock: bootstrap timers, restart, ingest, streams,
- * idempotency, commands and sandbox connections (PROTOCOL.md).
+ * idempotency, commands and sandbox connections (docs/protocol.md).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"

@@ -1,5 +1,5 @@
 /**
- * The client → sandbox command vocabulary (PROTOCOL.md, "Commands").
+ * The client → sandbox command vocabulary (docs/protocol.md, "Commands").
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"

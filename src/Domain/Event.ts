@@ -1,5 +1,5 @@
 /**
- * The sandbox → server event vocabulary (PROTOCOL.md, "Events") and its decoder.
+ * The sandbox → server event vocabulary (docs/protocol.md, "Events") and its decoder.
  */
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"

@@ -1,5 +1,5 @@
 /**
- * The routes of PROTOCOL.md. Each decodes its input and calls Sessions;
+ * The routes of docs/protocol.md. Each decodes its input and calls Sessions;
  * failures become JSON through `Errors.handle`.
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
