@@ -654,3 +654,53 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
   })
 })
+
+describe("rein: permission options and tool titles (issue 13 protocol)", () => {
+  const options = [
+    { optionId: "o-once", name: "Allow this time", kind: "allow_once" },
+    { optionId: "o-never", name: "Never for this repo", kind: "reject_always" }
+  ]
+
+  it("approve --option answers with an option; unknown ones are the server's 400; titles and the agent are shown", async () => {
+    const s = await startServer()
+    await s.createSession("o1")
+    const sb = await sandbox(s.url, "o1")
+    await sb.post(
+      { type: "agent", name: "claude-code", version: "1.2.3" },
+      { type: "tool_call_start", toolCallId: "t1", name: "edit", title: "Edit src/a.ts", kind: "edit", locations: [{ path: "src/a.ts", line: 3 }] },
+      { type: "permission_request", requestId: "r1", toolCallId: "t1", title: "Allow the edit?", options }
+    )
+    const url = ["--url", s.url]
+    const unknown = await rein([...url, "approve", "o1", "--option", "o-nope"])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^rein: optionId: .*o-nope.* not an option of permission request r1/)
+    expect(await rein([...url, "approve", "o1", "--option", "o-never"])).toMatchObject({ code: 0, stdout: "answered r1 with o-never\n" })
+    expect((await sb.command("permission_reply")).data).toEqual({ type: "permission_reply", requestId: "r1", decision: "reject", optionId: "o-never" })
+    const out = (await rein([...url, "artifacts", "o1"])).stdout
+    expect(out).toBe([
+      "[agent] claude-code 1.2.3",
+      "[tool] Edit src/a.ts src/a.ts:3 · running",
+      "[permission] Allow the edit? (r1): rejected (Never for this repo)",
+      ""
+    ].join("\n"))
+  })
+
+  it.skipIf(!hasTmux)("on a terminal: the options by name with their numbers; a number answers with that option", async () => {
+    const s = await startServer()
+    await s.createSession("o2")
+    const sb = await sandbox(s.url, "o2")
+    await sb.post(
+      { type: "tool_call_start", toolCallId: "t1", name: "bash", title: "Run the migrations", kind: "execute" },
+      { type: "permission_request", requestId: "r1", toolCallId: "t1", title: "Run it?", options }
+    )
+    const t = terminal(["--url", s.url, "watch", "o2"])
+    const screen = await t.waitFor((x) => x.includes(" 2  Never for this repo"), "the options")
+    expect(screen).toContain("◌ Run the migrations · running")
+    expect(screen).toMatch(/1\) Allow this time \[allow_once\]\n\s+2\) Never for this repo \[reject_always\]/)
+    t.keys("2")
+    expect((await sb.command("permission_reply")).data).toMatchObject({ requestId: "r1", decision: "reject", optionId: "o-never" })
+    await t.waitFor((x) => x.includes("Run it? (r1) · rejected (Never for this repo)"), "the answer")
+    t.keys("C-c")
+    await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
+  })
+})

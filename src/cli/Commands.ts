@@ -18,7 +18,7 @@ import { type CliError, describe, exitCode, Usage } from "./Errors.js"
 import { Io } from "./Io.js"
 import { listSessions, watchSessions } from "./SessionList.js"
 import { requireSession, watchSession } from "./SessionWatch.js"
-import { artifactLines, isPendingPermission } from "./Transcript.js"
+import { artifactLines, isPendingPermission, type PermissionKey } from "./Transcript.js"
 
 const url = Options.text("url").pipe(
   Options.withDescription("the Rein server (default http://127.0.0.1:4800, env REIN_URL)"),
@@ -139,9 +139,9 @@ const pendingRequest = (id: string, named: Option.Option<string>) =>
     return String(pending[0]!.requestId)
   })
 
-const answer = (id: string, requestId: string, reply: { decision: string } | { optionId: string }) =>
+const answer = (id: string, requestId: string, reply: PermissionKey["reply"]) =>
   Effect.flatMap(Api.Api, (api) =>
-    api.call((c) => c.sendCommand(id, { type: "permission_reply", requestId, ...reply } as never)).pipe(
+    api.call((c) => c.sendCommand(id, { type: "permission_reply", requestId, ...reply })).pipe(
       Effect.mapError(Api.noSandbox(id))
     ))
 

@@ -106,7 +106,7 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           const requestId = String(p.requestId)
           sending = requestId
           footer()
-          const answer: Command = { type: "permission_reply", requestId, ...key.reply } as Command
+          const answer: Command = { type: "permission_reply", requestId, ...key.reply }
           api.client.sendCommand(id, answer).then(() => undefined, fromUnknown(api.url)).then((e) => {
             sending = undefined
             if (e !== undefined) {
