@@ -398,3 +398,25 @@ describe("rein-sandbox across a server restart", () => {
     await waitStatus(url, s.id, "idle", 20_000)
   }, 90_000)
 })
+
+describe("rein-sandbox with auth", () => {
+  const token = "s3cret-token"
+  let server: TestServer
+  beforeAll(async () => {
+    server = await start({ token })
+  })
+  afterAll(async () => {
+    await server.close()
+  })
+  const auth = { authorization: `Bearer ${token}` }
+
+  it("a refused token: exit 1, saying why; no agent is started", async () => {
+    const created = await request(server.url, "POST", "/sessions/auth-a", {}, auth)
+    expect(created.status).toBe(201)
+    const s = runSandbox(["--url", server.url, "--session", "auth-a", "--token", "wrong"])
+    const exit = await withTimeout(s.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(1)
+    expect(s.stderr()).toMatch(/cannot hold session auth-a's command stream/)
+    expect(s.stderr()).not.toContain("ACP session")
+  })
+})
