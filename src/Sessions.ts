@@ -87,7 +87,7 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound | StoreError>
   readonly remove: (id: string) => Effect.Effect<void, SessionNotFound | StoreError>
   /** The sandbox's command queue, live for the scope; a newer connection ends an older one. */
-  readonly connectSandbox: (id: string) => Effect.Effect<Queue.Dequeue<SandboxCommand>, SessionNotFound | StoreError, Scope.Scope>
+  readonly connectSandbox: (id: string) => Effect.Effect<SandboxFeed, SessionNotFound | StoreError, Scope.Scope>
   /**
    * Delivers a command to the session's sandbox, recording what it changes (a prompt, a permission
    * reply, completed first). Nothing is applied or sent when it fails.
@@ -120,11 +120,20 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   readonly health: Effect.Effect<void, StoreError>
 }>() {}
 
+/** A sandbox's commands; once they end, `removed` tells whether it was because the session is gone. */
+export interface SandboxFeed {
+  readonly commands: Queue.Dequeue<SandboxCommand>
+  /** True once the session was removed (deleted, expired, or removed on another instance) while connected. */
+  readonly removed: () => boolean
+}
+
 interface Sandbox {
   readonly connection: number
   readonly queue: Queue.Queue<SandboxCommand>
+  /** Set before the queue is shut down because the session is gone (not replaced, not shut down). */
+  removed: boolean
   /** Numbers lease claims in the order they were stored (clustered). */
-  readonly claimed: number
+  claimed: number
 }
 
 /**
@@ -399,7 +408,11 @@ export const make = (options: SessionsOptions) =>
           resident.delete(entry)
           return notify(entry.session.project, { _tag: "removed", id })
         })
-        if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
+        if (entry.sandbox !== undefined) {
+          // Its stream says so before it ends: the sandbox must not reconnect.
+          entry.sandbox.removed = true
+          yield* Queue.shutdown(entry.sandbox.queue)
+        }
         entry.sandbox = undefined
         yield* bus.endArtifacts(id)
       })
@@ -767,6 +780,7 @@ export const make = (options: SessionsOptions) =>
         Effect.gen(function*() {
           const connection = ++connections
           const queue = yield* Queue.dropping<SandboxCommand>(options.subscriberBuffer)
+          const sandbox: Sandbox = { connection, queue, claimed: 0, removed: false }
           // Acquired with its release, so no interruption can leave a sandbox nobody reads.
           yield* Effect.acquireRelease(
             locked(id, (entry) =>
@@ -779,7 +793,8 @@ export const make = (options: SessionsOptions) =>
                 yield* setStatus(entry, "live", { always: true })
                 // A second sandbox stream closes the first; the first's close then changes nothing.
                 if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
-                entry.sandbox = { connection, queue, claimed: ++claims }
+                entry.sandbox = sandbox
+                sandbox.claimed = ++claims
                 yield* timers.remove(id)
                 return entry
               })).pipe(Effect.ensuring(Effect.sync(() => claiming.delete(connection)))),
@@ -799,7 +814,7 @@ export const make = (options: SessionsOptions) =>
                 Effect.catchAllCause((cause) => closing ? Effect.void : Effect.logWarning(`could not mark ${id} disconnected`, cause))
               )
           )
-          return queue
+          return { commands: queue, removed: () => sandbox.removed } satisfies SandboxFeed
         }),
       command: (id, command) =>
         locked(id, (entry) =>

@@ -209,9 +209,9 @@ describe("ReinClient.watchSession", () => {
     const final = await watch.done
     expect(final.connection.status).toBe("gone")
     expect(final.artifacts).toEqual(stored)
-    // The sandbox's command stream ends the same way, and so does its iterator.
+    // The sandbox's command stream is told (session_removed): final as "removed", and its iterator ends.
     expect((await commands.next()).done).toBe(true)
-    expect(sandbox.state.status).toBe("gone")
+    expect(sandbox.state.status).toBe("removed")
   })
 
   it("resumes with Last-Event-ID after a server restart and converges, nothing lost or doubled", async () => {
@@ -271,6 +271,19 @@ describe("ReinClient.watchSession", () => {
 })
 
 describe("SandboxConnection", () => {
+  it("sends awaited one after another all arrive (the next send lands while the pump is finishing)", async () => {
+    const server = await open()
+    const client = clientFor(server)
+    await client.createSession("seq1")
+    const sandbox = sandboxFor(server.url, "seq1")
+    await sandbox.connect()
+    const sent = async () => {
+      for (let i = 0; i < 20; i++) await sandbox.send({ type: "custom", name: `n${i}` })
+    }
+    await Promise.race([sent(), new Promise((_, reject) => setTimeout(() => reject(new Error("a send never resolved")), 10_000))])
+    expect((await client.artifacts("seq1")).map((a) => a.name)).toEqual(Array.from({ length: 20 }, (_, i) => `n${i}`))
+  })
+
   it("receives commands in order (iterator and callback) and makes the session live", async () => {
     const server = await open()
     const client = clientFor(server)

@@ -668,7 +668,7 @@ describe("Sessions: commands and sandboxes", () => {
     return Effect.gen(function*() {
       const sessions = yield* Sessions
       yield* sessions.create("a1", null)
-      const queue = yield* sessions.connectSandbox("a1")
+      const { commands: queue } = yield* sessions.connectSandbox("a1")
       yield* sessions.ingest("a1", [{ type: "turn_end" }])
       expect(yield* statusOf("a1")).toBe("idle")
       const list = yield* collect(yield* sessions.watchSessions())
@@ -695,7 +695,7 @@ describe("Sessions: commands and sandboxes", () => {
     return Effect.gen(function*() {
       const sessions = yield* Sessions
       yield* sessions.create("a1", null)
-      const queue = yield* sessions.connectSandbox("a1")
+      const { commands: queue } = yield* sessions.connectSandbox("a1")
       yield* sessions.ingest("a1", [{ type: "permission_request", requestId: "r1", title: "rm -rf?" }])
       yield* sessions.command("a1", { type: "permission_reply", requestId: "r1", decision: "reject" })
       expect(yield* Effect.flip(sessions.command("a1", { type: "permission_reply", requestId: "r1", decision: "allow_once" })))
@@ -728,8 +728,8 @@ describe("Sessions: commands and sandboxes", () => {
       const list = yield* collect(yield* sessions.watchSessions())
       const scope1 = yield* Scope.make()
       const scope2 = yield* Scope.make()
-      const q1 = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope1))
-      const q2 = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope2))
+      const { commands: q1 } = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope1))
+      const { commands: q2 } = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope2))
       expect(yield* Queue.isShutdown(q1)).toBe(true)
       expect(yield* Queue.isShutdown(q2)).toBe(false)
       expect(yield* statusOf("a1")).toBe("live")
@@ -771,7 +771,7 @@ describe("Sessions: commands and sandboxes", () => {
       const sessions = yield* Sessions
       yield* sessions.create("a1", null)
       const scope = yield* Scope.make()
-      const queue = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope))
+      const { commands: queue } = yield* sessions.connectSandbox("a1").pipe(Scope.extend(scope))
       yield* sessions.remove("a1")
       expect(yield* Queue.isShutdown(queue)).toBe(true)
       yield* Scope.close(scope, Exit.void)

@@ -177,17 +177,22 @@ export const make = (options: RouterOptions) =>
           const id = yield* sessionId
           const sessions = yield* Sessions
           const c = yield* channel
-          const commands = yield* sessions.connectSandbox(id)
+          const feed = yield* sessions.connectSandbox(id)
           // No history here: `snapshot_complete` tells the sandbox it is connected.
           c.write(Sse.complete)
-          yield* Stream.fromQueue(commands).pipe(
+          yield* Stream.fromQueue(feed.commands).pipe(
             // Commands count against the stream's limits too: a sandbox that stops reading is cut off.
             Stream.runForEach((command) =>
               Effect.sync(() => {
                 if (!c.offer(Sse.command(command))) c.end("overflow")
               })
             ),
-            Effect.ensuring(Effect.sync(() => c.end("ended"))),
+            Effect.ensuring(Effect.sync(() => {
+              // The session is gone (not replaced by a newer sandbox, not a shutdown): the sandbox
+              // learns it here rather than from a reconnect refused.
+              if (feed.removed()) c.write(Sse.sessionRemoved(id))
+              c.end("ended")
+            })),
             Effect.forkScoped
           )
           return c.response()

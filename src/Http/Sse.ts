@@ -52,6 +52,9 @@ export const sessionNotice = cached<SessionNotice>((n) =>
 
 export const command = (c: SandboxCommand) => frame("command", c)
 
+/** The command stream's last frame when its session was deleted or expired. */
+export const sessionRemoved = (id: string) => frame("session_removed", { id })
+
 export interface Limits {
   /** Live events a subscriber may have unread before it is cut off. */
   readonly maxEvents: number

@@ -27,6 +27,11 @@ export type CreatedSession = Session & { readonly sandboxToken?: string }
 
 export type PermissionDecision = "allow_once" | "allow_always" | "reject"
 
+/** A permission reply by option (the request's `options[].optionId`), optionally with the decision it stands for. */
+export type PermissionChoice =
+  | { readonly optionId: string; readonly decision?: PermissionDecision }
+  | { readonly decision: PermissionDecision; readonly optionId?: string }
+
 export interface SessionsState extends WatchState {
   /** Oldest first, as `GET /sessions` orders them. */
   readonly sessions: ReadonlyArray<Session>
@@ -235,9 +240,27 @@ export class ReinClient {
     return this.sendCommand(id, { type: "abort" })
   }
 
-  /** Answers a permission request; 409 `conflict` when another client answered first. */
-  replyPermission(id: string, requestId: string, decision: PermissionDecision): Promise<void> {
-    return this.sendCommand(id, { type: "permission_reply", requestId, decision })
+  /**
+   * Answers a permission request with a decision, or with one of its options (`{ optionId }`); the
+   * server completes the other. 409 `conflict` when another client answered first; 400 when the
+   * `optionId` is not one of the request's options.
+   */
+  replyPermission(id: string, requestId: string, reply: PermissionDecision | PermissionChoice): Promise<void> {
+    return this.sendCommand(id, {
+      type: "permission_reply",
+      requestId,
+      ...(typeof reply === "string" ? { decision: reply } : reply)
+    })
+  }
+
+  /** `replyPermission` by the name the protocol gives it. */
+  permissionReply(id: string, requestId: string, reply: PermissionDecision | PermissionChoice): Promise<void> {
+    return this.replyPermission(id, requestId, reply)
+  }
+
+  /** Asks the agent to switch to one of the modes its `agent` artifact lists; 409 `no_sandbox` without a sandbox. */
+  setMode(id: string, modeId: string): Promise<void> {
+    return this.sendCommand(id, { type: "set_mode", modeId })
   }
 
   /** The session list, live. Reconnects by itself; `close()` it when done. */

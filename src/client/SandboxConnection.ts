@@ -32,6 +32,11 @@ export interface SandboxConnectionOptions {
   /** Called with each command, in order. */
   readonly onCommand?: (command: SandboxCommand) => void
   readonly onState?: (state: ConnectionState) => void
+  /**
+   * The session was deleted or expired (the command stream said `session_removed`): the connection
+   * is final, with status `removed`, and does not reconnect. Not called on a network drop.
+   */
+  readonly onRemoved?: () => void
   /** A batch was given up (rejected by the server, or out of attempts); its `send` promises reject too. */
   readonly onError?: (error: ReinError, events: ReadonlyArray<Event>) => void
 }
@@ -108,6 +113,7 @@ export class SandboxConnection {
         token: this.options.token,
         retry: this.options.retry,
         resume: false,
+        finalEvent: "session_removed",
         onOpen: () => {},
         onMessage: (m) => {
           if (m.event === "snapshot_complete") return resolve()
@@ -132,6 +138,7 @@ export class SandboxConnection {
             for (const inbox of this.inboxes) inbox.wake?.()
           }
           for (const listener of [...this.stateListeners]) listener(s)
+          if (s.status === "removed") this.options.onRemoved?.()
         }
       })
     })
@@ -215,7 +222,12 @@ export class SandboxConnection {
       clearTimeout(this.timer)
       this.timer = undefined
     }
-    this.pumping ??= this.pump().finally(() => (this.pumping = undefined))
+    this.pumping ??= this.pump().finally(() => {
+      this.pumping = undefined
+      // Events sent between the pump's last look at the queue and now (a caller resuming on its
+      // `send` promise sends the next at once) would otherwise wait for the next send.
+      if (this.queue.length > 0 && this.timer === undefined) this.kick()
+    })
   }
 
   /** One request at a time, so batches apply in order; what queues meanwhile forms the next batch. */

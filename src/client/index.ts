@@ -11,6 +11,7 @@ export {
   type ArtifactsState,
   ArtifactsWatch,
   type CreatedSession,
+  type PermissionChoice,
   type PermissionDecision,
   ReinClient,
   type ReinClientOptions,

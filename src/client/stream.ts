@@ -21,9 +21,10 @@ export interface SseMessage {
  * - `reconnecting`: the stream dropped or the server was unreachable; retrying
  * - `gone`: the server answered 404 (the session was removed); final
  * - `failed`: the server refused the request (401, 403, 400); final
+ * - `removed`: the stream said its session was deleted (`session_removed`, the command stream); final
  * - `closed`: closed by the caller; final
  */
-export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "gone" | "failed" | "closed"
+export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "gone" | "removed" | "failed" | "closed"
 
 export interface ConnectionState {
   readonly status: ConnectionStatus
@@ -33,7 +34,8 @@ export interface ConnectionState {
   readonly error?: ReinError | undefined
 }
 
-export const isFinal = (status: ConnectionStatus): boolean => status === "gone" || status === "failed" || status === "closed"
+export const isFinal = (status: ConnectionStatus): boolean =>
+  status === "gone" || status === "removed" || status === "failed" || status === "closed"
 
 export interface StreamOptions {
   readonly fetch: Fetch
@@ -42,6 +44,8 @@ export interface StreamOptions {
   readonly retry?: RetryOptions | undefined
   /** Send `Last-Event-ID` on reconnects (the artifact stream). Default true. */
   readonly resume?: boolean
+  /** An event that ends the stream for good, with status `removed` (the command stream's `session_removed`). */
+  readonly finalEvent?: string | undefined
   /** A response arrived with 200: the next messages are this connection's snapshots. */
   readonly onOpen: () => void
   readonly onMessage: (message: SseMessage) => void
@@ -124,14 +128,20 @@ export const openStream = (options: StreamOptions): StreamHandle => {
       const openedAt = Date.now()
       setState({ status: "open", attempt: 0 })
       options.onOpen()
+      let final = false
       try {
         await readBody(res.body, (m) => {
+          if (final) return
           if (m.id !== undefined) lastEventId = m.id
+          if (options.finalEvent !== undefined && m.event === options.finalEvent) final = true
           options.onMessage(m)
         })
+        if (final) return { status: "removed", attempt: 0 }
         // The server ended the stream (session removed, shutdown, or we fell behind): reconnect to find out which.
         state = { ...state, error: undefined }
       } catch (e) {
+        // Told the session is gone, a connection that then drops changes nothing.
+        if (final) return { status: "removed", attempt: 0 }
         if (signal.aborted) break
         state = { ...state, error: networkError(e) }
       }

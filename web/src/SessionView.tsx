@@ -22,6 +22,7 @@ const connectionLabel = (state: ArtifactsState | undefined): { text: string; ton
     case "reconnecting":
       return { text: `Reconnecting… (attempt ${c.attempt})`, tone: "warn" }
     case "gone":
+    case "removed":
       return { text: "Session deleted", tone: "bad" }
     case "failed":
       return { text: `Stream refused: ${c.error?.message ?? "error"}`, tone: "bad" }
