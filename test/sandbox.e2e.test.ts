@@ -377,6 +377,29 @@ const freePort = () =>
     })
   })
 
+describe("rein-sandbox restarted on the same session", () => {
+  it("an event the server refuses (a tool call id reused by the new agent) costs only itself, not its batch", async () => {
+    const server = await start()
+    cleanups.push(() => server.close())
+    const first = await session(server)
+    await first.prompt("terminal")
+    await until(server.url, first.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    first.sandbox.child.kill("SIGTERM")
+    expect((await withTimeout(first.sandbox.exited, 20_000, "rein-sandbox to exit")).code).toBe(0)
+    const second = runSandbox(["--url", server.url, "--session", first.id, "--cwd", first.cwd])
+    const deadline = Date.now() + 20_000
+    while (!second.stderr().includes("ACP session ")) {
+      if (Date.now() > deadline || second.child.exitCode !== null) throw new Error(`rein-sandbox did not start: ${second.stderr()}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect((await request(server.url, "POST", `/sessions/${first.id}/commands`, { type: "prompt", text: "terminal" })).status).toBe(202)
+    const arts = await until(server.url, first.id, (arts) => expect(texts(arts)).toHaveLength(2))
+    expect(texts(arts)[1]).toMatch(/^exit 4; output /)
+    expect(second.stderr()).toContain("already started")
+    await waitStatus(server.url, first.id, "idle")
+  })
+})
+
 describe("rein-sandbox across a server restart", () => {
   it("a turn streaming while the server restarts (SQLite file): nothing lost, nothing doubled", async () => {
     const { dir, cleanup } = tempDir()

@@ -144,7 +144,7 @@ export class Bridge {
       ...(o.fetch ? { fetch: o.fetch } : {}),
       onCommand: (c) => this.onCommand(c),
       onState: (s) => this.onStreamState(s),
-      onError: (e, events) => this.log(`rein: ${events.length} event(s) given up: ${e.message}`)
+      onError: (e, events) => this.onRejected(e, events)
     })
     try {
       await this.conn.connect()
@@ -367,6 +367,20 @@ export class Bridge {
         ...(options !== undefined ? { options } : {})
       })
     })
+  }
+
+  /**
+   * A batch is all or nothing: one event the server refuses (400) would take the others with it,
+   * a `turn_end` among them. So a refused batch is posted again one event at a time (nothing of it
+   * was applied, so nothing doubles), and only the refused event is lost (and logged).
+   */
+  private onRejected(error: ReinError, events: ReadonlyArray<Event>): void {
+    this.log(`rein: ${events.length} event(s) refused: ${error.message}`)
+    if (error.status !== 400 || events.length < 2 || this.conn === undefined) return
+    const conn = this.conn
+    void (async () => {
+      for (const e of events) await conn.send(e).catch(() => {})
+    })()
   }
 
   // --- endings -------------------------------------------------------------
