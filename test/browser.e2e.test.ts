@@ -11,7 +11,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { ReinClient } from "../src/client/index.js"
+import { ReinClient, SandboxConnection } from "../src/client/index.js"
 import { type DemoAgent, startDemoAgent } from "../src/demo/agent.js"
 import { eventually, start, type TestServer, tempDir } from "./helpers.js"
 
@@ -154,7 +154,7 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard in Chromium", () =>
     await page.close()
   })
 
-  it("Abort ends a running turn: the tool call is cancelled and the permission expires", async () => {
+  it("Abort ends a running turn: the tool call and its unanswered permission are cancelled", async () => {
     const page = await newPage(`${server.url}/#/sessions/b1`)
     await page.locator('.connection[data-connection="open"]').first().waitFor()
     const before = await client.artifacts("b1")
@@ -168,16 +168,90 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard in Chromium", () =>
 
     const tool = page.locator(".kind-tool_call", { hasText: "write_file" }).last()
     await tool.locator(".badge", { hasText: "cancelled" }).waitFor()
-    await page.locator(".kind-permission").last().locator(".decision-expired").waitFor()
+    const cancelled = page.locator(".kind-permission").last()
+    await cancelled.locator(".decision-cancelled", { hasText: "Cancelled" }).waitFor()
+    expect(await cancelled.getByRole("button").count()).toBe(0)
     await sessionBadge(page, "b1").and(page.locator('[data-status="idle"]')).waitFor()
     expect(await page.getByRole("button", { name: "Abort" }).isDisabled()).toBe(true)
 
     const stored = await expectConverged(page, "b1")
     const added = stored.slice(before.length)
     expect(added.find((a) => a.kind === "tool_call" && a.name === "write_file")?.status).toBe("cancelled")
-    expect(added.find((a) => a.kind === "permission")?.decision).toBeNull()
+    expect(added.find((a) => a.kind === "permission")?.decision).toBe("cancelled")
     expect(added.some((a) => a.kind === "file_change")).toBe(false)
     await page.close()
+  })
+
+  it("ACP details: tool titles, kinds and locations; option buttons by name send their optionId; the agent's modes and a mode switch; context; a cancelled permission", async () => {
+    await client.createSession("acp1")
+    const sandbox = new SandboxConnection({ baseUrl: server.url, sessionId: "acp1" })
+    const received: Array<unknown> = []
+    sandbox.onCommand((c) => received.push(c))
+    await sandbox.connect()
+    try {
+      await sandbox.send([
+        { type: "agent", name: "scripted-agent", version: "0.9", modes: [{ id: "ask", name: "Ask first" }, { id: "code", name: "Write code" }], currentModeId: "ask" },
+        { type: "turn_start" },
+        { type: "tool_call_start", toolCallId: "e1", name: "fs_edit", title: "Edit <b>src/app.ts</b>", kind: "edit", locations: [{ path: "src/app.ts", line: 12 }] },
+        {
+          type: "permission_request",
+          requestId: "q1",
+          toolCallId: "e1",
+          title: "Apply the edit?",
+          options: [
+            { optionId: "yes-once", name: "Yes, this time", kind: "allow_once" },
+            { optionId: "yes-all", name: "Yes, and don't ask again", kind: "allow_always" },
+            { optionId: "nope", name: "No, keep it", kind: "reject_once" }
+          ]
+        },
+        { type: "context", used: 50_000, size: 200_000 }
+      ])
+      const page = await newPage(`${server.url}/#/sessions/acp1`)
+      const tool = page.locator(".kind-tool_call").first()
+      // Untrusted text stays text: the title's markup is shown, not rendered.
+      await tool.locator(".tool-title", { hasText: "Edit <b>src/app.ts</b>" }).waitFor()
+      expect(await tool.locator("b").count()).toBe(0)
+      expect(await tool.locator(".tool-name").textContent()).toBe("fs_edit")
+      expect(await tool.locator(".tool-kind").textContent()).toBe("edit")
+      expect(await tool.locator(".tool-locations").textContent()).toBe("src/app.ts:12")
+      const agent = page.locator(".kind-agent")
+      await agent.locator(".agent-name", { hasText: "scripted-agent" }).waitFor()
+      expect(await agent.locator(".agent-version").textContent()).toBe("0.9")
+      expect(await agent.locator(".mode.current").textContent()).toContain("Ask first")
+      expect(await page.locator(".kind-usage .context").textContent()).toContain("50,000 / 200,000 (25%)")
+
+      const permission = page.locator(".kind-permission").first()
+      expect(await permission.getByRole("button").allTextContents()).toEqual(["Yes, this time", "Yes, and don't ask again", "No, keep it"])
+      await page.screenshot({ path: join(shots, "permission-options.png") })
+      await permission.getByRole("button", { name: "Yes, and don't ask again" }).click()
+      await permission.locator(".decision", { hasText: "Chose “Yes, and don't ask again”" }).waitFor()
+      await eventually(() => received.length === 1, T, "the reply to reach the sandbox")
+      expect(received[0]).toEqual({ type: "permission_reply", requestId: "q1", decision: "allow_always", optionId: "yes-all" })
+
+      await agent.locator("select").selectOption("code")
+      await eventually(() => received.length === 2, T, "set_mode to reach the sandbox")
+      expect(received[1]).toEqual({ type: "set_mode", modeId: "code" })
+      await sandbox.send({ type: "agent", currentModeId: "code" })
+      await agent.locator(".mode.current", { hasText: "Write code" }).waitFor()
+
+      // A second request the turn's cancellation leaves unanswered: shown cancelled, without buttons.
+      await sandbox.send({
+        type: "permission_request",
+        requestId: "q2",
+        title: "Run the tests?",
+        options: [{ optionId: "run", name: "Run them", kind: "allow_once" }]
+      })
+      const second = page.locator(".kind-permission").nth(1)
+      await second.getByRole("button", { name: "Run them" }).waitFor()
+      await sandbox.send({ type: "turn_end", stopReason: "cancelled" })
+      await second.locator(".decision-cancelled").waitFor()
+      expect(await second.getByRole("button").count()).toBe(0)
+      await expectConverged(page, "acp1")
+      expect(pageErrors).toEqual([])
+      await page.close()
+    } finally {
+      await sandbox.close()
+    }
   })
 
   it("a reload in the middle of a streamed turn converges to the server's transcript", async () => {

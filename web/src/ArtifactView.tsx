@@ -20,16 +20,33 @@ const Markdown = ({ source }: { source: string }) => {
 
 const StatusBadge = ({ status }: { status: string }) => <span class={`badge status-${status}`}>{status}</span>
 
+interface Location {
+  readonly path: string
+  readonly line?: number
+}
+
+const locationsOf = (u: unknown): Array<Location> =>
+  Array.isArray(u) ? u.filter((l): l is Location => typeof l === "object" && l !== null && typeof l.path === "string") : []
+
 const ToolCall = ({ a }: { a: Artifact }) => {
   const input = prettyJson(a.input)
   const output = str(a.output)
+  const title = str(a.title)
+  const locations = locationsOf(a.locations)
   return (
-    <section class="card tool" aria-label={`Tool call ${str(a.name)}`}>
+    <section class="card tool" aria-label={`Tool call ${title || str(a.name)}`}>
       <header>
         <span class="card-kind">Tool</span>
-        <code class="tool-name">{str(a.name)}</code>
+        {title !== "" ? <strong class="tool-title">{title}</strong> : <code class="tool-name">{str(a.name)}</code>}
+        {title !== "" && <code class="tool-name muted">{str(a.name)}</code>}
+        {typeof a.toolKind === "string" && <span class={`badge tool-kind kind-${a.toolKind}`}>{a.toolKind.replace("_", " ")}</span>}
         <StatusBadge status={str(a.status)} />
       </header>
+      {locations.length > 0 && (
+        <ul class="tool-locations" aria-label="Locations">
+          {locations.map((l) => <li><code>{l.line === undefined ? l.path : `${l.path}:${l.line}`}</code></li>)}
+        </ul>
+      )}
       {input !== "" && (
         <div class="io">
           <div class="io-label">Input</div>
@@ -54,30 +71,38 @@ const decisionLabels: Record<PermissionDecision, string> = {
 const decidedLabels: Record<string, string> = {
   allow_once: "Allowed once",
   allow_always: "Always allowed",
-  reject: "Rejected"
+  reject: "Rejected",
+  cancelled: "Cancelled: the turn ended before an answer"
 }
 
-/** The decisions a request offers: those named in `options` (strings or `{kind|id|decision}`), else all three. */
-const offered = (options: unknown): Array<PermissionDecision> => {
-  const all = Object.keys(decisionLabels) as Array<PermissionDecision>
-  if (!Array.isArray(options)) return all
-  const named = new Set(
-    options.map((o) => (typeof o === "string" ? o : o && typeof o === "object" ? (o.kind ?? o.decision ?? o.id) : undefined))
-  )
-  const picked = all.filter((d) => named.has(d))
-  return picked.length > 0 ? picked : all
+interface PermissionOption {
+  readonly optionId: string
+  readonly name: string
+  readonly kind: string
 }
+
+/** The request's own options (`{optionId, name, kind}`), or none: then the three plain decisions are offered. */
+const typedOptions = (u: unknown): Array<PermissionOption> =>
+  Array.isArray(u)
+    ? u.filter((o): o is PermissionOption =>
+      typeof o === "object" && o !== null && typeof o.optionId === "string" && typeof o.name === "string" && typeof o.kind === "string"
+    )
+    : []
+
+const decisions = Object.keys(decisionLabels) as Array<PermissionDecision>
 
 const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: ReinClient; sessionId: string; toolCall?: Artifact | undefined }) => {
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | undefined>()
   const decision = a.decision as string | null
-  const expired = decision === null && toolCall !== undefined && toolCall.status !== "running"
-  const answer = async (d: PermissionDecision) => {
+  const expired = decision === null && toolCall !== undefined && toolCall.status !== "running" && toolCall.status !== "pending"
+  const options = typedOptions(a.options)
+  const chosen = options.find((o) => o.optionId === a.optionId)
+  const answer = async (reply: PermissionDecision | { readonly optionId: string }) => {
     setBusy(true)
     setError(undefined)
     try {
-      await client.replyPermission(sessionId, str(a.requestId), d)
+      await client.replyPermission(sessionId, str(a.requestId), reply)
     } catch (e) {
       setError(e instanceof ReinError && e.status === 409 ? `Not sent: ${e.message}` : `Not sent: ${(e as Error).message}`)
     } finally {
@@ -91,12 +116,32 @@ const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: R
         <strong class="permission-title">{str(a.title)}</strong>
       </header>
       {decision !== null
-        ? <p class={`decision decision-${decision}`}>{decidedLabels[decision] ?? decision}</p>
+        ? (
+          <p class={`decision decision-${decision}`}>
+            {chosen !== undefined ? <>Chose “{chosen.name}” <span class="muted">({decidedLabels[decision] ?? decision})</span></> : (decidedLabels[decision] ?? decision)}
+          </p>
+        )
         : expired
         ? <p class="decision decision-expired">Expired: the tool call ended ({str(toolCall?.status)})</p>
+        : options.length > 0
+        ? (
+          <div class="actions">
+            {options.map((o) => (
+              <button
+                type="button"
+                class={`button ${o.kind.startsWith("reject") ? "danger" : "primary"}`}
+                data-option-id={o.optionId}
+                disabled={busy}
+                onClick={() => answer({ optionId: o.optionId })}
+              >
+                {o.name}
+              </button>
+            ))}
+          </div>
+        )
         : (
           <div class="actions">
-            {offered(a.options).map((d) => (
+            {decisions.map((d) => (
               <button type="button" class={`button ${d === "reject" ? "danger" : "primary"}`} disabled={busy} onClick={() => answer(d)}>
                 {decisionLabels[d]}
               </button>
@@ -152,12 +197,93 @@ const FileChange = ({ a }: { a: Artifact }) => {
   )
 }
 
-const Usage = ({ a }: { a: Artifact }) => (
-  <p class="usage">
-    <span class="card-kind">Usage</span> {integer(a.inputTokens)} input tokens · {integer(a.outputTokens)} output tokens
-    {typeof a.costUsd === "number" && <> · ${a.costUsd.toFixed(4)}</>}
-  </p>
-)
+const contextOf = (u: unknown): { used: number; size: number } | undefined =>
+  typeof u === "object" && u !== null && typeof (u as any).used === "number" && typeof (u as any).size === "number"
+    ? (u as { used: number; size: number })
+    : undefined
+
+const Usage = ({ a }: { a: Artifact }) => {
+  const context = contextOf(a.context)
+  return (
+    <p class="usage">
+      <span class="card-kind">Usage</span> {integer(a.inputTokens)} input tokens · {integer(a.outputTokens)} output tokens
+      {typeof a.costUsd === "number" && <> · ${a.costUsd.toFixed(4)}</>}
+      {context !== undefined && (
+        <span class="context">
+          {" "}· context {integer(context.used)} / {integer(context.size)}
+          {context.size > 0 && <> ({Math.min(100, Math.round((context.used / context.size) * 100))}%)</>}
+        </span>
+      )}
+    </p>
+  )
+}
+
+interface Mode {
+  readonly id: string
+  readonly name: string
+  readonly description?: string
+}
+
+const modesOf = (u: unknown): Array<Mode> =>
+  Array.isArray(u) ? u.filter((m): m is Mode => typeof m === "object" && m !== null && typeof m.id === "string" && typeof m.name === "string") : []
+
+/** Who the agent is, its modes (the current one marked, and a selector that asks for another), its commands. */
+const Agent = ({ a, client, sessionId }: { a: Artifact; client: ReinClient; sessionId: string }) => {
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | undefined>()
+  const modes = modesOf(a.modes)
+  const current = typeof a.currentModeId === "string" ? a.currentModeId : undefined
+  const commands = Array.isArray(a.commands) ? (a.commands as Array<{ name?: unknown; description?: unknown }>) : []
+  const choose = async (modeId: string) => {
+    if (modeId === "" || modeId === current) return
+    setBusy(true)
+    setError(undefined)
+    try {
+      await client.setMode(sessionId, modeId)
+    } catch (e) {
+      setError(e instanceof ReinError && e.code === "no_sandbox" ? "Not sent: no agent is connected." : `Not sent: ${(e as Error).message}`)
+    } finally {
+      setBusy(false)
+    }
+  }
+  return (
+    <section class="card agent" aria-label="Agent">
+      <header>
+        <span class="card-kind">Agent</span>
+        <strong class="agent-name">{str(a.name) || "unnamed agent"}</strong>
+        {typeof a.version === "string" && <span class="muted agent-version">{a.version}</span>}
+      </header>
+      {modes.length > 0 && (
+        <div class="agent-modes">
+          <ul class="modes" aria-label="Modes">
+            {modes.map((m) => (
+              <li class={m.id === current ? "mode current" : "mode"} data-mode-id={m.id} title={str(m.description)}>
+                {m.name}
+                {m.id === current && <span class="sr-only"> (current)</span>}
+              </li>
+            ))}
+          </ul>
+          <label class="mode-select">
+            <span>Switch mode</span>
+            <select value={current ?? ""} disabled={busy} onChange={(e) => void choose((e.target as HTMLSelectElement).value)}>
+              {current === undefined && <option value="">(none)</option>}
+              {modes.map((m) => <option value={m.id}>{m.name}</option>)}
+            </select>
+          </label>
+        </div>
+      )}
+      {commands.length > 0 && (
+        <details class="agent-commands">
+          <summary>{commands.length} command{commands.length === 1 ? "" : "s"}</summary>
+          <ul>
+            {commands.map((c) => <li><code>/{str(c.name)}</code> {str(c.description)}</li>)}
+          </ul>
+        </details>
+      )}
+      {error && <p class="inline-error" role="alert">{error}</p>}
+    </section>
+  )
+}
 
 const Body = ({ a, client, sessionId, toolCall }: Props) => {
   switch (a.kind) {
@@ -199,6 +325,8 @@ const Body = ({ a, client, sessionId, toolCall }: Props) => {
       )
     case "usage":
       return <Usage a={a} />
+    case "agent":
+      return <Agent a={a} client={client} sessionId={sessionId} />
     default:
       return (
         <details class="card custom">
