@@ -131,7 +131,7 @@ describe("tool calls", () => {
   it("a new file (oldText null) is a create whose diff applies to nothing", () => {
     const change = fileChange("/work/project", "/work/project/new.txt", null, "hello\nworld\n") as any
     expect(change.action).toBe("create")
-    expect(change.diff).toContain("--- /dev/null")
+    expect(change.diff).toBe("--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,2 @@\n+hello\n+world\n")
     expect(applyPatch("", change.diff)).toBe("hello\nworld\n")
   })
 

@@ -9,7 +9,7 @@
  * checked here before it is used; whatever does not fit a Rein event is
  * passed on whole as `custom {name: "acp.<sessionUpdate>"}`, never dropped.
  */
-import { createTwoFilesPatch } from "diff"
+import { createTwoFilesPatch, FILE_HEADERS_ONLY } from "diff"
 import { isAbsolute, relative, sep } from "node:path"
 import type { Event, Location, PermissionOption, PlanEntry, ToolKind } from "../Domain/Event.js"
 
@@ -136,7 +136,7 @@ export const fileChange = (cwd: string, path: string, oldText: string | null, ne
     newText,
     undefined,
     undefined,
-    { context: 3 }
+    { context: 3, headerOptions: FILE_HEADERS_ONLY }
   )
   return { type: "file_change", path: name, action: oldText === null ? "create" : "modify", diff }
 }
