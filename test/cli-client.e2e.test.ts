@@ -623,6 +623,24 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     expect(end).toContain("rein: session tr was removed")
   })
 
+  it("sessions --watch: the table redrawn in place as sessions come, change and go", async () => {
+    const s = await startServer()
+    await s.createSession("first", "web")
+    const t = terminal(["--url", s.url, "sessions", "--watch"])
+    await t.waitFor((x) => /first\s+bootstrapping\s+web/.test(x), "the table")
+    await s.createSession("second")
+    await t.waitFor((x) => /second\s+bootstrapping/.test(x), "the new row")
+    const sb = await sandbox(s.url, "second")
+    await sb.post({ type: "permission_request", requestId: "r1", title: "ok?" })
+    const x = await t.waitFor((x) => /!\s+second\s+live/.test(x), "the changed row, marked")
+    expect(count(x, "STATUS")).toBe(1)
+    expect(count(x, "second")).toBe(1)
+    await request(s.url, "DELETE", "/sessions/first")
+    await t.waitFor((x) => !x.includes("first") && x.includes("second"), "the row gone")
+    t.keys("C-c")
+    await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
+  })
+
   it("a 409 on answering says someone else answered, and the watch goes on", async () => {
     // A server that shows a pending permission and answers every reply with 409: the race, made certain.
     const permission = { seq: 1, kind: "permission", requestId: "r1", toolCallId: null, title: "Deploy?", options: null, decision: null, createdAt: 1, updatedAt: 1 }

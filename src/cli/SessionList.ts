@@ -55,6 +55,9 @@ export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, 
   return [s.bold(line(head, false)), ...rows.map((r) => line(r, true))]
 }
 
+/** How often `sessions --watch` recounts a live session's pending requests when the server does not count them. */
+const RECOUNT_MS = 2_000
+
 /** How many permission requests of the session wait for an answer: the record's own count when the server has one. */
 const pendingCount = async (client: ReinClient, session: Session): Promise<number> => {
   const own = (session as { pendingPermissions?: unknown }).pendingPermissions
@@ -106,7 +109,9 @@ export const watchSessions = (options: { readonly project: string | undefined; r
     const api = yield* Api
     const io = yield* Io
     // Unreachable or refused: fail now, with the exit code that says so.
-    yield* api.call((c) => c.listSessions({ project: options.project }))
+    const first = yield* api.call((c) => c.listSessions({ project: options.project }))
+    // Whether the server's records carry `pendingPermissions` themselves (issue 16).
+    const serverCounts = first.some((x) => typeof (x as { pendingPermissions?: unknown }).pendingPermissions === "number")
     const mode = options.json ? "json" : io.tty ? "tty" : "plain"
     const failure = yield* Effect.acquireUseRelease(
       Effect.sync(() => {
@@ -190,10 +195,24 @@ export const watchSessions = (options: { readonly project: string | undefined; r
             }
           }
         })
-        return watch
+        // Without the server's own count, a new permission request changes nothing on the record:
+        // recount the live sessions (only they can be asked) every few seconds.
+        const poll = setInterval(() => {
+          if (!synced || serverCounts) return
+          for (const x of known.values()) {
+            if (x.status !== "live") continue
+            const { pendingPermissions: _, ...record } = x
+            refresh(record, x)
+          }
+        }, RECOUNT_MS)
+        return { watch, poll }
       }),
-      (watch) => Effect.promise(() => watch.done),
-      (watch) => Effect.sync(() => watch.close())
+      ({ watch }) => Effect.promise(() => watch.done),
+      ({ poll, watch }) =>
+        Effect.sync(() => {
+          clearInterval(poll)
+          watch.close()
+        })
     )
     if (failure.connection.status === "failed") return yield* Effect.fail(fromUnknown(api.url)(failure.connection.error))
   })
