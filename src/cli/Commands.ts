@@ -141,7 +141,7 @@ const pendingRequest = (id: string, named: Option.Option<string>) =>
 
 const answer = (id: string, requestId: string, reply: PermissionKey["reply"]) =>
   Effect.flatMap(Api.Api, (api) =>
-    api.call((c) => c.sendCommand(id, { type: "permission_reply", requestId, ...reply })).pipe(
+    api.call((c) => c.permissionReply(id, requestId, "decision" in reply ? reply.decision : reply)).pipe(
       Effect.mapError(Api.noSandbox(id))
     ))
 

@@ -6,7 +6,6 @@
  * Ctrl-C.
  */
 import * as Effect from "effect/Effect"
-import type { Command } from "../Domain/Command.js"
 import type { Artifact } from "../Domain/Artifact.js"
 import type { ArtifactsState } from "../client/ReinClient.js"
 import type { ConnectionState } from "../client/stream.js"
@@ -106,8 +105,8 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           const requestId = String(p.requestId)
           sending = requestId
           footer()
-          const answer: Command = { type: "permission_reply", requestId, ...key.reply }
-          api.client.sendCommand(id, answer).then(() => undefined, fromUnknown(api.url)).then((e) => {
+          const answer = "decision" in key.reply ? key.reply.decision : key.reply
+          api.client.permissionReply(id, requestId, answer).then(() => undefined, fromUnknown(api.url)).then((e) => {
             sending = undefined
             if (e !== undefined) {
               if (e._tag === "Rejected" && e.status === 409 && e.code === "conflict") {
