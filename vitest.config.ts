@@ -5,6 +5,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    pool: "forks"
+    pool: "forks",
+    // A throwaway PostgreSQL unless DATABASE_URL is given (see the file).
+    globalSetup: ["./test/globalSetup.ts"],
+    reporters: ["default", "./test/SkipReport.ts"]
   }
 })

@@ -6,7 +6,8 @@
  * one bootstrap timeout, delete anywhere, an instance killed while its sandbox
  * is connected, and an instance losing its database and coming back.
  *
- * Needs `DATABASE_URL` (CI's `.ci/run` starts a throwaway PostgreSQL); each
+ * Needs PostgreSQL: `DATABASE_URL`, or the throwaway cluster `npm test` starts
+ * (test/globalSetup.ts) when PostgreSQL is installed; each
  * test gets its own schema.
  */
 import { isDeepStrictEqual } from "node:util"

@@ -1,7 +1,8 @@
 /**
  * The SessionStore contract, written once and run against every store:
  * memory, SQLite (`:memory:` and a file) and PostgreSQL. The PostgreSQL runs
- * need `DATABASE_URL` (CI's `.ci/run` starts a throwaway server and sets it)
+ * need `DATABASE_URL` (set by test/globalSetup.ts, which starts a throwaway cluster
+ * when PostgreSQL is installed)
  * and are skipped without it; each test gets its own schema.
  *
  * Plus one end-to-end smoke over HTTP with `createServer({ pgUrl })`.
