@@ -3,10 +3,18 @@
  * accepting, let every request in flight get its answer, then drop idle
  * connections (keep-alives, and sockets client pools open ahead of use) so
  * shutdown never waits on a client.
+ *
+ * And a gate: the socket listens before the app is built (a port in use fails
+ * fast, before any database is touched), and node:http drops a request nobody
+ * listens for, leaving its client waiting for good. So every request that
+ * arrives while the platform's handler is not attached (starting: the store,
+ * the cluster listener and the routes are still being built) or once shutting
+ * down has begun is answered here at once: 503, `retry-after`, a JSON error.
  */
 import * as Effect from "effect/Effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
+import { errorBody } from "./Errors.js"
 
 export interface Drainable {
   readonly server: Server
@@ -34,8 +42,37 @@ export const make = (): Drainable => {
     })
   })
 
-  // Registered before the platform's handler, so it sees every request first.
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+  /** Answers a request the app cannot take now; false when the app takes it. */
+  const refuse = (res: ServerResponse): boolean => {
+    const [code, message] = draining
+      ? ["shutting_down", "the server is shutting down; retry (on another instance)"]
+      : server.listenerCount("request") === 0
+      ? ["starting", "the server is starting; retry in a moment"]
+      : []
+    if (code === undefined) return false
+    const body = JSON.stringify(errorBody(code, message!))
+    res.writeHead(503, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(body),
+      "retry-after": "1",
+      // Shutting down, the connection goes too: the client's next try lands on a live instance.
+      ...(draining ? { connection: "close" } : {})
+    })
+    res.end(body)
+    return true
+  }
+
+  // Every request passes here before any listener (the platform's handler) sees it.
+  const emit = server.emit
+  server.emit = function(this: Server, event: string | symbol, ...args: Array<any>) {
+    if (event !== "request") return emit.apply(this, [event, ...args] as unknown as Parameters<typeof emit>)
+    const [req, res] = args as [IncomingMessage, ServerResponse]
+    track(req, res)
+    return refuse(res) || emit.apply(this, [event, ...args] as unknown as Parameters<typeof emit>)
+  } as typeof server.emit
+
+  /** Counts the request until its head is written, and closes its socket after it when draining. */
+  const track = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket
     if (sockets.has(socket)) sockets.set(socket, sockets.get(socket)! + 1)
     unanswered++
@@ -60,7 +97,7 @@ export const make = (): Drainable => {
       // Flush what the response wrote, then close: a destroy here could cut its last bytes.
       if (draining && open === 0) socket.end()
     })
-  })
+  }
 
   const drain = (grace: number) =>
     Effect.async<void>((resume) => {
