@@ -48,6 +48,15 @@ const statusOf = {
   Overloaded: [503, "overloaded"]
 } as const satisfies Record<AppError["_tag"], readonly [number, string]>
 
+/**
+ * Answered by the node:http server itself (Http/NodeServer.ts) while the app cannot take a
+ * request: before its routes are built, and once shutting down has begun. With `retry-after: 1`.
+ */
+export const notServing = {
+  starting: [503, "starting"],
+  shuttingDown: [503, "shutting_down"]
+} as const
+
 export const toResponse = (error: AppError): HttpServerResponse.HttpServerResponse => {
   const [status, code] = statusOf[error._tag]
   const headers: Record<string, string> = {}

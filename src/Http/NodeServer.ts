@@ -14,7 +14,7 @@
 import * as Effect from "effect/Effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
-import { errorBody } from "./Errors.js"
+import { errorBody, notServing } from "./Errors.js"
 
 export interface Drainable {
   readonly server: Server
@@ -44,14 +44,14 @@ export const make = (): Drainable => {
 
   /** Answers a request the app cannot take now; false when the app takes it. */
   const refuse = (res: ServerResponse): boolean => {
-    const [code, message] = draining
-      ? ["shutting_down", "the server is shutting down; retry (on another instance)"]
+    const [[status, code], message] = draining
+      ? [notServing.shuttingDown, "the server is shutting down; retry (on another instance)"]
       : server.listenerCount("request") === 0
-      ? ["starting", "the server is starting; retry in a moment"]
-      : []
-    if (code === undefined) return false
-    const body = JSON.stringify(errorBody(code, message!))
-    res.writeHead(503, {
+      ? [notServing.starting, "the server is starting; retry in a moment"]
+      : [[0, ""], ""]
+    if (status === 0) return false
+    const body = JSON.stringify(errorBody(code, message))
+    res.writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(body),
       "retry-after": "1",
