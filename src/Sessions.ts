@@ -508,7 +508,16 @@ export const make = (options: SessionsOptions) =>
         const state = yield* reducerState(entry)
         const now = yield* Clock.currentTimeMillis
         const reduction = reducer.reduce(state, entry.session.status, inputs, now)
-        if (Either.isLeft(reduction)) return yield* reduction.left
+        if (Either.isLeft(reduction)) {
+          // Clustered, the events may be judged against a state another instance has moved past
+          // (its commit's notification not here yet): a tool call started there is not unknown.
+          // Only a state that is current may reject them.
+          if (cluster !== undefined) {
+            const stored = yield* store.get(entry.session.id)
+            if (stored === undefined || stored.rev !== entry.rev) return yield* new StaleSession({ id: entry.session.id })
+          }
+          return yield* reduction.left
+        }
         const { changes, session, state: next } = reduction.right
         let rev = entry.rev
         const committed = changes.map((c): CommittedChange => ({ ...c, rev: ++rev }))

@@ -149,6 +149,24 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expect(live(onA).map((e) => [e.id, e.data])).toEqual(live(onB).map((e) => [e.id, e.data]))
   })
 
+  it("an event that refers to what the other instance just committed is never judged against the old state", async () => {
+    const { a, b } = await pair()
+    await create(a, "s1")
+    await sandbox(b, "s1")
+    expect(await statusOn(a, "s1")).toBe("live")
+    await send(a, "s1", { type: "turn_start" })
+    // Each start is acknowledged by B before A hears of it: A must catch up, not answer "unknown tool call".
+    for (let i = 0; i < 40; i++) {
+      await send(b, "s1", { type: "tool_call_start", toolCallId: `t${i}`, name: "bash" })
+      await send(a, "s1", { type: "tool_call_end", toolCallId: `t${i}`, output: `${i}` })
+    }
+    const res = await a.request("GET", "/sessions/s1/artifacts")
+    const calls = res.body.filter((x: any) => x.kind === "tool_call")
+    expect(calls.map((c: any) => [c.toolCallId, c.status, c.output])).toEqual(
+      Array.from({ length: 40 }, (_, i) => [`t${i}`, "done", `${i}`])
+    )
+  })
+
   it("events spread over both instances (a round-robin balancer) reduce exactly as on one server", async () => {
     const { a, b } = await pair()
     const single = await start({})
