@@ -322,6 +322,17 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     await waitStatus(server.url, s.id, "disconnected")
   })
 
+  it("an agent that dies before its ACP session: an error with its exit code and stderr, exit 1", async () => {
+    const id = `dies-${process.pid}`
+    const s = runSandbox(["--url", server.url, "--session", id, "--create"], ["--die-at-start"])
+    const exit = await withTimeout(s.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(1)
+    const arts = await until(server.url, id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
+    expect(kinds(arts, "error")[0].message).toMatch(
+      /did not start an ACP session: .*; it exited with code 5; its stderr ended with:\nscripted agent: no configuration, giving up/
+    )
+  })
+
   it("the session deleted: the agent and everything it started are stopped, exit 0", async () => {
     const s = await session(server)
     const pidFile = join(s.dir, "child.pid")

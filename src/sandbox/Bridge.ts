@@ -172,7 +172,13 @@ export class Bridge {
 
     const started = await this.startAgent().then(() => undefined, (e: unknown) => e)
     if (started !== undefined && this.ending === undefined) {
-      const message = `the agent did not start an ACP session: ${errorText(started)}`
+      // An agent that died while starting says why on stderr: wait (briefly) for its exit to say so too.
+      const exit = await Promise.race([this.agent.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 1_000))])
+      if (this.ending !== undefined) return this.ended
+      const tail = this.agent.stderrTail().trim()
+      const message = `the agent did not start an ACP session: ${errorText(started)}` +
+        (exit !== undefined ? `; it ${describeExit(exit)}` : "") +
+        (tail !== "" ? `; its stderr ended with:\n${tail}` : "")
       this.send({ type: "error", message })
       void this.finish({ code: 1, reason: "startup_failed", message })
     }
@@ -399,7 +405,8 @@ export class Bridge {
   }
 
   private async onAgentExit(exit: AgentExit): Promise<void> {
-    if (this.ending !== undefined) return
+    // Before the ACP session exists, the startup path reports the failure (with the exit).
+    if (this.ending !== undefined || this.acpSessionId === undefined) return
     // What it wrote before dying is still being read: let the connection drain (briefly: a child may hold the pipe).
     if (this.acpConn !== undefined) await Promise.race([this.acpConn.closed, new Promise((r) => setTimeout(r, 1_000))])
     if (this.ending !== undefined) return
