@@ -360,6 +360,45 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     expect((await a.request("GET", "/sessions")).body.map((s: any) => s.id)).not.toContain("d1")
   })
 
+  it("issue 13 across instances: a reply by optionId on A to B's request, set_mode through A, session_removed from a DELETE on A", async () => {
+    const { a, b } = await pair()
+    await create(a, "o1")
+    const box = await sandbox(b, "o1")
+    await send(b, "o1", [
+      { type: "agent", name: "x", modes: [{ id: "ask", name: "Ask" }] },
+      {
+        type: "permission_request",
+        requestId: "r1",
+        title: "?",
+        options: [{ optionId: "y", name: "Yes", kind: "allow_once" }, { optionId: "n", name: "No", kind: "reject_once" }]
+      }
+    ])
+    // A learned the options from B's commit: a bad option is refused there, a good one completed.
+    await eventually(async () => (await artifacts(a, "o1")).length === 2, 10_000, "A catching up")
+    const bad = await a.request("POST", "/sessions/o1/commands", { type: "permission_reply", requestId: "r1", optionId: "maybe" })
+    expect(bad.status, bad.text).toBe(400)
+    expect((await a.request("POST", "/sessions/o1/commands", { type: "permission_reply", requestId: "r1", decision: "reject" })).status).toBe(202)
+    expect((await a.request("POST", "/sessions/o1/commands", { type: "set_mode", modeId: "ask" })).status).toBe(202)
+    await box.waitFor(() => box.events.filter((e) => e.event === "command").length === 2)
+    expect(box.events.filter((e) => e.event === "command").map((e) => e.data)).toEqual([
+      { type: "permission_reply", requestId: "r1", decision: "reject", optionId: "n" },
+      { type: "set_mode", modeId: "ask" }
+    ])
+    // B's reducer follows A's answer: a second answer through B conflicts; the agent artifact stays the one.
+    expect((await b.request("POST", "/sessions/o1/commands", { type: "permission_reply", requestId: "r1", optionId: "y" })).status).toBe(409)
+    await send(b, "o1", { type: "agent", currentModeId: "ask" })
+    const want = JSON.stringify([[1, "agent", "ask"], [2, "permission", "n"]])
+    await eventually(
+      async () => JSON.stringify((await artifacts(a, "o1")).map((x) => [x.seq, x.kind, x.currentModeId ?? x.optionId])) === want,
+      10_000,
+      "A showing the agent's mode and the chosen option"
+    )
+    expect((await a.request("DELETE", "/sessions/o1")).status).toBe(204)
+    const removed = await box.waitFor((e) => e.event === "session_removed")
+    expect(removed.data).toEqual({ id: "o1" })
+    await box.ended
+  })
+
   it("removed and created again under the same id on B: a fresh session on A too", async () => {
     const { a, b } = await pair()
     await create(a, "re")
