@@ -453,4 +453,29 @@ describe("rein-sandbox with auth", () => {
     expect(s.stderr()).toMatch(/cannot hold session auth-a's command stream/)
     expect(s.stderr()).not.toContain("ACP session")
   })
+
+  it("with the session's sandbox token: it runs, and the session deleted is told apart from a refusal (exit 0)", async () => {
+    const created = await request(server.url, "POST", "/sessions/auth-b", {}, auth)
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const s = runSandbox(["--url", server.url, "--session", "auth-b", "--token", created.body.sandboxToken, "--cwd", dir])
+    const deadline = Date.now() + 20_000
+    while (!s.stderr().includes("ACP session ")) {
+      if (Date.now() > deadline || s.child.exitCode !== null) throw new Error(`rein-sandbox did not start: ${s.stderr()}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect((await request(server.url, "POST", "/sessions/auth-b/commands", { type: "prompt", text: "text" }, auth)).status).toBe(202)
+    const deadline2 = Date.now() + 20_000
+    for (;;) {
+      const arts = (await request(server.url, "GET", "/sessions/auth-b/artifacts", undefined, auth)).body
+      if (texts(arts).length === 1) break
+      if (Date.now() > deadline2) throw new Error("no answer")
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    expect((await request(server.url, "DELETE", "/sessions/auth-b", undefined, auth)).status).toBe(204)
+    const exit = await withTimeout(s.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(0)
+    expect(s.stderr()).toContain("session auth-b was deleted")
+  })
+
 })

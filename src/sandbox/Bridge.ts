@@ -392,7 +392,8 @@ export class Bridge {
   // --- endings -------------------------------------------------------------
 
   private onStreamState(s: ConnectionState): void {
-    const status = s.status as string
+    const status = s.status
+    // `removed`: the command stream said `session_removed`; `gone`: a reconnect found no session (404).
     if (status === "removed" || status === "gone") {
       void this.finish({ code: 0, reason: "removed", message: `session ${this.options.sessionId} was deleted` })
     } else if (status === "failed") {
