@@ -404,7 +404,10 @@ describe("rein-sandbox restarted on the same session", () => {
       await new Promise((r) => setTimeout(r, 20))
     }
     expect((await request(server.url, "POST", `/sessions/${first.id}/commands`, { type: "prompt", text: "terminal" })).status).toBe(202)
-    const arts = await until(server.url, first.id, (arts) => expect(texts(arts)).toHaveLength(2))
+    const arts = await until(server.url, first.id, (arts) => expect(texts(arts)).toHaveLength(2)).catch(async (e) => {
+      console.log("rein-sandbox stderr and the artifacts at the failure:", second.stderr(), JSON.stringify((await request(server.url, "GET", `/sessions/${first.id}/artifacts`)).body))
+      throw e
+    })
     expect(texts(arts)[1]).toMatch(/^exit 4; output /)
     expect(second.stderr()).toContain("already started")
     await waitStatus(server.url, first.id, "idle")
