@@ -709,6 +709,50 @@ describe("Sessions: commands and sandboxes", () => {
     }).pipe(Effect.provide(h.layer))
   })
 
+  it.scoped("permission_reply by optionId is completed before delivery; a bad optionId is InvalidInput, applied and sent nowhere; removal marks the feed removed", () => {
+    const h = harness()
+    return Effect.gen(function*() {
+      const sessions = yield* Sessions
+      yield* sessions.create("a1", null)
+      const feed = yield* sessions.connectSandbox("a1")
+      yield* sessions.ingest("a1", [{
+        type: "permission_request",
+        requestId: "r1",
+        title: "write?",
+        options: [{ optionId: "ok", name: "OK", kind: "allow_always" }]
+      }])
+      const bad = yield* Effect.flip(sessions.command("a1", { type: "permission_reply", requestId: "r1", optionId: "nope" }))
+      expect(bad._tag).toBe("InvalidInput")
+      expect(bad.message).toMatch(/^optionId: "nope" is not an option of permission request r1/)
+      expect(yield* sessions.artifacts("a1")).toEqual([expect.objectContaining({ decision: null, optionId: null })])
+      expect(Chunk.toReadonlyArray(yield* Queue.takeAll(feed.commands))).toEqual([])
+      yield* sessions.command("a1", { type: "permission_reply", requestId: "r1", optionId: "ok" })
+      expect(Chunk.toReadonlyArray(yield* Queue.takeAll(feed.commands))).toEqual([
+        { type: "permission_reply", requestId: "r1", decision: "allow_always", optionId: "ok" }
+      ])
+      expect(yield* sessions.artifacts("a1")).toEqual([expect.objectContaining({ decision: "allow_always", optionId: "ok" })])
+      expect(feed.removed()).toBe(false)
+      yield* sessions.remove("a1")
+      expect(feed.removed()).toBe(true)
+      expect(yield* Queue.isShutdown(feed.commands)).toBe(true)
+    }).pipe(Effect.provide(h.layer))
+  })
+
+  it.scoped("a newer sandbox ends the older one's feed without marking it removed", () => {
+    const h = harness()
+    return Effect.gen(function*() {
+      const sessions = yield* Sessions
+      yield* sessions.create("a1", null)
+      const older = yield* sessions.connectSandbox("a1")
+      const newer = yield* sessions.connectSandbox("a1")
+      expect(yield* Queue.isShutdown(older.commands)).toBe(true)
+      expect(older.removed()).toBe(false)
+      yield* sessions.remove("a1")
+      expect(older.removed()).toBe(false)
+      expect(newer.removed()).toBe(true)
+    }).pipe(Effect.provide(h.layer))
+  })
+
   it.scoped("a sandbox that does not read its commands is treated as absent once its buffer is full", () => {
     const h = harness()
     return Effect.gen(function*() {
