@@ -486,3 +486,51 @@ describe("rein-sandbox with auth", () => {
   })
 
 })
+
+describe("rein-sandbox flags", () => {
+  const run = (args: ReadonlyArray<string>) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    child.stdout!.on("data", (d) => (out += d))
+    child.stderr!.on("data", (d) => (out += d))
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      child.once("exit", (code, signal) => r({ code, signal }))
+    )
+    const s = { child, stderr: () => out, exited }
+    sandboxes.push(s)
+    return s
+  }
+
+  it("--help names every flag and the agent command after --", async () => {
+    const s = run(["--help"])
+    expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(0)
+    for (const flag of ["--url", "--session", "--token", "--cwd", "--create", "--project", "--grace", "<agent command>"]) {
+      expect(s.stderr()).toContain(flag)
+    }
+  })
+
+  it("no agent command, a bad --url, or --project without --create: a non-zero exit that says so", async () => {
+    const a = run(["--url", "http://127.0.0.1:1", "--session", "x"])
+    expect((await withTimeout(a.exited, 20_000, "exit")).code).toBe(1)
+    expect(a.stderr()).toContain("Missing argument <agent command>")
+    const b = run(["--url", "ftp://x", "--session", "x", "--", "true"])
+    expect((await withTimeout(b.exited, 20_000, "exit")).code).toBe(1)
+    expect(b.stderr()).toContain("url must be an http:// or https:// URL")
+    const c = run(["--url", "http://127.0.0.1:1", "--session", "x", "--project", "p", "--", "true"])
+    expect((await withTimeout(c.exited, 20_000, "exit")).code).toBe(2)
+    expect(c.stderr()).toContain("--project needs --create")
+  })
+
+  it("a server not there yet is waited for; SIGTERM meanwhile is a clean stop (exit 0)", async () => {
+    const port = await freePort()
+    const s = run(["--url", `http://127.0.0.1:${port}`, "--session", "x", "--", "true"])
+    const deadline = Date.now() + 20_000
+    while (!s.stderr().includes("reconnecting")) {
+      if (Date.now() > deadline) throw new Error(`no reconnect: ${s.stderr()}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    s.child.kill("SIGTERM")
+    expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(0)
+    expect(s.stderr()).toContain("rein-sandbox: stopped")
+  })
+})

@@ -149,6 +149,7 @@ export class Bridge {
     try {
       await this.conn.connect()
     } catch (e) {
+      if (this.ending !== undefined) return this.ended
       await this.conn.close().catch(() => {})
       return { code: 1, reason: "refused", message: `cannot hold session ${o.sessionId}'s command stream: ${(e as Error).message}` }
     }
