@@ -398,7 +398,7 @@ export class Bridge {
     if (status === "removed" || status === "gone") {
       void this.finish({ code: 0, reason: "removed", message: `session ${this.options.sessionId} was deleted` })
     } else if (status === "failed") {
-      void this.finish({ code: 1, reason: "refused", message: `the server refused the command stream: ${s.error?.message ?? "failed"}` })
+      void this.finish({ code: 1, reason: "refused", message: `cannot hold session ${this.options.sessionId}'s command stream: ${s.error?.message ?? "refused"}` })
     } else if (status === "reconnecting" && s.attempt === 1) {
       this.log(`rein: command stream lost (${s.error?.message ?? "dropped"}), reconnecting`)
     } else if (status === "open") {
