@@ -3,7 +3,7 @@
  * directory (also through symbolic links), Terminals' output limit, and how a
  * Rein decision picks an agent's option.
  */
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { optionForDecision } from "../src/sandbox/Bridge.js"
@@ -50,6 +50,22 @@ describe("Fs", () => {
     expect(e?.message).toContain("symbolic link")
   })
 
+  it("a dangling symbolic link pointing out is refused, and nothing is written there", async () => {
+    const { dir, cwd } = project()
+    symlinkSync(join(dir, "planted.txt"), join(cwd, "link"))
+    symlinkSync(join(cwd, "link"), join(cwd, "link2"))
+    const fs = await Fs.make(cwd)
+    for (const name of ["link", "link2"]) {
+      const e = await refusal(fs.write({ path: join(cwd, name), content: "x" }))
+      expect(e?.code, name).toBe(-32602)
+    }
+    expect(existsSync(join(dir, "planted.txt"))).toBe(false)
+    // A dangling link that stays inside is a file like any other.
+    symlinkSync(join(cwd, "later.txt"), join(cwd, "inside"))
+    await fs.write({ path: join(cwd, "inside"), content: "ok" })
+    expect(readFileSync(join(cwd, "later.txt"), "utf8")).toBe("ok")
+  })
+
   it("a missing file is resource-not-found (-32002)", async () => {
     const { cwd } = project()
     const fs = await Fs.make(cwd)
@@ -60,7 +76,7 @@ describe("Fs", () => {
 describe("Terminals", () => {
   it("runs in the working directory, keeps the last bytes up to the limit, reports the exit", async () => {
     const { cwd } = project()
-    const terminals = new Terminals(await Fs.make(cwd))
+    const terminals = new Terminals(await Fs.make(cwd), process.env)
     const { terminalId } = await terminals.create({
       command: "sh",
       args: ["-c", "pwd; printf 'héllo wörld'; exit 7"],
@@ -78,7 +94,7 @@ describe("Terminals", () => {
 
   it("a cwd outside is refused; kill ends a running command", async () => {
     const { dir, cwd } = project()
-    const terminals = new Terminals(await Fs.make(cwd))
+    const terminals = new Terminals(await Fs.make(cwd), process.env)
     expect((await refusal(terminals.create({ command: "true", cwd: dir })))?.code).toBe(-32602)
     const { terminalId } = await terminals.create({ command: "sleep", args: ["100"] })
     terminals.kill(terminalId)

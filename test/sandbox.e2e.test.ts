@@ -50,9 +50,9 @@ const cleanEnv = () => {
   return env
 }
 
-const runSandbox = (args: ReadonlyArray<string>, agentArgs: ReadonlyArray<string> = []): Sandbox => {
+const runSandbox = (args: ReadonlyArray<string>, agentArgs: ReadonlyArray<string> = [], env: Record<string, string> = {}): Sandbox => {
   const child = spawn(process.execPath, [bin, ...args, "--", process.execPath, agentJs, ...agentArgs], {
-    env: cleanEnv(),
+    env: { ...cleanEnv(), ...env },
     stdio: ["ignore", "ignore", "pipe"]
   })
   let stderr = ""
@@ -450,6 +450,31 @@ describe("rein-sandbox with auth", () => {
     await server.close()
   })
   const auth = { authorization: `Bearer ${token}` }
+
+  it("REIN_TOKEN, REIN_URL and REIN_SESSION reach rein-sandbox but not the agent or its commands", async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const id = "auth-env"
+    const s = runSandbox(["--create", "--cwd", dir], [], { REIN_TOKEN: token, REIN_URL: server.url, REIN_SESSION: id })
+    await withTimeout((async () => {
+      while (!s.stderr().includes("ACP session ")) {
+        if (s.child.exitCode !== null) throw new Error(`rein-sandbox exited: ${s.stderr()}`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    })(), 20_000, "rein-sandbox ready")
+    expect((await request(server.url, "POST", `/sessions/${id}/commands`, { type: "prompt", text: "env" }, auth)).status).toBe(202)
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const arts = (await request(server.url, "GET", `/sessions/${id}/artifacts`, undefined, auth)).body as Array<any>
+      const said = texts(arts).find((t: string) => t.startsWith("agent:"))
+      if (said !== undefined) {
+        expect(said).toBe("agent:none:none term:none")
+        break
+      }
+      if (Date.now() > deadline) throw new Error(`no answer: ${JSON.stringify(arts)}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  })
 
   it("a refused token: exit 1, saying why; no agent is started", async () => {
     const created = await request(server.url, "POST", "/sessions/auth-a", {}, auth)

@@ -88,6 +88,16 @@ export class Bridge {
   private mapper!: UpdateMapper
   private fs!: Fs
   private terminals!: Terminals
+
+  /**
+   * The user's environment for the agent and its commands, less Rein's own settings: an agent
+   * that runs `env` must not find a token that grants every session.
+   */
+  private get agentEnv(): NodeJS.ProcessEnv {
+    const env = { ...(this.options.env ?? process.env) }
+    for (const name of ["REIN_TOKEN", "REIN_URL", "REIN_SESSION"]) delete env[name]
+    return env
+  }
   private readonly queue: Array<string> = []
   private turn: { cancelled: boolean } | undefined
   private running = false
@@ -134,7 +144,7 @@ export class Bridge {
     } catch (e) {
       return { code: 1, reason: "startup_failed", message: `cannot use --cwd ${o.cwd}: ${(e as Error).message}` }
     }
-    this.terminals = new Terminals(this.fs)
+    this.terminals = new Terminals(this.fs, this.agentEnv)
     this.mapper = new UpdateMapper({ cwd: this.fs.cwd, terminalOutput: (id) => this.terminals.outputOf(id) })
 
     this.conn = new SandboxConnection({
@@ -157,7 +167,7 @@ export class Bridge {
     if (this.ending !== undefined) return this.ended
 
     try {
-      this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: o.env ?? process.env })
+      this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: this.agentEnv })
     } catch (e) {
       const message = (e as Error).message
       this.send({ type: "error", message })
@@ -221,7 +231,7 @@ export class Bridge {
     })
     const info = init.agentInfo
     this.log(`agent: ${info ? `${info.name} ${info.version}` : "(no agentInfo)"}, ACP protocol ${init.protocolVersion}`)
-    const method = chooseAuthMethod(init.authMethods, o.env ?? process.env)
+    const method = chooseAuthMethod(init.authMethods, this.agentEnv)
     if (method !== undefined) {
       await conn.agent.request(acp.methods.agent.authenticate, { methodId: method })
       this.log(`authenticated with ${method}`)

@@ -5,7 +5,7 @@
  * change it made, with an exact unified diff.
  */
 import { RequestError } from "@agentclientprotocol/sdk"
-import { mkdir, readFile, realpath, writeFile } from "node:fs/promises"
+import { mkdir, readFile, readlink, realpath, writeFile } from "node:fs/promises"
 import { dirname, isAbsolute, relative, resolve, sep } from "node:path"
 import { fileChange } from "./Mapping.js"
 import type { Event } from "../Domain/Event.js"
@@ -15,8 +15,11 @@ const inside = (root: string, path: string) => {
   return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel))
 }
 
-/** The nearest existing ancestor's real path, with the rest appended: where a write would really land. */
-const realTarget = async (path: string): Promise<string> => {
+/**
+ * The nearest existing ancestor's real path, with the rest appended: where a write would really
+ * land. A dangling symbolic link on the way is followed too (a write creates its target).
+ */
+const realTarget = async (path: string, hops = 0): Promise<string> => {
   let current = path
   const rest: Array<string> = []
   for (;;) {
@@ -24,6 +27,11 @@ const realTarget = async (path: string): Promise<string> => {
       return resolve(await realpath(current), ...rest.reverse())
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+      const link = await readlink(current).catch(() => undefined)
+      if (link !== undefined) {
+        if (hops >= 40) throw Object.assign(new Error(`too many symbolic links at ${current}`), { code: "ELOOP" })
+        return realTarget(resolve(dirname(current), link, ...rest.reverse()), hops + 1)
+      }
       const parent = dirname(current)
       if (parent === current) return path
       rest.push(relative(parent, current))

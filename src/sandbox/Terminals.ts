@@ -41,8 +41,12 @@ export class Terminals {
   private readonly released = new Map<string, string>()
   private next = 1
 
-  constructor(fs: Fs) {
+  private readonly env: NodeJS.ProcessEnv
+
+  /** `env`: what every command starts with (the agent's environment). */
+  constructor(fs: Fs, env: NodeJS.ProcessEnv) {
     this.fs = fs
+    this.env = env
   }
 
   async create(params: {
@@ -56,7 +60,7 @@ export class Terminals {
       throw RequestError.invalidParams({ command: params.command }, "command must be a non-empty string")
     }
     const cwd = params.cwd === undefined || params.cwd === null ? this.fs.cwd : await this.fs.check(params.cwd)
-    const env = { ...process.env }
+    const env = { ...this.env }
     for (const v of params.env ?? []) env[v.name] = v.value
     const limit = params.outputByteLimit ?? defaultLimit
     const child = spawn(params.command, [...(params.args ?? [])], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true })
