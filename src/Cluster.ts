@@ -15,7 +15,7 @@ import type * as Scope from "effect/Scope"
 import pg from "pg"
 import type { SandboxCommand } from "./Domain/Command.js"
 import { StoreError } from "./Domain/Errors.js"
-import type { Announcement, LogBody } from "./SessionStore/Sql.js"
+import { type Announcement, type LogBody, transaction } from "./SessionStore/Sql.js"
 
 export type { Announcement, LogBody }
 
@@ -201,7 +201,7 @@ export const make = (options: ClusterOptions) =>
             ON CONFLICT (session_id) DO UPDATE
             SET instance = excluded.instance, connection = excluded.connection, expires_at = excluded.expires_at`
           yield* notify({ t: "x", id, i: instance })
-        }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+        }).pipe(transaction(sql), Effect.mapError(storeError)),
       release: (id, connection) =>
         sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
           RETURNING session_id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(storeError)),
@@ -215,7 +215,7 @@ export const make = (options: ClusterOptions) =>
         Effect.gen(function*() {
           yield* sql`INSERT INTO rein_commands (instance, session_id, body) VALUES (${to}, ${id}, ${JSON.stringify(command)})`
           yield* notify({ t: "c", i: to })
-        }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+        }).pipe(transaction(sql), Effect.mapError(storeError)),
       takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
           DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body
         ) SELECT session_id, body FROM taken ORDER BY id`.pipe(

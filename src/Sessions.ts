@@ -294,8 +294,15 @@ export const make = (options: SessionsOptions) =>
       f: (entry: Entry) => Effect.Effect<A, E | StaleSession>
     ): Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError> => {
       const attempt = (tries: number): Effect.Effect<A, Exclude<E, StaleSession> | SessionNotFound | StoreError> =>
-        Effect.suspend((): Effect.Effect<A, E | StaleSession | SessionNotFound> =>
-          entry.removed ? Effect.fail(new SessionNotFound({ id: entry.session.id })) : f(entry)
+        Effect.suspend((): Effect.Effect<A, E | StaleSession | SessionNotFound | StoreError> =>
+          entry.removed
+            ? Effect.fail(new SessionNotFound({ id: entry.session.id }))
+            // Clustered and cut off from the database, a request queued behind one stuck on it
+            // fails at once instead of waiting its turn to be stuck too (not when shutting down:
+            // the sandboxes' leaving is written then, the listener already gone).
+            : cluster !== undefined && !closing && !cluster.isConnected()
+            ? Effect.fail(new StoreError({ cause: new Error("lost the database's notifications; reconnecting") }))
+            : f(entry)
         ).pipe(
           Effect.catchIf(
             (e): e is StaleSession => e instanceof StaleSession,

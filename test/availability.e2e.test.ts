@@ -2,7 +2,7 @@
  * No request is left hanging at any moment of an instance's life, over real
  * sockets to the real CLI process (`node dist/bin.js`): while it starts (the
  * socket listens before the store, cluster listener and routes are built) and
- * while it shuts down, every request on every route is answered promptly:
+ * while it shuts down, and while its database is silent, every request on every route is answered promptly:
  * served, or 503 with `retry-after` and a JSON error. Every request has a
  * client-side timeout: an unanswered one fails the test instead of waiting.
  *
@@ -13,6 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { connect, createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net"
 import { join } from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import * as Pg from "../src/SessionStore/Pg.js"
 import { pgSchema, tempDir } from "./helpers.js"
 import { binPath, ensureBuilt } from "./process.js"
 
@@ -63,8 +64,12 @@ type Outcome =
  * One request with a client-side timeout. A refused connection (nothing listens yet, or no
  * longer) is an answer too: the client knows at once. Streams are read up to their headers.
  */
-const attempt = async (base: string, [method, path, body]: readonly [string, string, unknown?]): Promise<Outcome> => {
-  const signal = AbortSignal.timeout(ANSWER_WITHIN)
+const attempt = async (
+  base: string,
+  [method, path, body]: readonly [string, string, unknown?],
+  within = ANSWER_WITHIN
+): Promise<Outcome> => {
+  const signal = AbortSignal.timeout(within)
   let res: Response
   try {
     res = await fetch(base + path, {
@@ -79,7 +84,7 @@ const attempt = async (base: string, [method, path, body]: readonly [string, str
     // The server closed the connection without answering (an idle keep-alive dropped while
     // shutting down, as the request was on its way): the client knows at once, and retries.
     if (code === "ECONNRESET" || code === "UND_ERR_SOCKET") return { kind: "closed" }
-    throw new Error(`${method} ${path}: no answer within ${ANSWER_WITHIN} ms (${String(e)})`)
+    throw new Error(`${method} ${path}: no answer within ${within} ms (${String(e)})`)
   }
   const stream = res.headers.get("content-type")?.startsWith("text/event-stream") ?? false
   if (stream) {
@@ -425,6 +430,61 @@ describe("shutting down", () => {
     for (const o of outcomes) {
       if (o.kind === "answered" && o.status === 503) expectUnavailable(o, "shutting_down", "during shutdown")
       else if (o.kind === "answered") expect(o.status, o.body).toBeLessThan(500)
+    }
+  })
+})
+
+/** A TCP proxy in front of PostgreSQL that can freeze: keep every connection open and pass nothing. */
+const freezingProxy = async (target: URL) => {
+  const sockets = new Set<Socket>()
+  let frozen = false
+  const server: TcpServer = createTcpServer((client) => {
+    sockets.add(client)
+    if (frozen) return
+    const upstream = connect(Number(target.port || 5432), target.hostname)
+    sockets.add(upstream)
+    const close = () => {
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on("error", close).on("close", close)
+    upstream.on("error", close).on("close", close)
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  const via = new URL(target)
+  via.hostname = "127.0.0.1"
+  via.port = String((server.address() as { port: number }).port)
+  return {
+    url: via.toString(),
+    freeze: () => {
+      frozen = true
+      for (const s of sockets) s.unpipe().pause()
+    },
+    close: () => {
+      for (const s of sockets) s.destroy()
+      return new Promise<void>((r) => server.close(() => r()))
+    }
+  }
+}
+
+describe.skipIf(noPg)("losing the database", () => {
+  it("a database that goes silent (connections open, nothing answers): every route is still answered, 503 where it needs the store", async () => {
+    const db = await freezingProxy(new URL(await schema()))
+    cleanups.push(db.close)
+    const cli = await launch(["--pg", db.url, "--lease-ttl", "1000"])
+    await cli.listening
+    expect(await attempt(cli.base, ["POST", "/sessions/s1", { project: "p" }])).toMatchObject({ status: 201 })
+    db.freeze()
+    for (const round of [1, 2]) {
+      // A statement on a silent connection gives up after the store's deadline, and so does the
+      // rollback after it: two deadlines at most, plus room for a loaded machine.
+      const outcomes = await Promise.all(routes.map((r) => attempt(cli.base, r, 2 * Pg.deadline + ANSWER_WITHIN)))
+      outcomes.forEach((o, i) => {
+        const what = `${routes[i]!.join(" ")} with the database frozen, round ${round}`
+        expect(o.kind, what).toBe("answered")
+        if (o.kind === "answered" && o.status >= 500) expectUnavailable(o, "store_unavailable", what)
+      })
     }
   })
 })

@@ -9,6 +9,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -17,6 +18,21 @@ import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
 import type { Turn } from "../Reducer.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
+
+/**
+ * `sql.withTransaction`, where a COMMIT or ROLLBACK that fails (disk full in WAL mode, a database
+ * gone or silent mid-transaction) is the SqlError it is: @effect/sql makes those defects, which
+ * would answer 500 instead of 503.
+ */
+export const transaction = (sql: SqlClient.SqlClient) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  sql.withTransaction(effect).pipe(
+    Effect.catchSomeDefect((d) =>
+      typeof d === "object" && d !== null && (d as { _tag?: unknown })._tag === "SqlError"
+        ? Option.some(Effect.fail(d as SqlError))
+        : Option.none()
+    )
+  )
 
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
@@ -578,7 +594,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           ON CONFLICT (id) DO NOTHING RETURNING id`
         if (rows.length === 0) return yield* new SessionExists({ id: s.id })
         if (channel !== undefined) yield* announce({ t: "s", id: s.id, r: 0 })
-      }).pipe(sql.withTransaction, Effect.mapError((e) => e instanceof SessionExists ? e : storeError(e))),
+      }).pipe(transaction(sql), Effect.mapError((e) => e instanceof SessionExists ? e : storeError(e))),
     remove: (id, expected) =>
       Effect.gen(function*() {
         const deleted = yield* (expected === undefined
@@ -597,7 +613,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           yield* announce({ t: "s", id, r: rev })
         }
       }).pipe(
-        sql.withTransaction,
+        transaction(sql),
         Effect.ensuring(Effect.sync(() => tails.delete(id))),
         Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
       ),
@@ -708,13 +724,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           yield* run("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
         }
       }).pipe(
-        sql.withTransaction,
-        // A failed COMMIT (disk full, in WAL mode) is a defect in @effect/sql; it is a store failure.
-        Effect.catchSomeDefect((d) =>
-          typeof d === "object" && d !== null && (d as { _tag?: unknown })._tag === "SqlError"
-            ? Option.some(Effect.fail(d))
-            : Option.none()
-        ),
+        transaction(sql),
         Effect.onExit((exit) =>
           Effect.sync(() => {
             if (!Exit.isSuccess(exit)) return void tails.delete(id)
@@ -747,7 +757,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           WHERE c.session_id = ${id} AND (a.seq >= ${from} OR a.updated_rev > ${since})
           ORDER BY c.seq, c.field, c.n`
         return { rev, artifacts: assemble(rows, chunks) }
-      }).pipe(sql.withTransaction, Effect.mapError(storeError)),
+      }).pipe(transaction(sql), Effect.mapError(storeError)),
     hasIdempotencyKey: (id, key) =>
       sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`.pipe(
         Effect.map((rows) => rows.length > 0),
