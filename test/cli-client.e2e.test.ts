@@ -386,10 +386,12 @@ describe("rein: approve, reject", () => {
     expect(await rein([...url, "reject", "q1"])).toMatchObject({ code: 0, stdout: "rejected r3\n" })
     expect((await sb.command("permission_reply", n)).data).toMatchObject({ requestId: "r3", decision: "reject" })
 
-    // Answered already: the server's 409 message, exit 1.
-    const late = await rein([...url, "reject", "q1", "r1"])
-    expect(late.code).toBe(1)
-    expect(late.stderr).toMatch(/^rein: .*r1.*answered/)
+    // Answered already (by someone else): said, and not an error (issue 15).
+    expect(await rein([...url, "reject", "q1", "r1"])).toMatchObject({ code: 0, stdout: "r1 was already answered by someone else\n" })
+    // An unknown request is an error: the server's 409 message, exit 1.
+    const unknown = await rein([...url, "approve", "q1", "r7"])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^rein: .*r7/)
     const artifacts = (await request(s.url, "GET", "/sessions/q1/artifacts")).body
     expect(artifacts.map((a: any) => [a.requestId, a.decision])).toEqual([["r1", "allow_once"], ["r2", "allow_always"], ["r3", "reject"]])
     expect(await rein([...url, "approve", "q1", "r9", "--always", "--option", "o1"])).toMatchObject({ code: 1 })

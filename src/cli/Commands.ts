@@ -139,9 +139,23 @@ const pendingRequest = (id: string, named: Option.Option<string>) =>
     return String(pending[0]!.requestId)
   })
 
+/**
+ * Sends the reply; `false` when someone else answered first (a 409 for a request that is
+ * answered): that is how several watchers share a session, not an error.
+ */
 const answer = (id: string, requestId: string, reply: PermissionKey["reply"]) =>
   Effect.flatMap(Api.Api, (api) =>
     api.call((c) => c.permissionReply(id, requestId, "decision" in reply ? reply.decision : reply)).pipe(
+      Effect.as(true),
+      Effect.catchIf(
+        (e) => e._tag === "Rejected" && e.status === 409 && e.code === "conflict",
+        (e) =>
+          // The same 409 answers an unknown request id: the artifacts tell the two apart.
+          Effect.flatMap(api.call((c) => c.artifacts(id)), (list) =>
+            list.some((a) => a.kind === "permission" && a.requestId === requestId && a.decision !== null)
+              ? Effect.succeed(false)
+              : Effect.fail(e))
+      ),
       Effect.mapError(Api.noSandbox(id))
     ))
 
@@ -160,7 +174,8 @@ const approve = Command.make(
       }
       const io = yield* Io
       const rid = yield* pendingRequest(o.id, o.requestId)
-      yield* answer(o.id, rid, Option.isSome(o.option) ? { optionId: o.option.value } : { decision: o.always ? "allow_always" : "allow_once" })
+      const answered = yield* answer(o.id, rid, Option.isSome(o.option) ? { optionId: o.option.value } : { decision: o.always ? "allow_always" : "allow_once" })
+      if (!answered) return io.out(`${rid} was already answered by someone else\n`)
       io.out(`${Option.isSome(o.option) ? `answered ${rid} with ${o.option.value}` : o.always ? `always allowed ${rid}` : `allowed ${rid} once`}\n`)
     })
 ).pipe(Command.withDescription("Allow a pending permission request (once, --always, or with --option <optionId>)"))
@@ -169,7 +184,7 @@ const reject = Command.make("reject", { id, requestId }, (o) =>
   Effect.gen(function*() {
     const io = yield* Io
     const rid = yield* pendingRequest(o.id, o.requestId)
-    yield* answer(o.id, rid, { decision: "reject" })
+    if (!(yield* answer(o.id, rid, { decision: "reject" }))) return io.out(`${rid} was already answered by someone else\n`)
     io.out(`rejected ${rid}\n`)
   })).pipe(Command.withDescription("Reject a pending permission request"))
 
