@@ -154,7 +154,10 @@ export class Bridge {
       ...(o.fetch ? { fetch: o.fetch } : {}),
       onCommand: (c) => this.onCommand(c),
       onState: (s) => this.onStreamState(s),
-      onError: (e, events) => this.onRejected(e, events)
+      onError: (e, events) => this.onRejected(e, events),
+      // What the agent said is kept until the server takes it, however long it is down (the
+      // default gives up after about 30 s); stopping bounds its own wait (see finish).
+      retry: { maxAttempts: Number.POSITIVE_INFINITY }
     })
     try {
       await this.conn.connect()

@@ -73,7 +73,7 @@ const command = Command.make("rein-sandbox", { url, session, token, cwd, create,
     })
     // SIGINT/SIGTERM interrupt this fiber (NodeRuntime.runMain): the bridge stops cleanly before it ends.
     const exit = yield* Effect.async<BridgeExit>((resume) => {
-      void bridge.run().then((e) => resume(Effect.succeed(e)))
+      bridge.run().then((e) => resume(Effect.succeed(e)), (e) => resume(Effect.die(e)))
       return Effect.promise(async () => {
         bridge.stop()
         const e = await bridge.run()
