@@ -322,6 +322,23 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     await waitStatus(server.url, s.id, "disconnected")
   })
 
+  it("the agent crashing with prompts queued: the transcript says they were not run", async () => {
+    const s = await session(server)
+    await s.prompt("crash-on-cancel")
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["waiting to crash"]))
+    await s.prompt("echo one")
+    await s.prompt("echo two")
+    await until(server.url, s.id, (arts) => expect(kinds(arts, "custom").filter((c) => c.name === "rein.prompt_queued")).toHaveLength(2))
+    await s.command({ type: "abort" })
+    const exit = await withTimeout(s.sandbox.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code).toBe(1)
+    const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "error")).toHaveLength(2))
+    expect(kinds(arts, "error")[1]).toMatchObject({ code: "prompts_not_run" })
+    expect(kinds(arts, "error")[1].message).toMatch(/^2 queued prompts were not run: .*exited with code 3/)
+    // Nothing of the queued prompts ran.
+    expect(texts(arts)).toEqual(["waiting to crash"])
+  })
+
   it("an agent that dies before its ACP session: an error with its exit code and stderr, exit 1", async () => {
     const id = `dies-${process.pid}`
     const s = runSandbox(["--url", server.url, "--session", id, "--create"], ["--die-at-start"])

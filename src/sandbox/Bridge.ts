@@ -323,7 +323,10 @@ export class Bridge {
     if (this.running || this.acpSessionId === undefined) return
     this.running = true
     try {
-      while (this.queue.length > 0 && this.ending === undefined) await this.runTurn(this.queue.shift()!)
+      // A closed connection runs nothing more: the prompts stay queued for finish to report.
+      while (this.queue.length > 0 && this.ending === undefined && this.acpConn?.signal.aborted !== true) {
+        await this.runTurn(this.queue.shift()!)
+      }
     } finally {
       this.running = false
     }
@@ -440,6 +443,16 @@ export class Bridge {
       this.send({ type: "turn_end", stopReason: exit.reason === "stopped" ? "cancelled" : "error" })
     }
     this.turn = undefined
+    if (this.queue.length > 0 && sessionExists) {
+      // Said as the transcript said they were queued: nobody should wait for them.
+      const n = this.queue.length
+      this.send({
+        type: "error",
+        code: "prompts_not_run",
+        message: `${n} queued prompt${n === 1 ? " was" : "s were"} not run: ${exit.message}`
+      })
+      this.queue.length = 0
+    }
     this.cancelPermissions()
     this.terminals?.closeAll()
     this.acpConn?.close()
