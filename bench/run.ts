@@ -19,6 +19,7 @@ import { fanout, fanoutCross, fanoutSplit } from "./scenarios/fanout.js"
 import { idleConnections } from "./scenarios/idle-connections.js"
 import { ingest } from "./scenarios/ingest.js"
 import { longMessage } from "./scenarios/long-message.js"
+import { manySessions } from "./scenarios/many-sessions.js"
 import { resumeStorm } from "./scenarios/resume-storm.js"
 import { sessions } from "./scenarios/sessions.js"
 
@@ -31,7 +32,8 @@ const scenarios: ReadonlyArray<Scenario> = [
   longMessage,
   idleConnections,
   resumeStorm,
-  sessions
+  sessions,
+  manySessions
 ]
 
 const { values: args } = parseArgs({

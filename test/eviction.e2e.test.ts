@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { applyChange, type Artifact } from "../src/Domain/Artifact.js"
 import * as Reducer from "../src/Reducer.js"
 import type { ServerOptions } from "../src/Server.js"
-import { eventually, sse, start, type TestServer } from "./helpers.js"
+import { eventually, pgSchema, sse, start, type TestServer } from "./helpers.js"
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -131,7 +131,7 @@ const script = async (s: TestServer, pause: () => Promise<void>) => {
 }
 
 const run = async (options: ServerOptions, pause: () => Promise<void> = async () => {}) => {
-  const s = await start({ dbPath: dbFile(), ...options })
+  const s = await start({ ...(options.pgUrl === undefined && { dbPath: dbFile() }), ...options })
   try {
     return await script(s, pause)
   } finally {
@@ -185,6 +185,22 @@ describe("eviction: a session rebuilt from the store behaves exactly as a reside
       await b.close()
     }
   }, 30_000)
+})
+
+const databaseUrl = process.env.DATABASE_URL
+describe.skipIf(databaseUrl === undefined)("eviction on PostgreSQL (clustered)", () => {
+  it("evicted after every write = always resident", async () => {
+    const a = await pgSchema(databaseUrl!)
+    const b = await pgSchema(databaseUrl!)
+    try {
+      const resident = await run({ pgUrl: a.url, residentSessions: 1_000_000, idleEvictAfter: 3_600_000 })
+      const evicted = await run({ pgUrl: b.url, residentSessions: 0 })
+      expect(evicted).toEqual(resident)
+    } finally {
+      await a.drop()
+      await b.drop()
+    }
+  }, 60_000)
 })
 
 describe("eviction: the reducer state is exactly its artifacts plus the turn", () => {
