@@ -17,6 +17,7 @@ import * as Reducer from "./Reducer.js"
 import type { SessionStore } from "./SessionStore.js"
 import * as Pg from "./SessionStore/Pg.js"
 import * as Sqlite from "./SessionStore/Sqlite.js"
+import * as IdleGc from "./IdleGc.js"
 import * as Sessions from "./Sessions.js"
 
 export interface ServerOptions {
@@ -140,7 +141,8 @@ export const layer = (
       Layer.provideMerge(layerHttp(o)),
       Layer.provideMerge(layerApp(o)),
       Layer.provideMerge(NodeHttpServer.layerServer(() => node.server, { port: o.port, host: o.host })),
-      Layer.provideMerge(closed)
+      Layer.provideMerge(closed),
+      Layer.provideMerge(IdleGc.layer())
     )
   }))
 }
