@@ -42,7 +42,7 @@ const collector = (): (() => void) | undefined => {
 }
 
 export interface IdleGcOptions {
-  /** Milliseconds between checks. Default 5 000. */
+  /** Milliseconds between checks. Default 3 000. */
   readonly interval?: number
 }
 
@@ -54,17 +54,23 @@ export const layer = (options: IdleGcOptions = {}): Layer.Layer<never> =>
     let last = performance.eventLoopUtilization()
     /** heapTotal after the last collection: another one only once the heap grew again. */
     let after = -Infinity
+    /** heapTotal before the last collection, and collections since the heap last grew. */
+    let previous = Infinity
+    let passes = 0
     const check = Effect.sync(() => {
       const now = performance.eventLoopUtilization()
       const busy = performance.eventLoopUtilization(now, last).utilization
       last = now
       const { heapTotal, heapUsed } = process.memoryUsage()
       const slack = heapTotal - heapUsed
-      // Follows the heap down when V8 shrank it, so the next growth counts from there.
-      after = Math.min(after, heapTotal)
-      if (busy > 0.05 || slack < 32 * 1024 * 1024 || heapTotal < after + 16 * 1024 * 1024) return
+      if (busy > 0.05 || slack < 32 * 1024 * 1024) return
+      // Again while each pass still shrinks the heap (compaction moves a few pages at a time),
+      // then only once it grew again.
+      if (heapTotal < after + 16 * 1024 * 1024 && !(passes < 4 && heapTotal < previous)) return
+      passes = heapTotal >= after + 16 * 1024 * 1024 ? 1 : passes + 1
       gc()
+      previous = heapTotal
       after = process.memoryUsage().heapTotal
     })
-    yield* Effect.forkScoped(Effect.repeat(check, Schedule.spaced(options.interval ?? 5_000)))
+    yield* Effect.forkScoped(Effect.repeat(check, Schedule.spaced(options.interval ?? 3_000)))
   }))
