@@ -284,6 +284,24 @@ describe("SandboxConnection", () => {
     expect((await client.artifacts("seq1")).map((a) => a.name)).toEqual(Array.from({ length: 20 }, (_, i) => `n${i}`))
   })
 
+  it("postRefusedSingly: a batch refused for one bad event is posted again event by event, in place, before what was queued after it", async () => {
+    const server = await open()
+    const client = clientFor(server)
+    await client.createSession("split1")
+    const refused: Array<string> = []
+    const sandbox = sandboxFor(server.url, "split1", { postRefusedSingly: true, onError: (e, events) => refused.push(`${e.status} ${events.map((x) => x.type).join(",")}`) })
+    const first = sandbox.send([
+      { type: "custom", name: "a" },
+      { type: "tool_call_end", toolCallId: "nope" },
+      { type: "custom", name: "b" }
+    ])
+    const after = sandbox.send({ type: "custom", name: "c" })
+    expect((await rejection(first)).status).toBe(400)
+    await after
+    expect((await client.artifacts("split1")).map((a) => a.name)).toEqual(["a", "b", "c"])
+    expect(refused).toEqual(["400 tool_call_end"])
+  })
+
   it("receives commands in order (iterator and callback) and makes the session live", async () => {
     const server = await open()
     const client = clientFor(server)

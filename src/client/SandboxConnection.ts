@@ -37,6 +37,11 @@ export interface SandboxConnectionOptions {
    * is final, with status `removed`, and does not reconnect. Not called on a network drop.
    */
   readonly onRemoved?: () => void
+  /**
+   * A batch the server refuses as a whole (400: one bad event) is posted again one event at a
+   * time, in order and before anything queued after it, so the good events are not lost with it.
+   */
+  readonly postRefusedSingly?: boolean
   /** A batch was given up (rejected by the server, or out of attempts); its `send` promises reject too. */
   readonly onError?: (error: ReinError, events: ReadonlyArray<Event>) => void
 }
@@ -252,10 +257,30 @@ export class SandboxConnection {
         for (const p of batch) p.resolve()
       } catch (e) {
         const error = e instanceof ReinError ? e : networkError(e)
+        if (this.options.postRefusedSingly === true && error.status === 400 && events.length > 1) {
+          const failed = await this.postSingly(events)
+          for (const p of batch) failed === undefined ? p.resolve() : p.reject(failed)
+          continue
+        }
         for (const p of batch) p.reject(error)
         this.options.onError?.(error, events)
       }
     }
+  }
+
+  /** Each event on its own; the first failure, after every event was tried (each reported to `onError`). */
+  private async postSingly(events: ReadonlyArray<Event>): Promise<ReinError | undefined> {
+    let first: ReinError | undefined
+    for (const event of events) {
+      try {
+        await this.post([event])
+      } catch (e) {
+        const error = e instanceof ReinError ? e : networkError(e)
+        first ??= error
+        this.options.onError?.(error, [event])
+      }
+    }
+    return first
   }
 
   private async post(events: ReadonlyArray<Event>): Promise<void> {

@@ -155,6 +155,9 @@ export class Bridge {
       onCommand: (c) => this.onCommand(c),
       onState: (s) => this.onStreamState(s),
       onError: (e, events) => this.onRejected(e, events),
+      // One event the server refuses (a restarted agent reusing a tool call id) must not take a
+      // turn_end down with it; posted singly in place, the order stays the agent's.
+      postRefusedSingly: true,
       // What the agent said is kept until the server takes it, however long it is down (the
       // default gives up after about 30 s); stopping bounds its own wait (see finish).
       retry: { maxAttempts: Number.POSITIVE_INFINITY }
@@ -399,11 +402,6 @@ export class Bridge {
    */
   private onRejected(error: ReinError, events: ReadonlyArray<Event>): void {
     this.log(`rein: ${events.length} event(s) refused: ${error.message}`)
-    if (error.status !== 400 || events.length < 2 || this.conn === undefined) return
-    const conn = this.conn
-    void (async () => {
-      for (const e of events) await conn.send(e).catch(() => {})
-    })()
   }
 
   // --- endings -------------------------------------------------------------
