@@ -8,7 +8,7 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Artifact, ArtifactChange, ArtifactKind } from "./Domain/Artifact.js"
-import type { Decision } from "./Domain/Command.js"
+import { type Decision, optionForDecision } from "./Domain/Command.js"
 import type { Event, PermissionOption, PermissionOptionKind } from "./Domain/Event.js"
 import { InvalidInput, PermissionConflict } from "./Domain/Errors.js"
 import type { SessionFields, SessionStatus } from "./Domain/Session.js"
@@ -95,9 +95,6 @@ const decisionOf = (kind: PermissionOptionKind): Decision =>
   kind === "allow_once" ? "allow_once" : kind === "allow_always" ? "allow_always" : "reject"
 
 /** In order of preference, the option kinds a bare decision stands for. */
-const kindsOf = (decision: Decision): ReadonlyArray<PermissionOptionKind> =>
-  decision === "reject" ? ["reject_once", "reject_always"] : [decision]
-
 /**
  * A reply completed against its request: `decision` from the chosen option's kind, or the first
  * option whose kind the decision stands for (`optionId` null when none does, or the request
@@ -132,12 +129,7 @@ export const completeReply = (
   }
   const decision = reply.decision
   if (decision === undefined) return Either.left(new InvalidInput({ message: "decision: one of decision or optionId is required" }))
-  let chosen: PermissionOption | undefined
-  for (const kind of kindsOf(decision)) {
-    chosen = options.find((o) => o.kind === kind)
-    if (chosen !== undefined) break
-  }
-  return Either.right({ decision, optionId: chosen?.optionId ?? null })
+  return Either.right({ decision, optionId: optionForDecision(options, decision) ?? null })
 }
 
 const optionKinds: ReadonlySet<unknown> = new Set(["allow_once", "allow_always", "reject_once", "reject_always"])

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { optionForDecision } from "../src/sandbox/Bridge.js"
+import { optionForDecision } from "../src/Domain/Command.js"
 import { Fs } from "../src/sandbox/Fs.js"
 import { Terminals } from "../src/sandbox/Terminals.js"
 import { tempDir } from "./helpers.js"

@@ -11,6 +11,18 @@ export const Abort = Schema.Struct({ type: Schema.Literal("abort") })
 export const Decision = Schema.Literal("allow_once", "allow_always", "reject")
 export type Decision = typeof Decision.Type
 
+/** The first option a decision stands for: its own kind (a reject prefers `reject_once`). */
+export const optionForDecision = (
+  options: ReadonlyArray<{ readonly optionId: string; readonly kind: string }>,
+  decision: Decision
+): string | undefined => {
+  for (const kind of decision === "reject" ? ["reject_once", "reject_always"] : [decision]) {
+    const found = options.find((o) => o.kind === kind)
+    if (found !== undefined) return found.optionId
+  }
+  return undefined
+}
+
 /**
  * A reply names a `decision`, an `optionId` of the request, or both. The server completes it
  * (see `Reducer.completeReply`) before the sandbox receives it as `PermissionReplyDelivered`.

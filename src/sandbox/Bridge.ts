@@ -23,7 +23,7 @@ import { ReinError } from "../client/errors.js"
 import { ReinClient } from "../client/ReinClient.js"
 import { SandboxConnection } from "../client/SandboxConnection.js"
 import type { ConnectionState } from "../client/stream.js"
-import type { SandboxCommand } from "../Domain/Command.js"
+import { optionForDecision, type SandboxCommand } from "../Domain/Command.js"
 import { chooseAuthMethod, clientCapabilities, connect } from "./Acp.js"
 import { type AgentExit, type AgentProcess, spawnAgent } from "./Agent.js"
 import { Fs } from "./Fs.js"
@@ -61,19 +61,6 @@ const stopReasons = new Set(["end_turn", "max_tokens", "max_turn_requests", "ref
 interface PendingPermission {
   readonly options: ReadonlyArray<acp.PermissionOption>
   readonly resolve: (response: acp.RequestPermissionResponse) => void
-}
-
-/** Rein's decision -> the agent's option: the first of a matching kind (a reject prefers `reject_once`). */
-export const optionForDecision = (
-  options: ReadonlyArray<{ readonly optionId: string; readonly kind: string }>,
-  decision: string
-): string | undefined => {
-  const kinds = decision === "reject" ? ["reject_once", "reject_always"] : decision === "allow_always" ? ["allow_always"] : [decision]
-  for (const kind of kinds) {
-    const found = options.find((o) => o.kind === kind)
-    if (found !== undefined) return found.optionId
-  }
-  return undefined
 }
 
 const describeExit = (exit: AgentExit) => exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`
