@@ -37,36 +37,25 @@ export const isPendingPermission = (a: Artifact): boolean => a.kind === "permiss
 
 export const isRunningTool = (a: Artifact): boolean => a.kind === "tool_call" && (a.status === "running" || a.status === "pending")
 
+/** How each tool call status shows: one table, so a status cannot be missed in one of two places. */
+const toolStatuses: Record<string, { readonly icon: string; readonly word: string; readonly colour: "green" | "red" | "gray" | "yellow" }> = {
+  done: { icon: "✓", word: "done", colour: "green" },
+  error: { icon: "✗", word: "error", colour: "red" },
+  cancelled: { icon: "⊘", word: "cancelled", colour: "gray" },
+  pending: { icon: "○", word: "pending", colour: "gray" },
+  running: { icon: "◌", word: "running", colour: "yellow" }
+}
+const toolStatus = (status: string) => (Object.hasOwn(toolStatuses, status) ? toolStatuses[status] : undefined) ?? toolStatuses.running!
+
 const toolIcon = (status: string, t: TranscriptStyle): string => {
-  const s = t.style
   if (t.plain) return "[tool]"
-  switch (status) {
-    case "done":
-      return s.green("✓")
-    case "error":
-      return s.red("✗")
-    case "cancelled":
-      return s.gray("⊘")
-    case "pending":
-      return s.gray("○")
-    default:
-      return s.yellow("◌")
-  }
+  const { icon, colour } = toolStatus(status)
+  return t.style[colour](icon)
 }
 
 const statusWord = (status: string, s: Style): string => {
-  switch (status) {
-    case "done":
-      return s.green("done")
-    case "error":
-      return s.red("error")
-    case "cancelled":
-      return s.gray("cancelled")
-    case "pending":
-      return s.gray("pending")
-    default:
-      return s.yellow("running")
-  }
+  const { word, colour } = toolStatus(status)
+  return s[colour](word)
 }
 
 /** The one line of a tool call: icon, title (or name and input), first location, status. */
