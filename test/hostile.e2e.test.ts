@@ -586,6 +586,23 @@ describe("explicit hostile cases", () => {
     expect(await snapshot(server)).toEqual(before)
   })
 
+  it("a body no route reads (a GET's) does not cut off a large answer on a closing connection", async () => {
+    // The server finishes its answer while the client still sends; closing then with unread bytes
+    // would make the kernel reset the connection and lose the answer's tail (found by the property above).
+    expect((await server.request("POST", "/sessions/linger")).status).toBe(201)
+    const delta = "z".repeat(MiB - 1_000)
+    expect((await server.request("POST", "/sessions/linger/events", [{ type: "turn_start" }, { type: "text_delta", delta }])).status).toBe(202)
+    const sent = JSON.stringify({ type: "text_delta", delta: "y".repeat(MiB - 100) })
+    for (let i = 0; i < 10; i++) {
+      // agent: false sends connection: close.
+      const o = await send(server.port, "GET", "/sessions/linger/artifacts", {}, sent)
+      expect(o.error?.message).toBeUndefined()
+      expect(o.status).toBe(200)
+      expect(JSON.parse(o.body!.toString()).find((a: { kind: string }) => a.kind === "text")?.text).toBe(delta)
+    }
+    expect((await server.request("DELETE", "/sessions/linger")).status).toBe(204)
+  })
+
   it("a stream request that carried a body still notices its client leaving", async () => {
     // The GET stream routes do not read a body; an unread body must not hide the client's close.
     for (const size of [100, 200_000]) {

@@ -10,6 +10,13 @@
  * arrives while the platform's handler is not attached (starting: the store,
  * the cluster listener and the routes are still being built) or once shutting
  * down has begun is answered here at once: 503, `retry-after`, a JSON error.
+ *
+ * And a lingering close: a connection that ends after its response (the
+ * client asked for `connection: close`) while the client still sends a body
+ * no route read (a GET with a body) would be closed with unread bytes, and the
+ * kernel answers those with a reset that can destroy the response before the
+ * client reads it. So the close waits for the rest of the body, which node:http
+ * reads and discards, for at most `lingerMs`.
  */
 import * as Effect from "effect/Effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -24,8 +31,13 @@ export interface Drainable {
   readonly closed: (grace: number) => Effect.Effect<void>
 }
 
+/** How long a closing connection keeps reading a body nobody wanted. */
+const lingerMs = 5_000
+
 export const make = (): Drainable => {
   const server = createServer()
+  /** The last request read on each socket, for the lingering close. */
+  const reading = new WeakMap<Socket, IncomingMessage>()
   /** Requests open per socket; a socket with none is idle. */
   const sockets = new Map<Socket, number>()
   let unanswered = 0
@@ -36,11 +48,31 @@ export const make = (): Drainable => {
   server.on("connection", (socket: Socket) => {
     if (draining) return void socket.destroy()
     sockets.set(socket, 0)
+    lingerOnClose(socket)
     socket.once("close", () => {
       sockets.delete(socket)
       if (sockets.size === 0) onClosed?.()
     })
   })
+
+  const lingerOnClose = (socket: Socket) => {
+    // node:http ends a `connection: close` socket with destroySoon once the response is written.
+    const destroySoon = socket.destroySoon
+    socket.destroySoon = function(this: Socket) {
+      const req = reading.get(socket)
+      if (req === undefined || req.complete || req.destroyed) return destroySoon.call(this)
+      let closed = false
+      const close = () => {
+        if (closed) return
+        closed = true
+        clearTimeout(timer)
+        destroySoon.call(this)
+      }
+      const timer = setTimeout(close, lingerMs)
+      req.once("end", close)
+      req.once("close", close)
+    }
+  }
 
   /** Answers a request the app cannot take now; false when the app takes it. */
   const refuse = (res: ServerResponse): boolean => {
@@ -74,6 +106,7 @@ export const make = (): Drainable => {
   /** Counts the request until its head is written, and closes its socket after it when draining. */
   const track = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket
+    reading.set(socket, req)
     if (sockets.has(socket)) sockets.set(socket, sockets.get(socket)! + 1)
     unanswered++
     let answered = false
