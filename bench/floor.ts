@@ -10,6 +10,8 @@
  * - GET /sessions/:id/stream: replays kept events as `artifact_snapshot`
  *   frames numbered from 1 (from `Last-Event-ID`), `snapshot_complete`, then
  *   live frames.
+ * - GET /sessions/:id/commands: a sandbox's command stream: `snapshot_complete`,
+ *   then held open (the floor never sends a command).
  * - POST /sessions/:id: keeps a session record, answers 201 with it.
  * - GET /sessions, GET /sessions/stream: those records as JSON / snapshots.
  * - Anything else: 202 (POST) or 204.
@@ -120,6 +122,9 @@ const server = http.createServer((req, res) => {
     res.write(Buffer.concat([...t.frames.slice(from - 1), Buffer.from(complete)]))
     t.subscribers.add(res)
     res.on("close", () => t.subscribers.delete(res))
+  } else if (req.method === "GET" && id !== undefined && sub === "commands") {
+    res.writeHead(200, sseHeaders)
+    res.write(complete)
   } else {
     req.resume()
     res.writeHead(req.method === "GET" ? 200 : 204).end()

@@ -14,6 +14,7 @@ import { cpus } from "node:os"
 import { parseArgs } from "node:util"
 import { type Child, runTag, startFloor, startRein, within } from "./lib.js"
 import type { Check, Figures, Scenario, Summary, Target } from "./scenario.js"
+import { agents } from "./scenarios/agents.js"
 import { batch } from "./scenarios/batch.js"
 import { fanout, fanoutCross, fanoutSplit } from "./scenarios/fanout.js"
 import { idleConnections } from "./scenarios/idle-connections.js"
@@ -33,7 +34,8 @@ const scenarios: ReadonlyArray<Scenario> = [
   idleConnections,
   resumeStorm,
   sessions,
-  manySessions
+  manySessions,
+  agents
 ]
 
 const { values: args } = parseArgs({
