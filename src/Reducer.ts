@@ -12,6 +12,9 @@ import { type Decision, optionForDecision } from "./Domain/Command.js"
 import type { Event, PermissionOption, PermissionOptionKind } from "./Domain/Event.js"
 import { InvalidInput, PermissionConflict } from "./Domain/Errors.js"
 import type { SessionFields, SessionStatus } from "./Domain/Session.js"
+import type { OpenDelta, Turn, UsageRef } from "./Domain/Turn.js"
+
+export type { Turn }
 
 interface Ref {
   readonly seq: number
@@ -25,17 +28,12 @@ interface PermissionRef extends Ref {
   /** The options it offered (null: none), which a reply's `optionId` must be one of. */
   readonly options: ReadonlyArray<PermissionOption> | null
 }
-interface UsageRef extends Ref {
-  readonly inputTokens: number
-  readonly outputTokens: number
-  readonly costUsd: number | null
-}
 
 /** What the reducer must remember between events; persistent maps keep a failed batch free of side effects. */
 export interface ReducerState {
   readonly nextSeq: number
   /** The delta artifact without `partId` that the next delta of its kind extends. */
-  readonly open: { readonly seq: number; readonly kind: "text" | "reasoning" } | null
+  readonly open: OpenDelta | null
   readonly parts: HashMap.HashMap<string, number>
   readonly toolCalls: HashMap.HashMap<string, ToolCallRef>
   readonly permissions: HashMap.HashMap<string, PermissionRef>
@@ -77,13 +75,6 @@ export const initial: ReducerState = {
 }
 
 const partKey = (kind: string, partId: string) => `${kind}\u0000${partId}`
-
-/** The part of the state that artifacts do not record: the open delta and the turn's plan and usage. */
-export interface Turn {
-  readonly open: ReducerState["open"]
-  readonly turnPlan: number | null
-  readonly turnUsage: UsageRef | null
-}
 
 export const turnOf = (state: ReducerState): Turn => ({
   open: state.open,

@@ -8,7 +8,7 @@ import * as Layer from "effect/Layer"
 import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
 import { SessionExists, StaleSession, type StoreError } from "./Domain/Errors.js"
 import type { Session, SessionStatus } from "./Domain/Session.js"
-import type { Turn } from "./Reducer.js"
+import type { Turn } from "./Domain/Turn.js"
 
 /** How many recent `Idempotency-Key`s a session remembers. */
 export const idempotencyWindow = 10_000

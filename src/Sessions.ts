@@ -38,7 +38,8 @@ import {
   type Sink,
   type SlowConsumer
 } from "./EventBus.js"
-import { completeReply, type Input, Reducer, type ReducerState, type Turn, turnOf } from "./Reducer.js"
+import type { Turn } from "./Domain/Turn.js"
+import { completeReply, type Input, Reducer, type ReducerState, turnOf } from "./Reducer.js"
 import { SessionStore, type StoredSession } from "./SessionStore.js"
 import * as Deadlines from "./Sessions/Deadlines.js"
 

@@ -16,7 +16,7 @@ import * as Option from "effect/Option"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
-import type { Turn } from "../Reducer.js"
+import type { Turn } from "../Domain/Turn.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
 
 /**
