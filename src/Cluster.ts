@@ -94,7 +94,6 @@ export const make = (options: ClusterOptions) =>
     /** The wait before the next reconnection attempt. */
     let delay = 250
     const pingInterval = Math.min(5_000, Math.max(200, Math.floor(leaseTtl / 2)))
-    const storeError = (cause: unknown) => new StoreError({ cause })
     const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${JSON.stringify(a)})`
     const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
 
@@ -192,7 +191,7 @@ export const make = (options: ClusterOptions) =>
           Effect.map((rows) =>
             rows.map((r) => ({ revFrom: Number(r.rev_from), rev: Number(r.rev), body: JSON.parse(r.body) as LogBody }))
           ),
-          Effect.mapError(storeError)
+          StoreError.refail
         ),
       claim: (id, connection) =>
         Effect.gen(function*() {
@@ -201,43 +200,43 @@ export const make = (options: ClusterOptions) =>
             ON CONFLICT (session_id) DO UPDATE
             SET instance = excluded.instance, connection = excluded.connection, expires_at = excluded.expires_at`
           yield* notify({ t: "x", id, i: instance })
-        }).pipe(transaction(sql), Effect.mapError(storeError)),
+        }).pipe(transaction(sql), StoreError.refail),
       release: (id, connection) =>
         sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
-          RETURNING session_id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(storeError)),
+          RETURNING session_id`.pipe(Effect.map((rows) => rows.length > 0), StoreError.refail),
       holder: (id) =>
         sql<{ instance: string; connection: string }>`SELECT instance, connection FROM rein_sandboxes
           WHERE session_id = ${id} AND expires_at > now()`.pipe(
           Effect.map(([row]) => row && { instance: row.instance, connection: Number(row.connection) }),
-          Effect.mapError(storeError)
+          StoreError.refail
         ),
       send: (to, id, command) =>
         Effect.gen(function*() {
           yield* sql`INSERT INTO rein_commands (instance, session_id, body) VALUES (${to}, ${id}, ${JSON.stringify(command)})`
           yield* notify({ t: "c", i: to })
-        }).pipe(transaction(sql), Effect.mapError(storeError)),
+        }).pipe(transaction(sql), StoreError.refail),
       takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
           DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body
         ) SELECT session_id, body FROM taken ORDER BY id`.pipe(
         Effect.map((rows) => rows.map((r) => ({ id: r.session_id, command: JSON.parse(r.body) as SandboxCommand }))),
-        Effect.mapError(storeError)
+        StoreError.refail
       ),
       renew: sql<{ session_id: string; connection: string }>`UPDATE rein_sandboxes SET expires_at = now() + ${ttl}::interval
         WHERE instance = ${instance} AND expires_at > now() RETURNING session_id, connection`.pipe(
         Effect.map((rows) => new Map(rows.map((r) => [r.session_id, Number(r.connection)]))),
-        Effect.mapError(storeError)
+        StoreError.refail
       ),
       orphans: Effect.gen(function*() {
         yield* sql`DELETE FROM rein_sandboxes WHERE expires_at <= now()`
         const rows = yield* sql<{ id: string }>`SELECT id FROM sessions s WHERE status IN ('live', 'idle')
           AND NOT EXISTS (SELECT 1 FROM rein_sandboxes x WHERE x.session_id = s.id)`
         return rows.map((r) => r.id)
-      }).pipe(Effect.mapError(storeError)),
+      }).pipe(StoreError.refail),
       prune: Effect.all([
         // Instances read the log within moments of a change; one that was away longer resyncs.
         sql`DELETE FROM rein_changes WHERE at < now() - interval '5 minutes'`,
         // A command no instance took within a minute went to an instance that is gone.
         sql`DELETE FROM rein_commands WHERE at < now() - interval '1 minute'`
-      ], { discard: true }).pipe(Effect.mapError(storeError))
+      ], { discard: true }).pipe(StoreError.refail)
     })
   })

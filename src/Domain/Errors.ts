@@ -3,6 +3,7 @@
  * status codes lives in `Http/Errors.ts`.
  */
 import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 
 export class SessionNotFound extends Data.TaggedError("SessionNotFound")<{ readonly id: string }> {
   override get message() {
@@ -46,6 +47,17 @@ export class PermissionConflict extends Data.TaggedError("PermissionConflict")<{
 export class StoreError extends Data.TaggedError("StoreError")<{ readonly cause: unknown }> {
   override get message() {
     return `the session store is unavailable: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+
+  /** Every failure of `effect` as a StoreError (what the database said becomes its cause). */
+  static refail<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, StoreError, R> {
+    return Effect.mapError(effect, (cause) => cause instanceof StoreError ? cause : new StoreError({ cause }))
+  }
+
+  /** `refail`, except that failures of class `kept` are the store's answer, not its failure, and pass through. */
+  static refailExcept<K extends new(...args: any) => any>(kept: K) {
+    return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, InstanceType<K> | StoreError, R> =>
+      Effect.mapError(effect, (cause) => cause instanceof kept ? cause as InstanceType<K> : cause instanceof StoreError ? cause : new StoreError({ cause }))
   }
 }
 

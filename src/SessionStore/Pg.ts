@@ -59,7 +59,7 @@ export const layer = (options: PgOptions): Layer.Layer<SessionStore | Cluster.Cl
     const store = yield* Sql.make(Sql.pg, { channel })
     const cluster = yield* Cluster.make({ url: options.url, channel, leaseTtl: options.leaseTtl ?? 10_000 })
     return Context.make(SessionStore, store).pipe(Context.add(Cluster.Cluster, cluster))
-  }).pipe(Effect.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ cause })))).pipe(
+  }).pipe(StoreError.refail)).pipe(
     Layer.provide(PgClient.layerFromPool({ acquire: pool(options.url), applicationName: "rein-server" })),
     Layer.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ cause }))
   )

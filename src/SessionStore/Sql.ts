@@ -359,8 +359,6 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     fields.set(key, tail)
   }
 
-  const storeError = (cause: unknown) => new StoreError({ cause })
-
   const appendChunk = (run: Run, id: string, seq: number, field: string, raw: string, pending: Map<string, Tail>) =>
     Effect.gen(function*() {
       const text = escape(raw)
@@ -578,14 +576,14 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       Effect.map((rows) =>
         rows.map(toStored)
       ),
-      Effect.mapError(storeError)
+      StoreError.refail
     ),
     get: (id) =>
       sql<SessionRow>`SELECT * FROM sessions WHERE id = ${id}`.pipe(
         Effect.map(([r]) =>
           r === undefined ? undefined : toStored(r)
         ),
-        Effect.mapError(storeError)
+        StoreError.refail
       ),
     create: (s, sandboxTokenHash = null) =>
       Effect.gen(function*() {
@@ -594,7 +592,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           ON CONFLICT (id) DO NOTHING RETURNING id`
         if (rows.length === 0) return yield* new SessionExists({ id: s.id })
         if (channel !== undefined) yield* announce({ t: "s", id: s.id, r: 0 })
-      }).pipe(transaction(sql), Effect.mapError((e) => e instanceof SessionExists ? e : storeError(e))),
+      }).pipe(transaction(sql), StoreError.refailExcept(SessionExists)),
     remove: (id, expected) =>
       Effect.gen(function*() {
         const deleted = yield* (expected === undefined
@@ -615,7 +613,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       }).pipe(
         transaction(sql),
         Effect.ensuring(Effect.sync(() => tails.delete(id))),
-        Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
+        StoreError.refailExcept(StaleSession)
       ),
     update: (id, patch) => {
       const set: Record<string, unknown> = {}
@@ -623,7 +621,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       if (patch.summary !== undefined) set.summary = patch.summary
       if (patch.lastHeartbeat !== undefined) set.last_heartbeat = patch.lastHeartbeat
       if (Object.keys(set).length === 0) return Effect.void
-      return sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(storeError))
+      return sql`UPDATE sessions SET ${sql.update(set)} WHERE id = ${id}`.pipe(Effect.asVoid, StoreError.refail)
     },
     commit: (id, commit: Commit) => {
       const cached = tails.get(id)
@@ -675,7 +673,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
               keepTails(id, commit.rev, commit.createdAt, pending)
             })
           ),
-          Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
+          StoreError.refailExcept(StaleSession)
         )
       }
       // The hot path: statements go straight to the transaction's connection as prepared SQL,
@@ -731,7 +729,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             keepTails(id, commit.rev, commit.createdAt, pending)
           })
         ),
-        Effect.mapError((e) => e instanceof StaleSession ? e : storeError(e))
+        StoreError.refailExcept(StaleSession)
       )
     },
     artifacts: (id, from) =>
@@ -757,12 +755,12 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           WHERE c.session_id = ${id} AND (a.seq >= ${from} OR a.updated_rev > ${since})
           ORDER BY c.seq, c.field, c.n`
         return { rev, artifacts: assemble(rows, chunks) }
-      }).pipe(transaction(sql), Effect.mapError(storeError)),
+      }).pipe(transaction(sql), StoreError.refail),
     hasIdempotencyKey: (id, key) =>
       sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`.pipe(
         Effect.map((rows) => rows.length > 0),
-        Effect.mapError(storeError)
+        StoreError.refail
       ),
-    ping: sql`SELECT 1`.pipe(Effect.asVoid, Effect.mapError(storeError))
+    ping: sql`SELECT 1`.pipe(Effect.asVoid, StoreError.refail)
   })
 })

@@ -32,5 +32,5 @@ const pragmas = Effect.gen(function*() {
 export const layer = (options: SqliteOptions): Layer.Layer<SessionStore, StoreError> =>
   Layer.effect(
     SessionStore,
-    pragmas.pipe(Effect.zipRight(Sql.make(Sql.sqlite)), Effect.mapError((cause) => new StoreError({ cause })))
+    pragmas.pipe(Effect.zipRight(Sql.make(Sql.sqlite)), StoreError.refail)
   ).pipe(Layer.provide(SqliteClient.layer({ filename: options.filename }).pipe(Layer.orDie)))
