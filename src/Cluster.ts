@@ -8,32 +8,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import pg from "pg"
+import * as Listener from "./Cluster/Listener.js"
+import { type Announcement, encodeAnnouncement, type LogBody, type LogEntry } from "./Cluster/Protocol.js"
 import type { SandboxCommand } from "./Domain/Command.js"
 import { StoreError } from "./Domain/Errors.js"
-import { type Announcement, type LogBody, transaction } from "./SessionStore/Sql.js"
-
-export type { Announcement, LogBody }
-
-/** One commit (or removal) of a session, as logged: it took the session from `revFrom - 1` to `rev`. */
-export interface LogEntry {
-  readonly revFrom: number
-  readonly rev: number
-  readonly body: LogBody
-}
-
-/** What an instance does with the cluster's announcements. None of these may fail. */
-export interface Listener {
-  readonly message: (announcement: Exclude<Announcement, { readonly t: "p" }>) => Effect.Effect<void>
-  /** After every (re)connection: whatever was announced meanwhile was missed. */
-  readonly connected: Effect.Effect<void>
-  /** The listening connection dropped: nothing live can be promised until `connected`. */
-  readonly lost: Effect.Effect<void>
-}
+import { transaction } from "./SqlTransaction.js"
 
 export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   /** This instance's id (random per process). */
@@ -43,7 +24,7 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   /** Whether announcements are being received right now. */
   readonly isConnected: () => boolean
   /** Listens for the scope's life, reconnecting; returns once first connected (fails after 30 s). */
-  readonly listen: (listener: Listener) => Effect.Effect<void, StoreError, Scope.Scope>
+  readonly listen: (handlers: Listener.Handlers) => Effect.Effect<void, StoreError, Scope.Scope>
   /** The session's logged changes after `afterRev`, oldest first (of the session created at `createdAt`). */
   readonly log: (id: string, createdAt: number, afterRev: number) => Effect.Effect<ReadonlyArray<LogEntry>, StoreError>
   /** Takes the session's sandbox lease for this instance and tells the previous holder. */
@@ -82,109 +63,21 @@ export const channelName = Effect.gen(function*() {
   return `rein_${row?.schema ?? "public"}`.slice(0, 63)
 })
 
-/** What the listener hands over: every announcement but the pings. */
-type Listened = Exclude<Announcement, { readonly t: "p" }>
-
 export const make = (options: ClusterOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const instance = crypto.randomUUID()
     const { channel, leaseTtl } = options
-    let connected = false
-    /** The wait before the next reconnection attempt. */
-    let delay = 250
     const pingInterval = Math.min(5_000, Math.max(200, Math.floor(leaseTtl / 2)))
-    const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${JSON.stringify(a)})`
+    const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${encodeAnnouncement(a)})`
     const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
-
-    /**
-     * One connection's life: LISTEN, hand over announcements, return when it drops. A connection
-     * can also die silently (a NAT forgetting it): every few seconds the instance notifies itself,
-     * and a listener that does not hear it within the interval is taken for dead.
-     */
-    const session = (queue: Queue.Queue<Listened>, listener: Listener, first: Deferred.Deferred<void>) =>
-      Effect.gen(function*() {
-        const dropped = yield* Deferred.make<void>()
-        let heard = 0
-        const client = yield* Effect.acquireRelease(
-          Effect.sync(() => new pg.Client({
-            connectionString: options.url,
-            keepAlive: true,
-            keepAliveInitialDelayMillis: 10_000,
-            connectionTimeoutMillis: 5_000,
-            application_name: "rein-server listener"
-          })),
-          (client) =>
-            Effect.sync(() => {
-              // end() waits for the server's answer, which a dead connection never gives.
-              ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
-            }).pipe(Effect.zipRight(Effect.promise(() => client.end().catch(() => undefined))), Effect.timeoutOption(1000))
-        )
-        client.on("error", () => Deferred.unsafeDone(dropped, Effect.void))
-        client.on("end", () => Deferred.unsafeDone(dropped, Effect.void))
-        client.on("notification", (m) => {
-          if (m.channel !== channel || m.payload === undefined) return
-          try {
-            const a = JSON.parse(m.payload) as Announcement
-            if (a.t !== "p") queue.unsafeOffer(a)
-            else if (a.i === instance) heard = Math.max(heard, a.n)
-          } catch {
-            // Not ours: ignore.
-          }
-        })
-        yield* Effect.tryPromise(() => client.connect())
-        yield* Effect.tryPromise(() => client.query(`LISTEN ${client.escapeIdentifier(channel)}`))
-        connected = true
-        delay = 250
-        yield* listener.connected
-        yield* Deferred.succeed(first, undefined)
-        let sent = 0
-        const ping = Effect.gen(function*() {
-          yield* Effect.sleep(pingInterval)
-          if (heard < sent) return yield* Deferred.succeed(dropped, undefined)
-          // Sent through the pool: it is the listening connection that is being tested. Not
-          // awaited: a database that stopped answering must not stop the check itself.
-          yield* notify({ t: "p", i: instance, n: ++sent }).pipe(Effect.timeout(pingInterval), Effect.ignore, Effect.fork)
-        })
-        yield* Effect.raceFirst(Deferred.await(dropped), Effect.forever(ping))
-      }).pipe(
-        Effect.scoped,
-        Effect.ensuring(Effect.suspend(() => {
-          if (!connected) return Effect.void
-          connected = false
-          return listener.lost
-        }))
-      )
+    const listener = Listener.make({ url: options.url, channel, instance, pingInterval, ping: notify })
 
     return Cluster.of({
       instance,
       leaseTtl,
-      isConnected: () => connected,
-      listen: (listener) =>
-        Effect.gen(function*() {
-          const queue = yield* Queue.unbounded<Listened>()
-          const first = yield* Deferred.make<void>()
-          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), listener.message)))
-          // Reconnect after 0.25 s, backing off to every 5 s while the database stays away; a
-          // connection that worked starts the backoff over.
-          yield* session(queue, listener, first).pipe(
-            Effect.tapErrorCause((cause) => Effect.logWarning("cluster listener lost its connection", cause)),
-            Effect.ignore,
-            Effect.zipRight(Effect.suspend(() => {
-              const wait = delay
-              delay = Math.min(5_000, delay * 2)
-              return Effect.sleep(wait)
-            })),
-            Effect.forever,
-            Effect.forkScoped
-          )
-          yield* Deferred.await(first).pipe(
-            Effect.timeoutFail({
-              duration: "30 seconds",
-              onTimeout: () => new StoreError({ cause: new Error("could not LISTEN on the database within 30 s") })
-            })
-          )
-        }),
+      isConnected: listener.isConnected,
+      listen: listener.listen,
       log: (id, createdAt, afterRev) =>
         sql<{ rev_from: string; rev: string; body: string }>`SELECT rev_from, rev, body FROM rein_changes
           WHERE session_id = ${id} AND created_at = ${createdAt} AND rev > ${afterRev} ORDER BY rev`.pipe(
@@ -199,7 +92,7 @@ export const make = (options: ClusterOptions) =>
             VALUES (${id}, ${instance}, ${connection}, now() + ${ttl}::interval)
             ON CONFLICT (session_id) DO UPDATE
             SET instance = excluded.instance, connection = excluded.connection, expires_at = excluded.expires_at`
-          yield* notify({ t: "x", id, i: instance })
+          yield* notify({ type: "sandbox", id, instance })
         }).pipe(transaction(sql), StoreError.refail),
       release: (id, connection) =>
         sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
@@ -213,7 +106,7 @@ export const make = (options: ClusterOptions) =>
       send: (to, id, command) =>
         Effect.gen(function*() {
           yield* sql`INSERT INTO rein_commands (instance, session_id, body) VALUES (${to}, ${id}, ${JSON.stringify(command)})`
-          yield* notify({ t: "c", i: to })
+          yield* notify({ type: "commands", instance: to })
         }).pipe(transaction(sql), StoreError.refail),
       takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
           DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body

@@ -744,11 +744,11 @@ export const make = (options: SessionsOptions) =>
       return Effect.gen(function*() {
         yield* cluster.listen({
           message: (a) =>
-            a.t === "s"
-              ? requestSync(a.id, a.r)
-              : a.t === "x"
-              ? sandboxMoved(a.id, a.i)
-              : a.i === cluster.instance
+            a.type === "session"
+              ? requestSync(a.id, a.rev)
+              : a.type === "sandbox"
+              ? sandboxMoved(a.id, a.instance)
+              : a.instance === cluster.instance
               ? deliverCommands
               : Effect.void,
           connected: resyncAll,

@@ -9,30 +9,16 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import { type Announcement, encodeAnnouncement, type LogBody } from "../Cluster/Protocol.js"
 import { type Artifact, type ArtifactKind, type CommittedChange, isAppendable } from "../Domain/Artifact.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
-
-/**
- * `sql.withTransaction`, where a COMMIT or ROLLBACK that fails (disk full in WAL mode, a database
- * gone or silent mid-transaction) is the SqlError it is: @effect/sql makes those defects, which
- * would answer 500 instead of 503.
- */
-export const transaction = (sql: SqlClient.SqlClient) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  sql.withTransaction(effect).pipe(
-    Effect.catchSomeDefect((d) =>
-      typeof d === "object" && d !== null && (d as { _tag?: unknown })._tag === "SqlError"
-        ? Option.some(Effect.fail(d as SqlError))
-        : Option.none()
-    )
-  )
+import { transaction } from "../SqlTransaction.js"
 
 /** A chunk grows by appends up to this many characters, then a new one starts. */
 const chunkSize = 2048
@@ -312,25 +298,6 @@ export interface MakeOptions {
   readonly channel?: string | undefined
 }
 
-/** A change-log entry: what one commit (or removal) did, for the other instances. */
-export interface LogBody {
-  readonly removed?: true
-  readonly fields?: { readonly status?: SessionStatus; readonly summary?: string | null }
-  readonly lastHeartbeat?: number
-  readonly changes?: ReadonlyArray<CommittedChange>
-  readonly turn?: Turn | undefined
-}
-
-/**
- * The NOTIFY payloads on the cluster channel: a session changed (`s`), a sandbox moved (`x`),
- * commands (`c`), an instance checking that its listener still hears (`p`).
- */
-export type Announcement =
-  | { readonly t: "s"; readonly id: string; readonly r: number }
-  | { readonly t: "x"; readonly id: string; readonly i: string }
-  | { readonly t: "c"; readonly i: string }
-  | { readonly t: "p"; readonly i: string; readonly n: number }
-
 export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* Migrator.make({})({ loader: dialect.migrations, table: "rein_migrations" })
@@ -569,7 +536,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   }
 
   /** Sent when the surrounding transaction commits, like every NOTIFY. */
-  const announce = (a: Announcement) => sql`SELECT pg_notify(${channel!}, ${JSON.stringify(a)})`
+  const announce = (a: Announcement) => sql`SELECT pg_notify(${channel!}, ${encodeAnnouncement(a)})`
 
   return SessionStore.of({
     list: sql<SessionRow>`SELECT * FROM sessions ORDER BY created_at, ${sql.literal(dialect.insertOrder)}`.pipe(
@@ -591,7 +558,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash})
           ON CONFLICT (id) DO NOTHING RETURNING id`
         if (rows.length === 0) return yield* new SessionExists({ id: s.id })
-        if (channel !== undefined) yield* announce({ t: "s", id: s.id, r: 0 })
+        if (channel !== undefined) yield* announce({ type: "session", id: s.id, rev: 0 })
       }).pipe(transaction(sql), StoreError.refailExcept(SessionExists)),
     remove: (id, expected) =>
       Effect.gen(function*() {
@@ -608,7 +575,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           const rev = expected.rev + 1
           yield* sql`INSERT INTO rein_changes (session_id, created_at, rev_from, rev, body)
             VALUES (${id}, ${expected.createdAt}, ${rev}, ${rev}, ${JSON.stringify(body)})`
-          yield* announce({ t: "s", id, r: rev })
+          yield* announce({ type: "session", id, rev })
         }
       }).pipe(
         transaction(sql),
@@ -653,7 +620,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       }
       // JSON escapes what TEXT cannot hold (\u0000) and keeps lone surrogates.
       const log = logged
-        ? { body: JSON.stringify(body), announcement: JSON.stringify({ t: "s", id, r: commit.rev } satisfies Announcement) }
+        ? { body: JSON.stringify(body), announcement: encodeAnnouncement({ type: "session", id, rev: commit.rev }) }
         : undefined
       const changes = coalesce(commit.changes)
       // Bounded, so the statement's text stays short (runs of appends count once).
