@@ -65,8 +65,8 @@ export const toResponse = (error: AppError): HttpServerResponse.HttpServerRespon
   return jsonError(status, code, error.message, headers)
 }
 
-/** Handler failures become JSON; a defect is a 500 JSON body, logged, never a crash. */
-export const handle = <R>(
+/** Every route's failures become JSON (applied once, to the router); a defect is a 500 JSON body, logged, never a crash. */
+export const catchFailures = <R>(
   effect: Effect.Effect<HttpServerResponse.HttpServerResponse, AppError, R>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
   effect.pipe(

@@ -1,6 +1,6 @@
 /**
  * The routes of docs/protocol.md. Each decodes its input and calls Sessions;
- * failures become JSON through `Errors.handle`.
+ * any route's failure becomes JSON in one place, `Errors.catchFailures`, at the router's end.
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -17,7 +17,7 @@ import { CreateSessionBody, SessionId } from "../Domain/Session.js"
 import { type Feed, Sessions } from "../Sessions.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
-import { handle, jsonError } from "./Errors.js"
+import { catchFailures, jsonError } from "./Errors.js"
 import * as Sse from "./Sse.js"
 import * as Static from "./Static.js"
 
@@ -98,40 +98,40 @@ export const make = (options: RouterOptions) =>
     return HttpRouter.empty.pipe(
       HttpRouter.get(
         "/healthz",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           const sessions = yield* Sessions
           yield* sessions.health
           return HttpServerResponse.unsafeJson({ ok: true })
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions/stream",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client({ query: true })
           const sessions = yield* Sessions
           const c = yield* channel
           return yield* feed(yield* sessions.openSessions(yield* project), Sse.sessionSnapshot, Sse.sessionNotice, c)
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions/:id",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           return HttpServerResponse.unsafeJson(yield* sessions.get(yield* sessionId))
-        }))
+        })
       ),
       HttpRouter.post(
         "/sessions/:id",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           const id = yield* sessionId
@@ -147,31 +147,31 @@ export const make = (options: RouterOptions) =>
           const sandboxToken = Auth.newSandboxToken()
           const session = yield* sessions.create(id, project ?? null, Auth.hashToken(sandboxToken))
           return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
-        }))
+        })
       ),
       HttpRouter.del(
         "/sessions/:id",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           yield* sessions.remove(yield* sessionId)
           return HttpServerResponse.empty({ status: 204 })
-        }))
+        })
       ),
       HttpRouter.post(
         "/sessions/:id/commands",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           const id = yield* sessionId
           const command = yield* decodeCommand(yield* body)
           yield* sessions.command(id, command)
           return accepted
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions/:id/commands",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           // Credentials first: without them, not even the id's validity is revealed.
           yield* guard.sandbox(yield* rawId, { query: true })
           const id = yield* sessionId
@@ -196,11 +196,11 @@ export const make = (options: RouterOptions) =>
             Effect.forkScoped
           )
           return c.response()
-        }))
+        })
       ),
       HttpRouter.post(
         "/sessions/:id/events",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.sandbox(yield* rawId)
           const id = yield* sessionId
           const sessions = yield* Sessions
@@ -209,29 +209,30 @@ export const make = (options: RouterOptions) =>
           if (input === undefined) return yield* new InvalidInput({ message: "body: an event or an array of events is required" })
           yield* sessions.ingest(id, yield* decodeEvents(input), key)
           return accepted
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions/:id/artifacts",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
           return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
-        }))
+        })
       ),
       HttpRouter.get(
         "/sessions/:id/stream",
-        handle(Effect.gen(function*() {
+        Effect.gen(function*() {
           yield* guard.client({ query: true })
           const sessions = yield* Sessions
           const id = yield* sessionId
           const c = yield* channel
           return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId), Sse.artifactSnapshot, Sse.artifactNotice, c)
-        }))
+        })
       ),
       // The dashboard (static files, no auth: they hold no data).
       HttpRouter.concat(Static.router),
       Effect.catchTag("RouteNotFound", (e) =>
-        Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`)))
+        Effect.succeed(jsonError(404, "not_found", `no route ${e.request.method} ${e.request.url.split("?")[0]}`))),
+      catchFailures
     )
   })
