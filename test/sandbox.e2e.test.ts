@@ -350,6 +350,30 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     )
   })
 
+  it("a program that never answers initialize: an error naming it after --start-timeout, the program stopped, exit 1", async () => {
+    const id = `mute-${process.pid}`
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const pidFile = join(dir, "mute.pid")
+    // Not an ACP agent: it reads its stdin and says nothing.
+    const mute = `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); process.stdin.resume()`
+    const child = spawn(process.execPath, [bin, "--url", server.url, "--session", id, "--create", "--start-timeout", "500", "--grace", "200", "--", process.execPath, "-e", mute], {
+      env: cleanEnv(),
+      stdio: ["ignore", "ignore", "pipe"]
+    })
+    let stderr = ""
+    child.stderr!.on("data", (d) => (stderr += d))
+    const exited = new Promise<{ code: number | null }>((r) => child.once("exit", (code) => r({ code })))
+    sandboxes.push({ child, stderr: () => stderr, exited: exited as Sandbox["exited"] })
+    const exit = await withTimeout(exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code, stderr).toBe(1)
+    const arts = await until(server.url, id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
+    expect(kinds(arts, "error")[0].message).toMatch(/did not start an ACP session: no answer to initialize within 500 ms \(is it an ACP agent/)
+    expect(stderr).toMatch(/no answer to initialize within 500 ms/)
+    expect(alive(Number(readFileSync(pidFile, "utf8")))).toBe(false)
+    await waitStatus(server.url, id, "disconnected")
+  })
+
   it("the session deleted: the agent and everything it started are stopped, exit 0", async () => {
     const s = await session(server)
     const pidFile = join(s.dir, "child.pid")

@@ -43,6 +43,11 @@ export interface BridgeOptions {
   readonly env?: NodeJS.ProcessEnv
   /** How long the agent gets to exit after SIGTERM before its group is killed. Default 5 000 ms. */
   readonly graceMs?: number
+  /**
+   * How long the agent gets to answer `initialize`, `authenticate` and `session/new` together.
+   * Default 120 000 ms: a first `npx` run downloads the agent before it answers.
+   */
+  readonly startTimeoutMs?: number
   readonly clientVersion?: string
   /** Progress and problems, for people (stderr in the bin). */
   readonly log?: (line: string) => void
@@ -174,7 +179,25 @@ export class Bridge {
       return this.ended
     }
 
-    const started = await this.startAgent().then(() => undefined, (e: unknown) => e)
+    // A program that is not an ACP agent (or one waiting for input on a terminal) never answers:
+    // without a deadline the session would look live while nothing runs.
+    const startTimeoutMs = o.startTimeoutMs ?? 120_000
+    let startTimer: ReturnType<typeof setTimeout> | undefined
+    const started = await Promise.race([
+      this.startAgent(),
+      new Promise<never>((_, reject) =>
+        startTimer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no answer to ${this.startStep} within ${startTimeoutMs} ms (is it an ACP agent speaking over stdio? Gemini CLI needs --acp)`
+              )
+            ),
+          startTimeoutMs
+        )
+      )
+    ]).then(() => undefined, (e: unknown) => e)
+    clearTimeout(startTimer)
     if (started !== undefined && this.ending === undefined) {
       // An agent that died while starting says why on stderr: wait (briefly) for its exit to say so too.
       const exit = await Promise.race([this.agent.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 1_000))])
@@ -194,6 +217,9 @@ export class Bridge {
   stop(): void {
     void this.finish({ code: 0, reason: "stopped", message: "stopped" })
   }
+
+  /** The ACP request the start waits on, for the timeout's message. */
+  private startStep = "initialize"
 
   private async startAgent(): Promise<void> {
     const o = this.options
@@ -217,6 +243,7 @@ export class Bridge {
       releaseTerminal: async (params) => (this.terminals.release(params.terminalId), {})
     })
     this.acpConn = conn
+    this.startStep = "initialize"
     const init = await conn.agent.request(acp.methods.agent.initialize, {
       protocolVersion: acp.PROTOCOL_VERSION,
       clientCapabilities,
@@ -226,9 +253,11 @@ export class Bridge {
     this.log(`agent: ${info ? `${info.name} ${info.version}` : "(no agentInfo)"}, ACP protocol ${init.protocolVersion}`)
     const method = chooseAuthMethod(init.authMethods, this.agentEnv)
     if (method !== undefined) {
+      this.startStep = "authenticate"
       await conn.agent.request(acp.methods.agent.authenticate, { methodId: method })
       this.log(`authenticated with ${method}`)
     }
+    this.startStep = "session/new"
     const session = await conn.agent.request(acp.methods.agent.session.new, { cwd: this.fs.cwd, mcpServers: [] })
     this.acpSessionId = session.sessionId
     const modes = session.modes

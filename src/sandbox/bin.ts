@@ -2,7 +2,7 @@
 /**
  * `rein-sandbox`: flags and REIN_* settings -> Bridge -> exit code.
  *
- *   rein-sandbox --url <url> --session <id> [--token T] [--cwd dir] [--create [--project p]] -- <agent> [args...]
+ *   rein-sandbox --url <url> --session <id> [--token T] [--cwd dir] [--create [--project p]] [--grace ms] [--start-timeout ms] -- <agent> [args...]
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -47,12 +47,19 @@ const grace = Options.integer("grace").pipe(
   Options.withDefault(5000),
   Options.filterMap((n) => n >= 0 ? Option.some(n) : Option.none(), "grace must be 0 or more milliseconds")
 )
+const startTimeout = Options.integer("start-timeout").pipe(
+  Options.withDescription(
+    "milliseconds the agent gets to answer ACP initialize and session/new before rein-sandbox gives up (default 120000)"
+  ),
+  Options.withDefault(120_000),
+  Options.filterMap((n) => n > 0 ? Option.some(n) : Option.none(), "start-timeout must be a positive number of milliseconds")
+)
 const agent = Args.text({ name: "agent command" }).pipe(
   Args.withDescription("after --: the ACP agent to run over stdio, and its arguments"),
   Args.atLeast(1)
 )
 
-const command = Command.make("rein-sandbox", { url, session, token, cwd, create, project, grace, agent }, (o) =>
+const command = Command.make("rein-sandbox", { url, session, token, cwd, create, project, grace, startTimeout, agent }, (o) =>
   Effect.gen(function*() {
     if (Option.isSome(o.project) && !o.create) {
       yield* Console.error("rein-sandbox: --project needs --create")
@@ -68,6 +75,7 @@ const command = Command.make("rein-sandbox", { url, session, token, cwd, create,
       command: cmd,
       args,
       graceMs: o.grace,
+      startTimeoutMs: o.startTimeout,
       clientVersion: version,
       log: (line) => process.stderr.write(`rein-sandbox: ${line}\n`)
     })
