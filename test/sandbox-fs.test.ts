@@ -92,6 +92,37 @@ describe("Terminals", () => {
     expect(() => terminals.output(terminalId)).toThrow(/unknown terminal/)
   })
 
+  it("a command that leaves a background process exits when it exits, with its output; release stops what it left", async () => {
+    const { dir, cwd } = project()
+    const terminals = new Terminals(await Fs.make(cwd), process.env)
+    const pidFile = join(dir, "bg.pid")
+    // The background sleep inherits the output pipes and keeps them open for 100 s.
+    const { terminalId } = await terminals.create({
+      command: "sh",
+      args: ["-c", `sleep 100 & echo $! > ${pidFile}; echo started; exit 3`]
+    })
+    const exit = await Promise.race([
+      terminals.waitForExit(terminalId),
+      new Promise((r) => setTimeout(() => r("still waiting"), 10_000))
+    ])
+    expect(exit).toEqual({ exitCode: 3, signal: null })
+    expect(terminals.output(terminalId)).toMatchObject({ output: "started\n", exitStatus: { exitCode: 3, signal: null } })
+    const bg = Number(readFileSync(pidFile, "utf8"))
+    const alive = () => {
+      try {
+        process.kill(bg, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    expect(alive()).toBe(true)
+    terminals.release(terminalId)
+    const deadline = Date.now() + 10_000
+    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    expect(alive()).toBe(false)
+  })
+
   it("a cwd outside is refused; kill ends a running command", async () => {
     const { dir, cwd } = project()
     const terminals = new Terminals(await Fs.make(cwd), process.env)

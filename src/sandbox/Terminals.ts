@@ -4,6 +4,13 @@
  * own process group, its output kept up to the agent's byte limit (the
  * oldest bytes go first, at a character boundary). Closing the set kills
  * every command still running.
+ *
+ * A command has exited when its process exits, not when its output closes: a
+ * command that leaves a background process behind (`server &`) hands it its
+ * output pipes, and waiting for them would hang the agent's turn. What the
+ * command wrote before exiting is still read: the exit waits for the pipes to
+ * close for at most `drainMs`. Kill and release signal the whole process
+ * group, so what it left behind goes too.
  */
 import { RequestError } from "@agentclientprotocol/sdk"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -25,6 +32,9 @@ interface Terminal {
 }
 
 const defaultLimit = 1024 * 1024
+
+/** How long an exited command's output may take to close (a background process may hold it open for good). */
+const drainMs = 200
 
 /** Drops whole leading UTF-8 characters until the buffer fits. */
 const keepTail = (buf: Buffer, limit: number): Buffer => {
@@ -77,9 +87,14 @@ export class Terminals {
       limit,
       exit: undefined,
       exited: new Promise((resolve) =>
-        child.once("close", (code, signal) => {
-          terminal.exit = { exitCode: code, signal }
-          resolve(terminal.exit)
+        child.once("exit", (code, signal) => {
+          const closed = new Promise<void>((r) => child.once("close", () => r()))
+          let timer: ReturnType<typeof setTimeout> | undefined
+          void Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, drainMs)))]).then(() => {
+            clearTimeout(timer)
+            terminal.exit = { exitCode: code, signal }
+            resolve(terminal.exit)
+          })
         })
       )
     }
@@ -114,9 +129,9 @@ export class Terminals {
     return this.get(id).exited
   }
 
+  /** The command and whatever it left running in its group. */
   kill(id: string): void {
-    const t = this.get(id)
-    if (t.exit === undefined) killGroup(t.child.pid!, "SIGKILL")
+    killGroup(this.get(id).child.pid!, "SIGKILL")
   }
 
   release(id: string): void {
@@ -129,7 +144,7 @@ export class Terminals {
 
   /** Kills every command still running. */
   closeAll(): void {
-    for (const t of this.terminals.values()) if (t.exit === undefined) killGroup(t.child.pid!, "SIGKILL")
+    for (const t of this.terminals.values()) killGroup(t.child.pid!, "SIGKILL")
     this.terminals.clear()
   }
 }
