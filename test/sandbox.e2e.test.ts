@@ -374,6 +374,19 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     await waitStatus(server.url, id, "disconnected")
   })
 
+  it("stopping gives what the agent started the grace too, not only the agent", async () => {
+    const s = await session(server)
+    const pidFile = join(s.dir, "tidy.pid")
+    const doneFile = join(s.dir, "tidy.done")
+    await s.prompt(`spawn-tidy-child ${pidFile} ${doneFile}`)
+    await until(server.url, s.id, (arts) => expect(texts(arts)).toHaveLength(1))
+    // The agent exits at once on SIGTERM; its child needs 300 ms of the 5 s grace to tidy up.
+    expect((await request(server.url, "DELETE", `/sessions/${s.id}`)).status).toBe(204)
+    expect((await withTimeout(s.sandbox.exited, 20_000, "rein-sandbox to exit")).code).toBe(0)
+    expect(readFileSync(doneFile, "utf8")).toBe("tidy\n")
+    expect(alive(Number(readFileSync(pidFile, "utf8")))).toBe(false)
+  })
+
   it("the session deleted: the agent and everything it started are stopped, exit 0", async () => {
     const s = await session(server)
     const pidFile = join(s.dir, "child.pid")

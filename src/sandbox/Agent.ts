@@ -19,8 +19,8 @@ export interface AgentProcess {
   /** The last bytes of its stderr. */
   readonly stderrTail: () => string
   /**
-   * SIGTERM to the whole process group, SIGKILL to the group after `graceMs`
-   * (or at once if the leader already exited, for what it left behind).
+   * SIGTERM to the whole process group, SIGKILL to what is left of it once
+   * `graceMs` passed (sooner when every process of the group has exited).
    */
   readonly stop: (graceMs: number) => Promise<AgentExit>
 }
@@ -37,6 +37,16 @@ export const killGroup = (pid: number, signal: NodeJS.Signals): void => {
     process.kill(-pid, signal)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e
+  }
+}
+
+/** Whether any process of the group is left (signal 0 only checks). */
+const groupAlive = (pid: number): boolean => {
+  try {
+    process.kill(-pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
   }
 }
 
@@ -70,15 +80,13 @@ export const spawnAgent = (
         stop: (graceMs) =>
           stopping ??= (async () => {
             killGroup(pid, "SIGTERM")
-            let timer: ReturnType<typeof setTimeout> | undefined
-            const exit = await Promise.race([
-              exited,
-              new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), graceMs)))
-            ])
-            clearTimeout(timer)
+            // The whole group gets the grace, not only the leader: what the agent started (a
+            // language server, a build) may still be cleaning up after the agent itself exited.
+            const deadline = Date.now() + graceMs
+            while (groupAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25))
             // Whatever is left of the group (the leader's children, or a leader ignoring SIGTERM) goes now.
             killGroup(pid, "SIGKILL")
-            return exit ?? (await exited)
+            return await exited
           })()
       })
     })
