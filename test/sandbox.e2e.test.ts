@@ -50,8 +50,14 @@ const cleanEnv = () => {
   return env
 }
 
-const runSandbox = (args: ReadonlyArray<string>, agentArgs: ReadonlyArray<string> = [], env: Record<string, string> = {}): Sandbox => {
-  const child = spawn(process.execPath, [bin, ...args, "--", process.execPath, agentJs, ...agentArgs], {
+/** `agent`: the command after `--` (default: the scripted agent with `agentArgs`). */
+const runSandbox = (
+  args: ReadonlyArray<string>,
+  agentArgs: ReadonlyArray<string> = [],
+  env: Record<string, string> = {},
+  agent: ReadonlyArray<string> = [process.execPath, agentJs, ...agentArgs]
+): Sandbox => {
+  const child = spawn(process.execPath, [bin, ...args, "--", ...agent], {
     env: { ...cleanEnv(), ...env },
     stdio: ["ignore", "ignore", "pipe"]
   })
@@ -357,19 +363,16 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     const pidFile = join(dir, "mute.pid")
     // Not an ACP agent: it reads its stdin and says nothing.
     const mute = `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); process.stdin.resume()`
-    const child = spawn(process.execPath, [bin, "--url", server.url, "--session", id, "--create", "--start-timeout", "500", "--grace", "200", "--", process.execPath, "-e", mute], {
-      env: cleanEnv(),
-      stdio: ["ignore", "ignore", "pipe"]
-    })
-    let stderr = ""
-    child.stderr!.on("data", (d) => (stderr += d))
-    const exited = new Promise<{ code: number | null }>((r) => child.once("exit", (code) => r({ code })))
-    sandboxes.push({ child, stderr: () => stderr, exited: exited as Sandbox["exited"] })
-    const exit = await withTimeout(exited, 20_000, "rein-sandbox to exit")
-    expect(exit.code, stderr).toBe(1)
+    const s = runSandbox(["--url", server.url, "--session", id, "--create", "--start-timeout", "500", "--grace", "200"], [], {}, [
+      process.execPath,
+      "-e",
+      mute
+    ])
+    const exit = await withTimeout(s.exited, 20_000, "rein-sandbox to exit")
+    expect(exit.code, s.stderr()).toBe(1)
     const arts = await until(server.url, id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
     expect(kinds(arts, "error")[0].message).toMatch(/did not start an ACP session: no answer to initialize within 500 ms \(is it an ACP agent/)
-    expect(stderr).toMatch(/no answer to initialize within 500 ms/)
+    expect(s.stderr()).toMatch(/no answer to initialize within 500 ms/)
     expect(alive(Number(readFileSync(pidFile, "utf8")))).toBe(false)
     await waitStatus(server.url, id, "disconnected")
   })
