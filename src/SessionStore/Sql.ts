@@ -290,6 +290,107 @@ const coalesce = (changes: ReadonlyArray<CommittedChange>): ReadonlyArray<Commit
   return out
 }
 
+/** A field's tail chunk: its number and (escaped) length. */
+type Tail = { readonly n: number; readonly len: number }
+/** A field without chunks: the next append starts chunk 0. */
+const noTail: Tail = { n: -1, len: chunkSize }
+const tailKey = (seq: number, field: string) => `${seq}\u0000${field}`
+
+/** One row write of a commit, in the order the commit makes them. */
+type Write =
+  | {
+    readonly _tag: "artifact"
+    readonly seq: number
+    readonly kind: ArtifactKind
+    readonly fields: string
+    readonly createdAt: number
+    readonly updatedAt: number
+    readonly rev: number
+  }
+  /** Appends `text` (escaped) to chunk `n`. */
+  | { readonly _tag: "extend"; readonly seq: number; readonly field: string; readonly n: number; readonly text: string }
+  /** Starts chunk `n` with `text` (escaped). */
+  | { readonly _tag: "chunk"; readonly seq: number; readonly field: string; readonly n: number; readonly text: string }
+  /** The artifact's update time and rev, after an append. */
+  | { readonly _tag: "touch"; readonly seq: number; readonly at: number; readonly rev: number }
+  /** Deletes a field's chunks (it is being set). */
+  | { readonly _tag: "clear"; readonly seq: number; readonly field: string }
+  /** Sets top-level field `field` of the artifact's JSON, with its time and rev. */
+  | {
+    readonly _tag: "set"
+    readonly seq: number
+    readonly field: string
+    readonly value: unknown
+    readonly at: number
+    readonly rev: number
+  }
+
+interface Plan {
+  readonly writes: ReadonlyArray<Write>
+  /** The tails of the fields written, after the writes, the most recently written last. */
+  readonly tails: ReadonlyMap<string, Tail>
+}
+
+/**
+ * The append planner, for every commit path: what a commit's changes write, given the tails known
+ * before it (`known`; a field missing from it has a tail only the database knows). When some are
+ * unknown it answers which, so the caller can read them and plan again, or give up on a path
+ * that cannot read. A new artifact's appendable text goes to chunks like any append, so later
+ * appends extend it; a string set on an appendable field starts its chunks over.
+ */
+const planWrites = (
+  changes: ReadonlyArray<CommittedChange>,
+  known: ReadonlyMap<string, Tail>
+): Plan | { readonly missing: ReadonlyArray<{ readonly seq: number; readonly field: string }> } => {
+  const writes: Array<Write> = []
+  const tails = new Map<string, Tail>()
+  const missing: Array<{ readonly seq: number; readonly field: string }> = []
+  const setTail = (key: string, tail: Tail) => {
+    tails.delete(key)
+    tails.set(key, tail)
+  }
+  const append = (seq: number, field: string, raw: string) => {
+    const key = tailKey(seq, field)
+    const tail = tails.get(key) ?? known.get(key)
+    if (tail === undefined) {
+      missing.push({ seq, field })
+      // Planned on regardless, only to find every missing tail in one pass.
+      return setTail(key, noTail)
+    }
+    const text = escape(raw)
+    if (tail.len + text.length <= chunkSize) {
+      writes.push({ _tag: "extend", seq, field, n: tail.n, text })
+      setTail(key, { n: tail.n, len: tail.len + text.length })
+    } else {
+      writes.push({ _tag: "chunk", seq, field, n: tail.n + 1, text })
+      setTail(key, { n: tail.n + 1, len: text.length })
+    }
+  }
+  for (const change of changes) {
+    if (change._tag === "created") {
+      const { chunks, createdAt, fields, kind, seq, updatedAt } = splitCreated(change.artifact)
+      writes.push({ _tag: "artifact", seq, kind, fields: JSON.stringify(fields), createdAt, updatedAt, rev: change.rev })
+      for (const [field, value] of chunks) {
+        setTail(tailKey(seq, field), noTail)
+        append(seq, field, value)
+      }
+    } else if (change.append !== undefined) {
+      append(change.seq, change.field, change.append)
+      writes.push({ _tag: "touch", seq: change.seq, at: change.at, rev: change.rev })
+    } else if (isAppendable(change.field)) {
+      writes.push({ _tag: "clear", seq: change.seq, field: change.field })
+      setTail(tailKey(change.seq, change.field), noTail)
+      // A string goes to the chunks, as at creation, so later appends extend it.
+      const text = typeof change.set === "string"
+      writes.push({ _tag: "set", seq: change.seq, field: change.field, value: text ? "" : change.set, at: change.at, rev: change.rev })
+      if (text && change.set !== "") append(change.seq, change.field, change.set as string)
+    } else {
+      writes.push({ _tag: "set", seq: change.seq, field: change.field, value: change.set, at: change.at, rev: change.rev })
+    }
+  }
+  return missing.length > 0 ? { missing } : { writes, tails }
+}
+
 export interface MakeOptions {
   /**
    * PostgreSQL with several instances: every change is also logged to `rein_changes` and
@@ -307,83 +408,70 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
    * Tail chunk (number, length) per artifact field, per session, valid at the session's `rev`:
    * another instance's commit moves the rev, and the next commit then reads the tails again.
    */
-  type Tail = { readonly n: number; readonly len: number }
   const tails = new Map<string, { readonly rev: number; readonly createdAt: number | undefined; readonly fields: Map<string, Tail> }>()
-  const tailKey = (seq: number, field: string) => `${seq}\u0000${field}`
   /**
-   * The cache is only a shortcut (a miss reads the tail): it holds the sessions written most
-   * recently, and in each the fields appended to most recently, so an idle session costs nothing.
+   * After a commit: the tails it left are remembered (the cache is only a shortcut, a miss reads
+   * the tail), or, when it failed, the session's are forgotten. The cache holds the sessions
+   * written most recently, and in each the fields appended to most recently, so an idle session
+   * costs nothing.
    */
-  const keepTails = (id: string, rev: number, createdAt: number | undefined, fields: Map<string, Tail>) => {
+  const rememberTails = (
+    id: string,
+    commit: Commit,
+    fields: Map<string, Tail>,
+    written: ReadonlyMap<string, Tail> | undefined
+  ) => {
+    if (written === undefined) return void tails.delete(id)
+    for (const [key, tail] of written) {
+      fields.delete(key)
+      fields.set(key, tail)
+    }
     while (fields.size > tailsPerSession) fields.delete(fields.keys().next().value!)
     tails.delete(id)
-    tails.set(id, { rev, createdAt, fields })
+    tails.set(id, { rev: commit.rev, createdAt: commit.createdAt, fields })
     while (tails.size > tailSessions) tails.delete(tails.keys().next().value!)
   }
-  /** A field's tail moved: it becomes the most recent. */
-  const setTail = (fields: Map<string, Tail>, key: string, tail: Tail) => {
-    fields.delete(key)
-    fields.set(key, tail)
-  }
 
-  const appendChunk = (run: Run, id: string, seq: number, field: string, raw: string, pending: Map<string, Tail>) =>
+  /** The tails only the database knows, read on the transaction's connection. */
+  const readTails = (run: Run, id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>) =>
     Effect.gen(function*() {
-      const text = escape(raw)
-      const key = tailKey(seq, field)
-      let tail = pending.get(key)
-      if (tail === undefined) {
+      const read = new Map<string, Tail>()
+      for (const { field, seq } of missing) {
         const rows = yield* run(
           "SELECT n, length(text) AS len FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ? ORDER BY n DESC LIMIT 1",
           [id, seq, field]
         )
-        tail = (rows[0] as Tail | undefined) ?? { n: -1, len: chunkSize }
+        read.set(tailKey(seq, field), (rows[0] as Tail | undefined) ?? noTail)
       }
-      if (tail.len + text.length <= chunkSize) {
-        yield* run(
-          "UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?",
-          [text, id, seq, field, tail.n]
-        )
-        setTail(pending, key, { n: tail.n, len: tail.len + text.length })
-      } else {
-        const n = tail.n + 1
-        yield* run("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, seq, field, n, text])
-        setTail(pending, key, { n, len: text.length })
-      }
+      return read
     })
 
-  const writeChange = (run: Run, id: string, change: CommittedChange, pending: Map<string, Tail>) =>
-    Effect.gen(function*() {
-      if (change._tag === "created") {
-        const { chunks, createdAt, fields, kind, seq, updatedAt } = splitCreated(change.artifact)
-        yield* run(
+  /** One planned write as its own statement (the transaction path). */
+  const runWrite = (run: Run, id: string, w: Write): Effect.Effect<unknown, unknown> => {
+    switch (w._tag) {
+      case "artifact":
+        return run(
           "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-          [id, seq, kind, JSON.stringify(fields), createdAt, updatedAt, change.rev, change.rev]
+          [id, w.seq, w.kind, w.fields, w.createdAt, w.updatedAt, w.rev, w.rev]
         )
-        for (const [field, value] of chunks) yield* appendChunk(run, id, seq, field, value, pending)
-        return
-      }
-      if (change.append !== undefined) {
-        yield* appendChunk(run, id, change.seq, change.field, change.append, pending)
-        yield* run("UPDATE artifacts SET updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [
-          change.at,
-          change.rev,
+      case "extend":
+        return run("UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?", [
+          w.text,
           id,
-          change.seq
+          w.seq,
+          w.field,
+          w.n
         ])
-        return
-      }
-      if (isAppendable(change.field)) {
-        yield* run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, change.seq, change.field])
-        pending.delete(tailKey(change.seq, change.field))
-        // A string goes to the chunks, as at creation, so later appends extend it.
-        if (typeof change.set === "string") {
-          yield* dialect.setField(run, id, change.seq, change.field, "", change.at, change.rev)
-          if (change.set !== "") yield* appendChunk(run, id, change.seq, change.field, change.set, pending)
-          return
-        }
-      }
-      yield* dialect.setField(run, id, change.seq, change.field, change.set, change.at, change.rev)
-    })
+      case "chunk":
+        return run("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, w.seq, w.field, w.n, w.text])
+      case "touch":
+        return run("UPDATE artifacts SET updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [w.at, w.rev, id, w.seq])
+      case "clear":
+        return run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, w.seq, w.field])
+      case "set":
+        return dialect.setField(run, id, w.seq, w.field, w.value, w.at, w.rev)
+    }
+  }
 
   const assemble = (rows: ReadonlyArray<ArtifactRow>, chunks: ReadonlyArray<ChunkRow>): Array<Artifact> => {
     const bySeq = new Map<number, Record<string, unknown>>()
@@ -418,24 +506,23 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
 
   /**
    * The common commit as one statement: the compare-and-set on the session row, then (only if it
-   * matched) the log row, new artifacts and their chunks, appends to tails this instance knows,
-   * the artifacts' times, and the NOTIFY. A single statement is atomic without BEGIN/COMMIT, so a
-   * commit costs one round trip instead of five. Anything else (a set, an unknown tail, a row
-   * touched twice, which one statement could not see) takes the transaction path.
+   * matched) the log row and the planned writes, and the NOTIFY. A single statement is atomic
+   * without BEGIN/COMMIT, so a commit costs one round trip instead of five. A plan it cannot
+   * express (a set, a row written twice or an artifact created and updated, which sibling
+   * statements cannot see) takes the transaction path.
    */
-  const planOneStatement = (
+  const oneStatement = (
     id: string,
     commit: Commit,
-    changes: ReadonlyArray<CommittedChange>,
+    plan: Plan,
     head: {
       readonly set: ReadonlyArray<string>
       readonly params: ReadonlyArray<unknown>
       readonly where: string
       readonly whereParams: ReadonlyArray<unknown>
     },
-    known: ReadonlyMap<string, Tail>,
     log: { readonly body: string; readonly announcement: string } | undefined
-  ): { readonly query: string; readonly params: Array<unknown>; readonly tails: Map<string, Tail> } | undefined => {
+  ): { readonly query: string; readonly params: Array<unknown> } | undefined => {
     if (!dialect.oneStatement || commit.expectedRev === undefined || commit.idempotencyKey !== undefined) return undefined
     const ctes: Array<string> = [`u AS (UPDATE sessions SET ${head.set.join(", ")} WHERE ${head.where} RETURNING id, created_at)`]
     const params: Array<unknown> = [...head.params, ...head.whereParams]
@@ -451,74 +538,63 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         log.body
       )
     }
-    const tails = new Map<string, Tail>()
     const touched = new Set<string>()
     const created = new Set<number>()
+    /** The artifacts' times: one update each, with the last append's. */
     const times = new Map<number, { at: number; rev: number }>()
-    const touch = (key: string) => {
+    const once = (seq: number, field: string, n: number) => {
+      const key = `${seq}\u0000${field}\u0000${n}`
       if (touched.has(key)) return false
       touched.add(key)
       return true
     }
-    for (const change of changes) {
-      if (change._tag === "created") {
-        const { chunks, createdAt, fields, kind, seq, updatedAt } = splitCreated(change.artifact)
-        created.add(seq)
-        add(
-          "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) " +
-            "SELECT id, ?::integer, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::bigint FROM u",
-          seq,
-          kind,
-          JSON.stringify(fields),
-          createdAt,
-          updatedAt,
-          change.rev,
-          change.rev
-        )
-        for (const [field, value] of chunks) {
-          const text = escape(value)
-          if (!touch(`${seq}\u0000${field}\u00000`)) return undefined
+    for (const w of plan.writes) {
+      switch (w._tag) {
+        case "artifact":
+          created.add(w.seq)
           add(
-            "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, 0, ?::text FROM u",
-            seq,
-            field,
-            text
+            "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) " +
+              "SELECT id, ?::integer, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::bigint FROM u",
+            w.seq,
+            w.kind,
+            w.fields,
+            w.createdAt,
+            w.updatedAt,
+            w.rev,
+            w.rev
           )
-          tails.set(tailKey(seq, field), { n: 0, len: text.length })
-        }
-        continue
+          break
+        case "extend":
+          if (!once(w.seq, w.field, w.n)) return undefined
+          add(
+            "UPDATE artifact_chunks SET text = text || ?::text WHERE session_id = ? AND seq = ? AND field = ? AND n = ? " +
+              "AND EXISTS (SELECT 1 FROM u)",
+            w.text,
+            id,
+            w.seq,
+            w.field,
+            w.n
+          )
+          break
+        case "chunk":
+          if (!once(w.seq, w.field, w.n)) return undefined
+          add(
+            "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, ?::integer, ?::text FROM u",
+            w.seq,
+            w.field,
+            w.n,
+            w.text
+          )
+          break
+        case "touch":
+          // An artifact created in this same statement: its row is not visible to the update.
+          if (created.has(w.seq)) return undefined
+          times.set(w.seq, { at: w.at, rev: w.rev })
+          break
+        case "clear":
+        case "set":
+          return undefined
       }
-      // A set, or an append to an artifact created in this same statement (whose rows it cannot see).
-      if (change.append === undefined || created.has(change.seq)) return undefined
-      const key = tailKey(change.seq, change.field)
-      const tail = tails.get(key) ?? known.get(key)
-      if (tail === undefined) return undefined
-      const text = escape(change.append)
-      if (tail.len + text.length <= chunkSize) {
-        if (!touch(`${change.seq}\u0000${change.field}\u0000${tail.n}`)) return undefined
-        add(
-          "UPDATE artifact_chunks SET text = text || ?::text WHERE session_id = ? AND seq = ? AND field = ? AND n = ? " +
-            "AND EXISTS (SELECT 1 FROM u)",
-          text,
-          id,
-          change.seq,
-          change.field,
-          tail.n
-        )
-        tails.set(key, { n: tail.n, len: tail.len + text.length })
-      } else {
-        const n = tail.n + 1
-        if (!touch(`${change.seq}\u0000${change.field}\u0000${n}`)) return undefined
-        add(
-          "INSERT INTO artifact_chunks (session_id, seq, field, n, text) SELECT id, ?::integer, ?::text, ?::integer, ?::text FROM u",
-          change.seq,
-          change.field,
-          n,
-          text
-        )
-        tails.set(key, { n, len: text.length })
-      }
-      times.set(change.seq, { at: change.at, rev: change.rev })
     }
     for (const [seq, { at, rev }] of times) {
       add(
@@ -532,7 +608,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     }
     const last = log === undefined ? "SELECT id FROM u" : "SELECT pg_notify(?::text, ?::text) FROM u"
     if (log !== undefined) params.push(channel, log.announcement)
-    return { query: `WITH ${ctes.join(",\n")}\n${last}`, params, tails }
+    return { query: `WITH ${ctes.join(",\n")}\n${last}`, params }
   }
 
   /** Sent when the surrounding transaction commits, like every NOTIFY. */
@@ -595,8 +671,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       const valid = cached !== undefined &&
         (commit.expectedRev === undefined || (cached.rev === commit.expectedRev && cached.createdAt === commit.createdAt))
       // Appends start from the tails this instance knows, when no other instance wrote since.
-      // Updated in place: a failed transaction drops the session's tails altogether.
-      const pending = valid ? cached.fields : new Map<string, Tail>()
+      const known = valid ? cached.fields : new Map<string, Tail>()
       const set = ["rev = ?"]
       const params: Array<unknown> = [commit.rev]
       if (commit.lastHeartbeat !== undefined) set.push("last_heartbeat = ?"), params.push(commit.lastHeartbeat)
@@ -623,23 +698,24 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         ? { body: JSON.stringify(body), announcement: encodeAnnouncement({ type: "session", id, rev: commit.rev }) }
         : undefined
       const changes = coalesce(commit.changes)
+      const planned = planWrites(changes, known)
+      /** The tails the commit left, once it succeeded (a failed one forgets the session's). */
+      let written: ReadonlyMap<string, Tail> | undefined
+      const remember = Effect.onExit((exit: Exit.Exit<unknown, unknown>) =>
+        Effect.sync(() => rememberTails(id, commit, known, Exit.isSuccess(exit) ? written : undefined))
+      )
       // Bounded, so the statement's text stays short (runs of appends count once).
-      const plan = changes.length <= 16
-        ? planOneStatement(id, commit, changes, { set, params, where, whereParams }, valid ? cached.fields : new Map(), log)
+      const single = "writes" in planned && changes.length <= 16
+        ? oneStatement(id, commit, planned, { set, params, where, whereParams }, log)
         : undefined
-      if (plan !== undefined) {
+      if (single !== undefined) {
         let i = 0
+        written = (planned as Plan).tails
         // Not through `placeholders`: these statements vary in shape, so they are not cached. Every
         // `?` in them is a placeholder (no operator or literal uses one).
-        return sql.unsafe(plan.query.replace(/\?/g, () => `$${++i}`), plan.params).pipe(
+        return sql.unsafe(single.query.replace(/\?/g, () => `$${++i}`), single.params).pipe(
           Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new StaleSession({ id })) : Effect.void),
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              if (!Exit.isSuccess(exit)) return void tails.delete(id)
-              plan.tails.forEach((v, k) => setTail(pending, k, v))
-              keepTails(id, commit.rev, commit.createdAt, pending)
-            })
-          ),
+          remember,
           StoreError.refailExcept(StaleSession)
         )
       }
@@ -675,7 +751,11 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         if (updated.length === 0 && from !== undefined) return yield* new StaleSession({ id })
         // Writing artifacts of a session that is gone would leave orphan rows behind.
         if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
-        for (const change of changes) yield* writeChange(run, id, change, pending)
+        let plan = planned
+        if ("missing" in plan) plan = planWrites(changes, new Map([...known, ...yield* readTails(run, id, plan.missing)]))
+        if ("missing" in plan) return yield* Effect.dieMessage("a plan still missing tails it was given")
+        for (const w of plan.writes) yield* runWrite(run, id, w)
+        written = plan.tails
         if (commit.idempotencyKey !== undefined) {
           // Each key gets the next number of its session, so the window is exactly the last keys,
           // and trimming it is one indexed range delete.
@@ -690,12 +770,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         }
       }).pipe(
         transaction(sql),
-        Effect.onExit((exit) =>
-          Effect.sync(() => {
-            if (!Exit.isSuccess(exit)) return void tails.delete(id)
-            keepTails(id, commit.rev, commit.createdAt, pending)
-          })
-        ),
+        remember,
         StoreError.refailExcept(StaleSession)
       )
     },
