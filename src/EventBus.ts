@@ -26,7 +26,8 @@ export type SessionNotice =
   & { readonly rev: number; readonly project: string | null }
   & (
     | { readonly _tag: "created"; readonly session: Session }
-    | { readonly _tag: "updated"; readonly id: string; readonly fields: SessionFields }
+    /** `session`: the record after the change, for views that filter on it (not sent). */
+    | { readonly _tag: "updated"; readonly id: string; readonly fields: SessionFields; readonly session: Session }
     | { readonly _tag: "removed"; readonly id: string }
   )
 

@@ -11,7 +11,7 @@ import type { Artifact, ArtifactChange, ArtifactKind } from "./Domain/Artifact.j
 import { type Decision, optionForDecision } from "./Domain/Command.js"
 import type { Event, PermissionOption, PermissionOptionKind } from "./Domain/Event.js"
 import { InvalidInput, PermissionConflict } from "./Domain/Errors.js"
-import type { SessionFields, SessionStatus } from "./Domain/Session.js"
+import type { Session, SessionFields, SessionStatus, Usage } from "./Domain/Session.js"
 import type { OpenDelta, Turn, UsageRef } from "./Domain/Turn.js"
 
 export type { Turn }
@@ -37,6 +37,8 @@ export interface ReducerState {
   readonly parts: HashMap.HashMap<string, number>
   readonly toolCalls: HashMap.HashMap<string, ToolCallRef>
   readonly permissions: HashMap.HashMap<string, PermissionRef>
+  /** How many of `permissions` are unanswered: the session's `pendingPermissions`. */
+  readonly pending: number
   /** The session's one `agent` artifact, once an `agent` event created it. */
   readonly agent: number | null
   readonly turnPlan: number | null
@@ -69,6 +71,7 @@ export const initial: ReducerState = {
   parts: HashMap.empty(),
   toolCalls: HashMap.empty(),
   permissions: HashMap.empty(),
+  pending: 0,
   agent: null,
   turnPlan: null,
   turnUsage: null
@@ -144,13 +147,11 @@ const learn = (state: ReducerState, a: Artifact): ReducerState => {
   } else if (a.kind === "tool_call" && typeof a.toolCallId === "string") {
     return { ...state, toolCalls: HashMap.set(state.toolCalls, a.toolCallId, { seq: a.seq, running: unfinished(a.status) }) }
   } else if (a.kind === "permission" && typeof a.requestId === "string") {
+    const answered = a.decision !== null && a.decision !== undefined
     return {
       ...state,
-      permissions: HashMap.set(state.permissions, a.requestId, {
-        seq: a.seq,
-        answered: a.decision !== null && a.decision !== undefined,
-        options: storedOptions(a.options)
-      })
+      permissions: HashMap.set(state.permissions, a.requestId, { seq: a.seq, answered, options: storedOptions(a.options) }),
+      pending: state.pending + (answered ? 0 : 1)
     }
   } else if (a.kind === "agent") {
     return { ...state, agent: a.seq }
@@ -187,7 +188,12 @@ export const follow = (start: ReducerState, changes: ReadonlyArray<ArtifactChang
     } else if (c.field === "decision" && c.append === undefined) {
       for (const [id, ref] of state.permissions) {
         if (ref.seq === c.seq) {
-          state = { ...state, permissions: HashMap.set(state.permissions, id, { ...ref, answered: c.set !== null }) }
+          const answered = c.set !== null
+          state = {
+            ...state,
+            permissions: HashMap.set(state.permissions, id, { ...ref, answered }),
+            pending: state.pending + (answered === ref.answered ? 0 : answered ? -1 : 1)
+          }
           break
         }
       }
@@ -198,17 +204,19 @@ export const follow = (start: ReducerState, changes: ReadonlyArray<ArtifactChang
 
 /**
  * Reduce a batch of inputs, all or nothing: on the first invalid input the
- * whole batch fails and the caller keeps its old state.
+ * whole batch fails and the caller keeps its old state. `record` is the session as it stands,
+ * which the batch's record fields (status, usage totals) continue from.
  */
 export const reduce = (
   start: ReducerState,
-  status: SessionStatus,
+  record: Pick<Session, "status" | "usage">,
   inputs: ReadonlyArray<Input>,
   now: number
 ): Either.Either<Reduction, InvalidInput | PermissionConflict> => {
   let state = start
-  let currentStatus = status
-  const session: { status?: SessionStatus; summary?: string | null } = {}
+  let currentStatus = record.status
+  const session: { -readonly [K in keyof SessionFields]: SessionFields[K] } = {}
+  let usage: Usage = record.usage
   const changes: Array<ArtifactChange> = []
 
   const create = (kind: ArtifactKind, fields: Record<string, unknown>): number => {
@@ -322,7 +330,8 @@ export const reduce = (
         })
         state = {
           ...state,
-          permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false, options: input.options ?? null })
+          permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false, options: input.options ?? null }),
+          pending: state.pending + 1
         }
         break
       }
@@ -332,7 +341,11 @@ export const reduce = (
         const ref = HashMap.unsafeGet(state.permissions, input.requestId)
         set(ref.seq, "decision", reply.right.decision)
         if (reply.right.optionId !== null) set(ref.seq, "optionId", reply.right.optionId)
-        state = { ...state, permissions: HashMap.set(state.permissions, input.requestId, { ...ref, answered: true }) }
+        state = {
+          ...state,
+          permissions: HashMap.set(state.permissions, input.requestId, { ...ref, answered: true }),
+          pending: state.pending - 1
+        }
         break
       }
       case "plan": {
@@ -350,6 +363,12 @@ export const reduce = (
         create("error", { message: input.message, code: input.code ?? null })
         break
       case "usage": {
+        usage = {
+          inputTokens: usage.inputTokens + input.inputTokens,
+          outputTokens: usage.outputTokens + input.outputTokens,
+          costUsd: input.costUsd === undefined ? usage.costUsd : (usage.costUsd ?? 0) + input.costUsd
+        }
+        session.usage = usage
         const u = state.turnUsage
         if (u === null) {
           const costUsd = input.costUsd ?? null
@@ -411,9 +430,14 @@ export const reduce = (
           for (const [id, ref] of state.permissions) {
             if (ref.answered) continue
             set(ref.seq, "decision", "cancelled")
-            state = { ...state, permissions: HashMap.set(state.permissions, id, { ...ref, answered: true }) }
+            state = {
+              ...state,
+              permissions: HashMap.set(state.permissions, id, { ...ref, answered: true }),
+              pending: state.pending - 1
+            }
           }
         }
+        session.lastStopReason = input.stopReason ?? null
         if (currentStatus === "live") setStatus("idle")
         endTurn()
         break
@@ -432,6 +456,7 @@ export const reduce = (
         break
     }
   }
+  if (state.pending !== start.pending) session.pendingPermissions = state.pending
   return Either.right({ state, changes, session })
 }
 

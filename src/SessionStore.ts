@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
 import { SessionExists, StaleSession, type StoreError } from "./Domain/Errors.js"
-import type { Session, SessionStatus } from "./Domain/Session.js"
+import type { Session, SessionStatus, Usage } from "./Domain/Session.js"
 import type { Turn } from "./Domain/Turn.js"
 
 /** How many recent `Idempotency-Key`s a session remembers. */
@@ -41,6 +41,9 @@ export interface Commit {
   readonly lastHeartbeat?: number
   readonly status?: SessionStatus
   readonly summary?: string | null
+  readonly pendingPermissions?: number
+  readonly usage?: Usage
+  readonly lastStopReason?: string | null
   readonly changes: ReadonlyArray<CommittedChange>
   readonly idempotencyKey?: string | undefined
   /** Clustered: the reducer's turn state after this commit, logged for the other instances. */

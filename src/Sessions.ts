@@ -29,6 +29,8 @@ import type { Session } from "./Domain/Session.js"
 import { type ArtifactNotice, EventBus, type SessionNotice, type Sink, type SlowConsumer } from "./EventBus.js"
 import { Reducer } from "./Reducer.js"
 import { SessionStore } from "./SessionStore.js"
+import type { SessionFilter } from "./Sessions/Attention.js"
+export type { SessionFilter }
 import * as Deadlines from "./Sessions/Deadlines.js"
 import * as Feeds from "./Sessions/Feeds.js"
 import * as Follower from "./Sessions/Follower.js"
@@ -71,8 +73,8 @@ export type SessionStreamItem =
   | { readonly _tag: "notice"; readonly notice: SessionNotice }
 
 export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, {
-  /** Sessions oldest first, optionally of one project. */
-  readonly list: (project?: string) => Effect.Effect<ReadonlyArray<Session>, StoreError>
+  /** Sessions oldest first, optionally of one project, or only those needing someone. */
+  readonly list: (filter?: SessionFilter) => Effect.Effect<ReadonlyArray<Session>, StoreError>
   readonly get: (id: string) => Effect.Effect<Session, SessionNotFound | StoreError>
   readonly create: (
     id: string,
@@ -103,15 +105,15 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
     id: string,
     lastEventId?: number
   ) => Effect.Effect<Feed<Artifact, ArtifactNotice>, SessionNotFound | StoreError, Scope.Scope>
-  /** The sessions (of one project) and their live changes, gap-free. */
-  readonly openSessions: (project?: string) => Effect.Effect<Feed<Session, SessionNotice>, StoreError, Scope.Scope>
+  /** The sessions (those `filter` admits) and their live changes, gap-free. */
+  readonly openSessions: (filter?: SessionFilter) => Effect.Effect<Feed<Session, SessionNotice>, StoreError, Scope.Scope>
   /** `openArtifacts` as a Stream: snapshots, `complete`, then live changes. */
   readonly watchArtifacts: (
     id: string,
     lastEventId?: number
   ) => Effect.Effect<Stream.Stream<ArtifactStreamItem, SlowConsumer>, SessionNotFound | StoreError, Scope.Scope>
   readonly watchSessions: (
-    project?: string
+    filter?: SessionFilter
   ) => Effect.Effect<Stream.Stream<SessionStreamItem, SlowConsumer>, StoreError, Scope.Scope>
   readonly health: Effect.Effect<void, StoreError>
 }>() {}

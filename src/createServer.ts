@@ -23,7 +23,8 @@ export interface ReinServer {
   /** Rejects when the id is invalid or already exists. */
   readonly createSession: (id: string, project?: string) => Promise<Session>
   readonly getSession: (id: string) => Promise<Session | undefined>
-  readonly getSessions: (filter?: { readonly project?: string }) => Promise<ReadonlyArray<Session>>
+  /** `attention`: only the sessions that need someone (pending permissions, or a last turn ended in `error`). */
+  readonly getSessions: (filter?: { readonly project?: string; readonly attention?: boolean }) => Promise<ReadonlyArray<Session>>
   /** Ends every stream and timer, closes the store and frees the port. */
   readonly close: () => Promise<void>
 }
@@ -50,7 +51,7 @@ export const createServer = async (options: Server.ServerOptions = {}): Promise<
           onRight: (id) => sessions.create(id, project ?? null)
         })),
       getSession: (id) => run(Effect.map(Effect.option(sessions.get(id)), Option.getOrUndefined)),
-      getSessions: (filter) => run(sessions.list(filter?.project)),
+      getSessions: (filter) => run(sessions.list(filter)),
       close: () => (closing ??= runtime.dispose())
     }
   } catch (e) {

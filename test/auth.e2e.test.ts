@@ -357,7 +357,17 @@ describe("without a token", () => {
     const created = await server.request("POST", "/sessions/a1", { project: "p" })
     expect(created.status).toBe(201)
     expect(created.body).not.toHaveProperty("sandboxToken")
-    expect(Object.keys(created.body).sort()).toEqual(["createdAt", "id", "lastHeartbeat", "project", "status", "summary"])
+    expect(Object.keys(created.body).sort()).toEqual([
+      "createdAt",
+      "id",
+      "lastHeartbeat",
+      "lastStopReason",
+      "pendingPermissions",
+      "project",
+      "status",
+      "summary",
+      "usage"
+    ])
     await server.createSession("doomed")
     expect((await server.request("GET", "/sessions")).status).toBe(200)
     expect((await server.request("GET", "/sessions/a1")).status).toBe(200)

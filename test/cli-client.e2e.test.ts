@@ -230,7 +230,7 @@ describe("rein: sessions, create, rm", () => {
     expect(table.code).toBe(0)
     expect(table.stdout).not.toMatch(ESC)
     const lines = table.stdout.trimEnd().split("\n")
-    expect(lines[0]).toMatch(/^\s+ID\s+STATUS\s+PROJECT\s+AGE\s+SUMMARY$/)
+    expect(lines[0]).toMatch(/^\s+ID\s+STATUS\s+PROJECT\s+AGE\s+COST\s+SUMMARY$/)
     expect(lines.slice(1).map((l) => l.trim().split(/\s+/).slice(0, 3))).toEqual([
       ["a1", "bootstrapping", "web"],
       ["b2", "bootstrapping", "-"],
@@ -239,7 +239,7 @@ describe("rein: sessions, create, rm", () => {
 
     const listed = await rein([...url, "sessions", "--json", "--project", "web"])
     const records = listed.stdout.trimEnd().split("\n").map((l) => JSON.parse(l))
-    expect(records).toEqual([{ ...(await s.getSession("a1")), pendingPermissions: 0 }])
+    expect(records).toEqual([await s.getSession("a1")])
     expect((await rein([...url, "sessions", "--project", "none"])).stdout).toBe("no sessions in project none\n")
 
     expect(await rein([...url, "rm", "b2"])).toMatchObject({ code: 0, stdout: "removed b2\n" })
@@ -258,6 +258,33 @@ describe("rein: sessions, create, rm", () => {
     expect(out.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+bootstrapping/)
     const json = (await rein(["--url", s.url, "sessions", "--json"])).stdout.trimEnd().split("\n").map((l) => JSON.parse(l))
     expect(json.map((x) => [x.id, x.pendingPermissions])).toEqual([["calm", 0], ["waits", 1]])
+
+    // Only the ones that need you; the cost column from the record's usage.
+    const attention = (await rein(["--url", s.url, "sessions", "--attention"])).stdout.trimEnd().split("\n")
+    expect(attention.slice(1).map((l) => l.trim().split(/\s+/)[1])).toEqual(["waits"])
+    await sb.post({ type: "usage", inputTokens: 1, outputTokens: 1, costUsd: 1.5 })
+    const costed = (await rein(["--url", s.url, "sessions"])).stdout.split("\n")
+    expect(costed.find((l) => l.includes("waits"))).toMatch(/^!\s+waits\s+live\s+-\s+\d+s\s+\$1\.50/)
+    expect(costed.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+bootstrapping\s+-\s+\d+s\s+-/)
+  })
+
+  it("sessions --watch shows a new approval request at once, from the record's pendingPermissions", async () => {
+    const s = await startServer()
+    await s.createSession("w1")
+    const sb = await sandbox(s.url, "w1")
+    const plain = spawnRein(["--url", s.url, "sessions", "--watch"])
+    const view = spawnRein(["--url", s.url, "sessions", "--watch", "--attention", "--json"])
+    await plain.waitFor((o) => /w1\s+live/.test(o), "the table")
+    await view.waitFor((o) => o.includes("snapshot_complete"), "the attention snapshot")
+    await sb.post({ type: "permission_request", requestId: "r1", title: "Run tests?" })
+    await plain.waitFor((o) => /^~ !\s+w1\s+live/m.test(o), "the ! mark")
+    await view.waitFor((o) => o.includes(`"session_created"`), "the session entering the attention view")
+    await request(s.url, "POST", "/sessions/w1/commands", { type: "permission_reply", requestId: "r1", decision: "allow_once" })
+    await plain.waitFor((o) => /^~\s{2,}w1\s+live/m.test(o), "the mark gone")
+    await view.waitFor((o) => o.includes(`"session_removed"`), "the session leaving the attention view")
+    plain.child.kill("SIGINT")
+    view.child.kill("SIGINT")
+    expect((await plain.exited).code).toBe(0)
   })
 
   it("sessions --watch: the table, then one line per change; --json the stream's events", async () => {

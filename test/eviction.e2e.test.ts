@@ -10,6 +10,7 @@ import { join } from "node:path"
 import * as Either from "effect/Either"
 import { afterAll, describe, expect, it } from "vitest"
 import { applyChange, type Artifact } from "../src/Domain/Artifact.js"
+import { noUsage } from "../src/Domain/Session.js"
 import * as Reducer from "../src/Reducer.js"
 import type { ServerOptions } from "../src/Server.js"
 import { eventually, pgSchema, sse, start, type TestServer } from "./helpers.js"
@@ -224,7 +225,7 @@ describe("eviction: the reducer state is exactly its artifacts plus the turn", (
     let state = Reducer.initial
     let artifacts: Array<Artifact> = []
     for (const batch of batches) {
-      const r = Either.getOrThrow(Reducer.reduce(state, "live", batch, 1))
+      const r = Either.getOrThrow(Reducer.reduce(state, { status: "live", usage: noUsage }, batch, 1))
       state = r.state
       for (const c of r.changes) {
         if (c._tag === "created") artifacts.push(c.artifact)

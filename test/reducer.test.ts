@@ -11,7 +11,7 @@ import * as fc from "effect/FastCheck"
 import type * as Layer from "effect/Layer"
 import { type Artifact, type ArtifactChange, applyChange, type CommittedChange } from "../src/Domain/Artifact.js"
 import { InvalidInput, PermissionConflict } from "../src/Domain/Errors.js"
-import type { SessionStatus } from "../src/Domain/Session.js"
+import { noUsage, type SessionStatus } from "../src/Domain/Session.js"
 import { completeReply, follow, fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState, turnOf } from "../src/Reducer.js"
 import { layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
@@ -20,6 +20,7 @@ import * as Sqlite from "../src/SessionStore/Sqlite.js"
 // helpers
 
 const NOW = 1_764_000_000_000
+const live = { status: "live", usage: noUsage } as const
 
 const ok = (r: Either.Either<Reduction, InvalidInput | PermissionConflict>): Reduction => {
   if (Either.isLeft(r)) throw new Error(`expected the reduction to succeed, got ${r.left._tag}: ${r.left.message}`)
@@ -34,7 +35,7 @@ const fail = (r: Either.Either<Reduction, InvalidInput | PermissionConflict>): I
 const run = (
   inputs: ReadonlyArray<Input>,
   options: { readonly state?: ReducerState; readonly status?: SessionStatus; readonly now?: number } = {}
-) => reduce(options.state ?? initial, options.status ?? "live", inputs, options.now ?? NOW)
+) => reduce(options.state ?? initial, { status: options.status ?? "live", usage: noUsage }, inputs, options.now ?? NOW)
 
 const seqOf = (c: ArtifactChange) => c._tag === "created" ? c.artifact.seq : c.seq
 
@@ -49,12 +50,14 @@ const sorted = (m: Map<number, Artifact>) => [...m.values()].sort((a, b) => a.se
 const chain = (steps: ReadonlyArray<ReadonlyArray<Input>>, status: SessionStatus = "live") => {
   let state = initial
   let current = status
+  let usage = noUsage
   const all: Array<ArtifactChange> = []
   let now = NOW
   for (const inputs of steps) {
-    const r = ok(reduce(state, current, inputs, now++))
+    const r = ok(reduce(state, { status: current, usage }, inputs, now++))
     state = r.state
     current = r.session.status ?? current
+    usage = r.session.usage ?? usage
     all.push(...r.changes)
   }
   return { state, status: current, changes: all, artifacts: sorted(fold(all)) }
@@ -625,13 +628,22 @@ describe("Reducer: session fields", () => {
   })
 
   it("turn_end makes a live session idle", () => {
-    expect(ok(run([{ type: "turn_end", stopReason: "end_turn" }], { status: "live" })).session).toEqual({ status: "idle" })
-    expect(ok(run([{ type: "turn_end" }], { status: "idle" })).session).toEqual({})
+    expect(ok(run([{ type: "turn_end", stopReason: "end_turn" }], { status: "live" })).session).toEqual({
+      status: "idle",
+      lastStopReason: "end_turn"
+    })
+    expect(ok(run([{ type: "turn_end" }], { status: "idle" })).session).toEqual({ lastStopReason: null })
   })
 
   it("a whole turn inside one batch reports the final status", () => {
-    expect(ok(run([{ type: "turn_start" }, { type: "turn_end" }], { status: "idle" })).session).toEqual({ status: "idle" })
-    expect(ok(run([{ type: "turn_end" }, { type: "turn_start" }], { status: "live" })).session).toEqual({ status: "live" })
+    expect(ok(run([{ type: "turn_start" }, { type: "turn_end" }], { status: "idle" })).session).toEqual({
+      status: "idle",
+      lastStopReason: null
+    })
+    expect(ok(run([{ type: "turn_end", stopReason: "error" }, { type: "turn_start" }], { status: "live" })).session).toEqual({
+      status: "live",
+      lastStopReason: "error"
+    })
   })
 
   it("turn_end cancelled marks running tool calls cancelled, and only those", () => {
@@ -644,7 +656,7 @@ describe("Reducer: session fields", () => {
     const end = ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: start.state }))
     expect(end.changes).toHaveLength(2)
     expect(end.changes).toEqual(expect.arrayContaining([setTo(1, "status", "cancelled"), setTo(3, "status", "cancelled")]))
-    expect(end.session).toEqual({ status: "idle" })
+    expect(end.session).toEqual({ status: "idle", lastStopReason: "cancelled" })
     // They are no longer running: a second cancel changes nothing.
     expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: end.state })).changes).toEqual([])
   })
@@ -663,6 +675,41 @@ describe("Reducer: session fields", () => {
       ])
     }
   )
+
+  it("pendingPermissions counts unanswered requests: a request adds one, a decision or a cancelled turn removes it", () => {
+    const asked = ok(run([
+      { type: "permission_request", requestId: "r1", title: "a" },
+      { type: "permission_request", requestId: "r2", title: "b" },
+      { type: "permission_request", requestId: "r3", title: "c" }
+    ]))
+    expect(asked.session).toEqual({ pendingPermissions: 3 })
+    const answered = ok(run([{ type: "permission_decision", requestId: "r2", decision: "reject" }], { state: asked.state }))
+    expect(answered.session).toEqual({ pendingPermissions: 2 })
+    // Unchanged count, nothing stated.
+    expect(ok(run([{ type: "text_delta", delta: "x" }], { state: answered.state })).session).toEqual({})
+    const cancelled = ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: answered.state }))
+    expect(cancelled.session).toEqual({ status: "idle", lastStopReason: "cancelled", pendingPermissions: 0 })
+    // Rebuilt from the artifacts, the count is the same.
+    const artifacts = sorted(fold([...asked.changes, ...answered.changes]))
+    expect(fromArtifacts(artifacts).pending).toBe(2)
+  })
+
+  it("usage sums tokens and cost over every turn, continuing from the record's totals; cost stays null until one is given", () => {
+    const base = { inputTokens: 100, outputTokens: 10, costUsd: null }
+    const first = ok(reduce(initial, { status: "live", usage: base }, [
+      { type: "usage", inputTokens: 1, outputTokens: 2 },
+      { type: "context", used: 5, size: 10 }
+    ], NOW))
+    expect(first.session).toEqual({ usage: { inputTokens: 101, outputTokens: 12, costUsd: null } })
+    const second = ok(reduce(first.state, { status: "live", usage: first.session.usage! }, [
+      { type: "usage", inputTokens: 3, outputTokens: 4, costUsd: 0.25 },
+      { type: "turn_end" },
+      { type: "usage", inputTokens: 5, outputTokens: 6, costUsd: 0.5 }
+    ], NOW))
+    expect(second.session.usage).toEqual({ inputTokens: 109, outputTokens: 22, costUsd: 0.75 })
+    // A context report alone is not usage.
+    expect(ok(run([{ type: "context", used: 1, size: 2 }])).session).toEqual({})
+  })
 
   it("heartbeat changes nothing", () => {
     const r = ok(run([{ type: "heartbeat" }], { status: "idle" }))
@@ -728,7 +775,7 @@ describe("Reducer: fromArtifacts", () => {
     expect(state.nextSeq).toBe(8)
 
     const later = NOW + 1000
-    const r = ok(reduce(state, "live", [
+    const r = ok(reduce(state, live, [
       { type: "text_delta", delta: "2", partId: "a" },
       { type: "reasoning_delta", delta: "2", partId: "a" },
       { type: "tool_call_input_delta", toolCallId: "run", delta: "i" },
@@ -747,11 +794,11 @@ describe("Reducer: fromArtifacts", () => {
       setTo(3, "status", "cancelled", later)
     ])
 
-    expect(fail(reduce(state, "live", [{ type: "permission_decision", requestId: "answered", decision: "allow_once" }], later)))
+    expect(fail(reduce(state, live, [{ type: "permission_decision", requestId: "answered", decision: "allow_once" }], later)))
       .toEqual(new PermissionConflict({ requestId: "answered", reason: "answered" }))
-    expect(fail(reduce(state, "live", [{ type: "tool_call_start", toolCallId: "done", name: "x" }], later)))
+    expect(fail(reduce(state, live, [{ type: "tool_call_start", toolCallId: "done", name: "x" }], later)))
       .toBeInstanceOf(InvalidInput)
-    expect(ok(reduce(state, "live", [{ type: "tool_call_end", toolCallId: "done", isError: true }], later)).changes)
+    expect(ok(reduce(state, live, [{ type: "tool_call_end", toolCallId: "done", isError: true }], later)).changes)
       .toEqual([setTo(4, "status", "error", later)])
   })
 
@@ -951,17 +998,28 @@ const play = (steps: ReadonlyArray<ReadonlyArray<Input>>) =>
   Effect.gen(function*() {
     const store = yield* SessionStore
     const id = "prop"
-    yield* store.create({ id, status: "live", summary: null, project: null, createdAt: NOW, lastHeartbeat: NOW })
+    yield* store.create({
+      id,
+      status: "live",
+      summary: null,
+      project: null,
+      createdAt: NOW,
+      lastHeartbeat: NOW,
+      pendingPermissions: 0,
+      usage: noUsage,
+      lastStopReason: null
+    })
     let state = initial
     let status: SessionStatus = "live"
     let summary: string | null = null
     let lastHeartbeat = NOW
+    let usage = noUsage
     let rev = 0
     let rejected = 0
     const log: Array<CommittedChange> = []
     for (let i = 0; i < steps.length; i++) {
       const now = NOW + i
-      const r = reduce(state, status, steps[i]!, now)
+      const r = reduce(state, { status, usage }, steps[i]!, now)
       if (Either.isLeft(r)) {
         rejected++
         continue
@@ -970,12 +1028,13 @@ const play = (steps: ReadonlyArray<ReadonlyArray<Input>>) =>
       yield* store.commit(id, { rev, lastHeartbeat: now, ...r.right.session, changes: committed })
       state = r.right.state
       status = r.right.session.status ?? status
+      usage = r.right.session.usage ?? usage
       if (r.right.session.summary !== undefined) summary = r.right.session.summary
       lastHeartbeat = now
       log.push(...committed)
     }
     const stored = (yield* store.list).find((s) => s.session.id === id)
-    expect(stored).toMatchObject({ rev, session: { status, summary, lastHeartbeat } })
+    expect(stored).toMatchObject({ rev, session: { status, summary, lastHeartbeat, usage, pendingPermissions: state.pending } })
     return { id, log, rev, rejected } satisfies Played
   })
 
@@ -1064,7 +1123,7 @@ describe("Reducer: follow (another instance's reductions)", () => {
         let followed = initial
         let status: SessionStatus = "live"
         for (const [i, step] of steps.entries()) {
-          const r = reduce(own, status, step, NOW + i)
+          const r = reduce(own, { status, usage: noUsage }, step, NOW + i)
           if (Either.isLeft(r)) continue
           own = r.right.state
           status = r.right.session.status ?? status
@@ -1083,7 +1142,7 @@ describe("Reducer: follow (another instance's reductions)", () => {
         let status: SessionStatus = "live"
         const artifacts = new Map<number, Artifact>()
         for (const [i, step] of steps.entries()) {
-          const r = reduce(state, status, step, NOW + i)
+          const r = reduce(state, { status, usage: noUsage }, step, NOW + i)
           if (Either.isLeft(r)) continue
           state = r.right.state
           status = r.right.session.status ?? status

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import { connect } from "node:net"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import type { Session } from "../src/Domain/Session.js"
+import { noUsage, type Session } from "../src/Domain/Session.js"
 import type { ServerOptions } from "../src/Server.js"
 import { SessionStore } from "../src/SessionStore.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
@@ -660,7 +660,10 @@ describe("persistence across restart (SQLite file)", () => {
       summary: null,
       project: null,
       createdAt: now - age,
-      lastHeartbeat: now - age
+      lastHeartbeat: now - age,
+      pendingPermissions: 0,
+      usage: noUsage,
+      lastStopReason: null
     })
     await Effect.runPromise(
       Effect.provide(

@@ -16,7 +16,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { type Artifact, applyChange } from "../src/Domain/Artifact.js"
 import { InvalidInput, NoSandbox, PermissionConflict, SessionExists, SessionNotFound } from "../src/Domain/Errors.js"
-import type { Session } from "../src/Domain/Session.js"
+import { noUsage, type Session } from "../src/Domain/Session.js"
 import * as EventBus from "../src/EventBus.js"
 import type { ArtifactNotice } from "../src/EventBus.js"
 import * as Reducer from "../src/Reducer.js"
@@ -94,7 +94,10 @@ describe("Sessions: bootstrap timeout", () => {
         summary: null,
         project: "web",
         createdAt: 100,
-        lastHeartbeat: 100
+        lastHeartbeat: 100,
+        pendingPermissions: 0,
+        usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
+        lastStopReason: null
       })
       expect(yield* sessions.get("a1")).toEqual(created)
       expect(yield* storedSession("a1")).toEqual(created)
@@ -191,7 +194,10 @@ describe("Sessions: restart over an existing store", () => {
     summary: null,
     project: null,
     createdAt,
-    lastHeartbeat: createdAt
+    lastHeartbeat: createdAt,
+    pendingPermissions: 0,
+    usage: noUsage,
+    lastStopReason: null
   })
 
   it.scoped("live/idle become disconnected; bootstrapping ones get the time they have left", () =>
@@ -616,7 +622,7 @@ describe("Sessions: watchSessions", () => {
       yield* sessions.create("w1", "web")
       yield* sessions.create("c1", "cli")
       const all = yield* collect(yield* sessions.watchSessions())
-      const web = yield* collect(yield* sessions.watchSessions("web"))
+      const web = yield* collect(yield* sessions.watchSessions({ project: "web" }))
       yield* sessions.create("w2", "web")
       yield* sessions.create("c2", "cli")
       yield* sessions.ingest("c1", [{ type: "summary", text: "s" }])

@@ -14,7 +14,7 @@ import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Artifact, CommittedChange } from "../src/Domain/Artifact.js"
-import type { Session } from "../src/Domain/Session.js"
+import { noUsage, type Session } from "../src/Domain/Session.js"
 import { type Commit, idempotencyWindow, layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Pg from "../src/SessionStore/Pg.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
@@ -66,7 +66,10 @@ const session = (id: string, createdAt = NOW, project: string | null = null): Se
   summary: null,
   project,
   createdAt,
-  lastHeartbeat: createdAt
+  lastHeartbeat: createdAt,
+  pendingPermissions: 0,
+  usage: noUsage,
+  lastStopReason: null
 })
 
 const textArtifact = (seq: number, text: string, at = NOW): Artifact => ({ seq, kind: "text", text, createdAt: at, updatedAt: at })

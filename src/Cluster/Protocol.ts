@@ -5,7 +5,7 @@
  * instances of one version.
  */
 import type { CommittedChange } from "../Domain/Artifact.js"
-import type { SessionStatus } from "../Domain/Session.js"
+import type { SessionFields } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 
 /** A NOTIFY payload on the cluster channel. */
@@ -34,7 +34,7 @@ export const decodeAnnouncement = (payload: string): Announcement | undefined =>
 /** A change-log row's body: what one commit (or removal) did, for the other instances. */
 export interface LogBody {
   readonly removed?: true
-  readonly fields?: { readonly status?: SessionStatus; readonly summary?: string | null }
+  readonly fields?: SessionFields
   readonly lastHeartbeat?: number
   readonly changes?: ReadonlyArray<CommittedChange>
   readonly turn?: Turn | undefined

@@ -20,6 +20,15 @@ export type SessionId = typeof SessionId.Type
 
 export type SessionStatus = "bootstrapping" | "live" | "idle" | "disconnected"
 
+/** Tokens and cost summed over a session's turns; `costUsd` is null until a turn reports one. */
+export interface Usage {
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly costUsd: number | null
+}
+
+export const noUsage: Usage = { inputTokens: 0, outputTokens: 0, costUsd: null }
+
 export interface Session {
   readonly id: string
   readonly status: SessionStatus
@@ -27,13 +36,45 @@ export interface Session {
   readonly project: string | null
   readonly createdAt: number
   readonly lastHeartbeat: number
+  /** Permission artifacts nobody has answered yet. */
+  readonly pendingPermissions: number
+  readonly usage: Usage
+  /** The `stopReason` of the session's last `turn_end` (null: none yet, or it gave none). */
+  readonly lastStopReason: string | null
 }
 
 /** The fields whose change is broadcast as `session_updated`. */
 export interface SessionFields {
   readonly status?: SessionStatus
   readonly summary?: string | null
+  readonly pendingPermissions?: number
+  readonly usage?: Usage
+  readonly lastStopReason?: string | null
 }
+
+/** The fields of `fields` whose value differs from `session`'s (undefined: none). */
+export const changedFields = (session: Session, fields: SessionFields): SessionFields | undefined => {
+  const out: { -readonly [K in keyof SessionFields]: SessionFields[K] } = {}
+  if (fields.status !== undefined && fields.status !== session.status) out.status = fields.status
+  if (fields.summary !== undefined && fields.summary !== session.summary) out.summary = fields.summary
+  if (fields.pendingPermissions !== undefined && fields.pendingPermissions !== session.pendingPermissions) {
+    out.pendingPermissions = fields.pendingPermissions
+  }
+  const u = fields.usage
+  if (
+    u !== undefined &&
+    (u.inputTokens !== session.usage.inputTokens || u.outputTokens !== session.usage.outputTokens ||
+      u.costUsd !== session.usage.costUsd)
+  ) out.usage = u
+  if (fields.lastStopReason !== undefined && fields.lastStopReason !== session.lastStopReason) {
+    out.lastStopReason = fields.lastStopReason
+  }
+  return Object.keys(out).length === 0 ? undefined : out
+}
+
+/** Whether someone is needed: a permission waits for an answer, or the last turn ended in an error. */
+export const needsAttention = (s: Pick<Session, "pendingPermissions" | "lastStopReason">): boolean =>
+  s.pendingPermissions > 0 || s.lastStopReason === "error"
 
 export const CreateSessionBody = Schema.Struct({
   // Session fields are plain text columns, and PostgreSQL's cannot hold NUL.

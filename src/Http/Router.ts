@@ -14,7 +14,7 @@ import { decodeCommand } from "../Domain/Command.js"
 import { InvalidInput, Overloaded } from "../Domain/Errors.js"
 import { decodeEvents, formatParseError } from "../Domain/Event.js"
 import { CreateSessionBody, SessionId } from "../Domain/Session.js"
-import { type Feed, Sessions } from "../Sessions.js"
+import { type Feed, type SessionFilter, Sessions } from "../Sessions.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import { catchFailures, jsonError } from "./Errors.js"
@@ -46,9 +46,15 @@ const sessionId = Effect.flatMap(HttpRouter.params, (params) =>
     onRight: Effect.succeed
   }))
 
-const project = Effect.map(HttpServerRequest.ParsedSearchParams, (q) => {
-  const p = q.project
-  return typeof p === "string" ? p : Array.isArray(p) ? p[0] : undefined
+const first = (v: string | ReadonlyArray<string> | undefined) => typeof v === "string" ? v : v?.[0]
+
+/** `?project=x` and `?attention=1`: which sessions a list or list stream shows. */
+const sessionFilter = Effect.flatMap(HttpServerRequest.ParsedSearchParams, (q): Effect.Effect<SessionFilter, InvalidInput> => {
+  const attention = first(q.attention)
+  if (attention !== undefined && attention !== "0" && attention !== "1") {
+    return Effect.fail(new InvalidInput({ message: `attention: must be 1 or 0, got "${attention.slice(0, 64)}"` }))
+  }
+  return Effect.succeed({ project: first(q.project), attention: attention === "1" })
 })
 
 /** `Last-Event-ID` as a seq; anything else means a full replay. */
@@ -109,7 +115,7 @@ export const make = (options: RouterOptions) =>
         Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
-          return HttpServerResponse.unsafeJson(yield* sessions.list(yield* project))
+          return HttpServerResponse.unsafeJson(yield* sessions.list(yield* sessionFilter))
         })
       ),
       HttpRouter.get(
@@ -118,7 +124,7 @@ export const make = (options: RouterOptions) =>
           yield* guard.client({ query: true })
           const sessions = yield* Sessions
           const c = yield* channel
-          return yield* feed(yield* sessions.openSessions(yield* project), Sse.sessionSnapshot, Sse.sessionNotice, c)
+          return yield* feed(yield* sessions.openSessions(yield* sessionFilter), Sse.sessionSnapshot, Sse.sessionNotice, c)
         })
       ),
       HttpRouter.get(

@@ -82,7 +82,44 @@ const migrationsWith = (
     ...more
   })
 
-const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" })
+/**
+ * What needs attention, on the session row (issue 16). Sessions stored by an earlier version get
+ * their unanswered permissions and usage totals counted from their artifacts, parsed here rather
+ * than in SQL: PostgreSQL's jsonb refuses the `\u0000` escapes artifact fields may hold. A last
+ * stop reason was never stored, so it starts null.
+ */
+const attentionColumns = (types: { readonly big: string; readonly real: string }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN pending_permissions INTEGER NOT NULL DEFAULT 0`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN input_tokens ${types.big} NOT NULL DEFAULT 0`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN output_tokens ${types.big} NOT NULL DEFAULT 0`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN cost_usd ${types.real}`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN last_stop_reason TEXT`)
+    const rows = yield* sql<{ session_id: string; kind: string; fields: string }>`SELECT session_id, kind, fields
+      FROM artifacts WHERE kind IN ('permission', 'usage')`
+    const totals = new Map<string, { pending: number; input: number; output: number; cost: number | null }>()
+    for (const r of rows) {
+      const t = totals.get(r.session_id) ?? { pending: 0, input: 0, output: 0, cost: null }
+      totals.set(r.session_id, t)
+      const f = JSON.parse(r.fields) as Record<string, unknown>
+      if (r.kind === "permission") {
+        if (f.decision === null || f.decision === undefined) t.pending++
+      } else {
+        t.input += typeof f.inputTokens === "number" ? f.inputTokens : 0
+        t.output += typeof f.outputTokens === "number" ? f.outputTokens : 0
+        if (typeof f.costUsd === "number") t.cost = (t.cost ?? 0) + f.costUsd
+      }
+    }
+    for (const [id, t] of totals) {
+      yield* sql`UPDATE sessions SET pending_permissions = ${t.pending}, input_tokens = ${t.input},
+        output_tokens = ${t.output}, cost_usd = ${t.cost} WHERE id = ${id}`
+    }
+  })
+
+const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" }, {
+  "0003_attention": attentionColumns({ big: "INTEGER", real: "REAL" })
+})
 /**
  * PostgreSQL also coordinates server instances (see `Cluster.ts`): a short-lived log of committed
  * changes that other instances read back when notified, sandbox leases, and commands on their way
@@ -120,7 +157,8 @@ const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGI
     // The reducer's turn state (open delta, plan, usage) as of the session's rev, for an instance
     // that rebuilds the reducer from artifacts.
     yield* sql`ALTER TABLE sessions ADD COLUMN turn TEXT`
-  })
+  }),
+  "0004_attention": attentionColumns({ big: "BIGINT", real: "DOUBLE PRECISION" })
 })
 
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
@@ -206,6 +244,11 @@ interface SessionRow {
   readonly rev: number
   readonly sandbox_token_hash: string | null
   readonly turn?: string | null
+  readonly pending_permissions: number
+  readonly input_tokens: number
+  readonly output_tokens: number
+  readonly cost_usd: number | null
+  readonly last_stop_reason: string | null
 }
 
 interface ArtifactRow {
@@ -229,7 +272,14 @@ const toSession = (r: SessionRow): Session => ({
   summary: r.summary,
   project: r.project,
   createdAt: Number(r.created_at),
-  lastHeartbeat: Number(r.last_heartbeat)
+  lastHeartbeat: Number(r.last_heartbeat),
+  pendingPermissions: Number(r.pending_permissions),
+  usage: {
+    inputTokens: Number(r.input_tokens),
+    outputTokens: Number(r.output_tokens),
+    costUsd: r.cost_usd === null ? null : Number(r.cost_usd)
+  },
+  lastStopReason: r.last_stop_reason
 })
 
 const toStored = (r: SessionRow): StoredSession => ({
@@ -678,6 +728,12 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       if (commit.turn !== undefined && channel !== undefined) set.push("turn = ?"), params.push(JSON.stringify(commit.turn))
       if (commit.status !== undefined) set.push("status = ?"), params.push(commit.status)
       if (commit.summary !== undefined) set.push("summary = ?"), params.push(commit.summary)
+      if (commit.pendingPermissions !== undefined) set.push("pending_permissions = ?"), params.push(commit.pendingPermissions)
+      if (commit.usage !== undefined) {
+        set.push("input_tokens = ?", "output_tokens = ?", "cost_usd = ?")
+        params.push(commit.usage.inputTokens, commit.usage.outputTokens, commit.usage.costUsd)
+      }
+      if (commit.lastStopReason !== undefined) set.push("last_stop_reason = ?"), params.push(commit.lastStopReason)
       params.push(id)
       const from = commit.expectedRev
       // The compare-and-set: this session (not an earlier one under the same id), at this rev.
@@ -687,7 +743,10 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       const body: LogBody = {
         fields: {
           ...(commit.status !== undefined && { status: commit.status }),
-          ...(commit.summary !== undefined && { summary: commit.summary })
+          ...(commit.summary !== undefined && { summary: commit.summary }),
+          ...(commit.pendingPermissions !== undefined && { pendingPermissions: commit.pendingPermissions }),
+          ...(commit.usage !== undefined && { usage: commit.usage }),
+          ...(commit.lastStopReason !== undefined && { lastStopReason: commit.lastStopReason })
         },
         lastHeartbeat: commit.lastHeartbeat,
         changes: commit.changes,

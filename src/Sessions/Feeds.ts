@@ -11,6 +11,8 @@ import type { Session } from "../Domain/Session.js"
 import { type ArtifactNotice, type EventBus, Gate, queueSink, type SessionNotice } from "../EventBus.js"
 import type { SessionStore } from "../SessionStore.js"
 import type { ArtifactStreamItem, Feed, SessionStreamItem } from "../Sessions.js"
+import * as Attention from "./Attention.js"
+import type { SessionFilter } from "./Attention.js"
 import type { Peers } from "./Peers.js"
 import type { Registry } from "./Registry.js"
 
@@ -26,13 +28,13 @@ export interface Deps {
 export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) => {
   const { entries, lookup } = registry
 
-  const list = (project?: string) =>
+  const list = (filter?: SessionFilter) =>
     Effect.map(
       // Clustered, the store is the one list all instances agree on at this moment.
       peers.shared
         ? Effect.map(store.list, (stored) => stored.map((s) => s.session))
         : Effect.sync(() => Array.from(entries.values(), (e) => e.session)),
-      (all) => project === undefined ? all : all.filter((s) => s.project === project)
+      (all) => all.filter((s) => Attention.matches(filter, s))
     )
 
   const get = (id: string) =>
@@ -56,17 +58,22 @@ export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) =>
       } satisfies Feed<Artifact, ArtifactNotice>
     })
 
-  const openSessions = (project?: string) =>
+  const openSessions = (filter?: SessionFilter) =>
     Effect.gen(function*() {
       yield* peers.requireListening
       const gate = new Gate<SessionNotice>(subscriberBuffer)
       yield* bus.subscribeSessions(gate)
       const since = registry.listRev()
       const snapshot: Array<Session> = []
-      for (const e of entries.values()) if (project === undefined || e.session.project === project) snapshot.push(e.session)
+      for (const e of entries.values()) if (Attention.matches(filter, e.session)) snapshot.push(e.session)
+      const project = filter?.project
       return {
         snapshot,
-        attach: (sink) => gate.open(sink, (n) => n.rev > since && (project === undefined || n.project === project))
+        attach: (sink) =>
+          gate.open(
+            filter?.attention === true ? Attention.view(snapshot, sink) : sink,
+            (n) => n.rev > since && (project === undefined || n.project === project)
+          )
       } satisfies Feed<Session, SessionNotice>
     })
 
@@ -95,8 +102,8 @@ export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) =>
           _tag: "change",
           change: n.change
         }))),
-    watchSessions: (project?: string) =>
-      Effect.flatMap(openSessions(project), (feed) =>
+    watchSessions: (filter?: SessionFilter) =>
+      Effect.flatMap(openSessions(filter), (feed) =>
         asStream(feed, (session): SessionStreamItem => ({ _tag: "snapshot", session }), (notice): SessionStreamItem => ({
           _tag: "notice",
           notice

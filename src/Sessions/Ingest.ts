@@ -9,11 +9,12 @@ import * as Either from "effect/Either"
 import type { CommittedChange } from "../Domain/Artifact.js"
 import { StaleSession } from "../Domain/Errors.js"
 import type { Event } from "../Domain/Event.js"
+import { changedFields } from "../Domain/Session.js"
 import type { EventBus } from "../EventBus.js"
 import { type Input, type Reducer, turnOf } from "../Reducer.js"
 import type { SessionStore } from "../SessionStore.js"
 import type { Peers } from "./Peers.js"
-import { changedFields, type Entry, type Registry } from "./Registry.js"
+import type { Entry, Registry } from "./Registry.js"
 
 export interface Deps {
   readonly store: typeof SessionStore.Service
@@ -45,7 +46,7 @@ export const make = ({ bus, peers, reducer, registry, store }: Deps) => {
     Effect.gen(function*() {
       const state = yield* reducerState(entry)
       const now = yield* Clock.currentTimeMillis
-      const reduction = reducer.reduce(state, entry.session.status, inputs, now)
+      const reduction = reducer.reduce(state, entry.session, inputs, now)
       if (Either.isLeft(reduction)) {
         // Clustered, the events may be judged against a state another instance has moved past
         // (its commit's notification not here yet): a tool call started there is not unknown.
@@ -81,7 +82,9 @@ export const make = ({ bus, peers, reducer, registry, store }: Deps) => {
         // The initial state is shared by all, and nothing to drop.
         if (next !== reducer.initial) registry.touch(entry, now)
         entry.session = { ...entry.session, ...fields, lastHeartbeat }
-        if (fields !== undefined) yield* registry.publishNotice(entry.session.project, { _tag: "updated", id: entry.session.id, fields })
+        if (fields !== undefined) {
+          yield* registry.publishNotice(entry.session.project, { _tag: "updated", id: entry.session.id, fields, session: entry.session })
+        }
         if (committed.length > 0) {
           yield* bus.publishArtifacts(entry.session.id, committed.map((change) => ({ rev: change.rev, change })))
         }

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type { SandboxCommand } from "../Domain/Command.js"
 import { SessionNotFound, StaleSession, StoreError } from "../Domain/Errors.js"
-import type { Session, SessionFields, SessionStatus } from "../Domain/Session.js"
+import { changedFields, type Session } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 import type { EventBus, SessionNotice } from "../EventBus.js"
 import { type Reducer, type ReducerState, turnOf } from "../Reducer.js"
@@ -62,14 +62,6 @@ export interface RegistryOptions {
 }
 
 export type Notice = DistributiveOmit<SessionNotice, "rev" | "project">
-
-/** The fields of `fields` that differ from the session's. */
-export const changedFields = (session: Session, fields: SessionFields): SessionFields | undefined => {
-  const out: { status?: SessionStatus; summary?: string | null } = {}
-  if (fields.status !== undefined && fields.status !== session.status) out.status = fields.status
-  if (fields.summary !== undefined && fields.summary !== session.summary) out.summary = fields.summary
-  return Object.keys(out).length === 0 ? undefined : out
-}
 
 export const newEntry = (stored: StoredSession, state: ReducerState | undefined): Entry => ({
   session: stored.session,
@@ -249,7 +241,7 @@ export const make = (options: RegistryOptions, { bus, peers, reducer, store, tim
         if (entry.reducer !== undefined) entry.reducer = reducer.follow(entry.reducer, changes, body.turn)
         else if (body.turn !== undefined) entry.turn = body.turn
         entry.session = { ...entry.session, ...fields, lastHeartbeat: body.lastHeartbeat ?? entry.session.lastHeartbeat }
-        if (fields !== undefined) yield* publishNotice(entry.session.project, { _tag: "updated", id, fields })
+        if (fields !== undefined) yield* publishNotice(entry.session.project, { _tag: "updated", id, fields, session: entry.session })
         if (changes.length > 0) yield* bus.publishArtifacts(id, changes.map((change) => ({ rev: change.rev, change })))
       }
       // Refused without a logged reason, or announced further than the log goes: read it whole.
@@ -274,7 +266,7 @@ export const make = (options: RegistryOptions, { bus, peers, reducer, store, tim
       entry.turn = stored.turn
       const moved = entry.rev !== stored.rev
       entry.rev = stored.rev
-      if (fields !== undefined) yield* publishNotice(entry.session.project, { _tag: "updated", id, fields })
+      if (fields !== undefined) yield* publishNotice(entry.session.project, { _tag: "updated", id, fields, session: entry.session })
       if (moved) yield* bus.endArtifacts(id)
     })
 

@@ -67,7 +67,7 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
             entry.rev = rev
             if (same) return Effect.void
             entry.session = { ...entry.session, status }
-            return publishNotice(entry.session.project, { _tag: "updated", id, fields: { status } })
+            return publishNotice(entry.session.project, { _tag: "updated", id, fields: { status }, session: entry.session })
           }))
         )
       })
@@ -91,7 +91,12 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
       )
       return Effect.suspend(() => {
         entry.session = { ...entry.session, status: "disconnected" }
-        return publishNotice(entry.session.project, { _tag: "updated", id: entry.session.id, fields: { status: "disconnected" } })
+        return publishNotice(entry.session.project, {
+          _tag: "updated",
+          id: entry.session.id,
+          fields: { status: "disconnected" },
+          session: entry.session
+        })
       }).pipe(
         Effect.zipRight(persist),
         Effect.catchAll((e) =>

@@ -54,13 +54,16 @@ const sessions = Command.make(
   {
     project,
     json,
-    watch: Options.boolean("watch").pipe(Options.withDescription("keep the list live until Ctrl-C"))
+    watch: Options.boolean("watch").pipe(Options.withDescription("keep the list live until Ctrl-C")),
+    attention: Options.boolean("attention").pipe(
+      Options.withDescription("only sessions that need you: a pending approval, or a last turn that ended in an error")
+    )
   },
   (o) => {
-    const options = { project: Option.getOrUndefined(o.project), json: o.json }
+    const options = { project: Option.getOrUndefined(o.project), attention: o.attention, json: o.json }
     return o.watch ? watchSessions(options) : listSessions(options)
   }
-).pipe(Command.withDescription("List sessions: id, status, project, age, summary; ! marks one waiting for an approval"))
+).pipe(Command.withDescription("List sessions: id, status, project, age, cost, summary; ! marks one waiting for an approval"))
 
 const create = Command.make(
   "create",

@@ -48,6 +48,21 @@ export interface WatchOptions<S> {
   readonly onChange?: (state: S) => void
 }
 
+/** Which sessions a list shows: of one project, and/or only those that need someone. */
+export interface SessionFilter {
+  readonly project?: string | undefined
+  /** Only sessions with pending permissions, or whose last turn ended in `error`. */
+  readonly attention?: boolean | undefined
+}
+
+const query = (filter: SessionFilter): string => {
+  const q = new URLSearchParams()
+  if (filter.project !== undefined) q.set("project", filter.project)
+  if (filter.attention === true) q.set("attention", "1")
+  const s = q.toString()
+  return s === "" ? "" : `?${s}`
+}
+
 const byCreation = (a: Session, b: Session) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 
 const parse = (m: SseMessage): any => (m.data === "" ? undefined : JSON.parse(m.data))
@@ -195,10 +210,9 @@ export class ReinClient {
     this.retry = options.retry
   }
 
-  /** `GET /sessions[?project=]`, oldest first. */
-  async listSessions(filter: { readonly project?: string | undefined } = {}): Promise<ReadonlyArray<Session>> {
-    const q = filter.project !== undefined ? `?project=${encodeURIComponent(filter.project)}` : ""
-    return (await this.json("GET", `/sessions${q}`)) as ReadonlyArray<Session>
+  /** `GET /sessions[?project=][&attention=1]`, oldest first; `attention`: only the sessions that need someone. */
+  async listSessions(filter: SessionFilter = {}): Promise<ReadonlyArray<Session>> {
+    return (await this.json("GET", `/sessions${query(filter)}`)) as ReadonlyArray<Session>
   }
 
   /** `GET /sessions/:id`; `undefined` when there is no such session. */
@@ -263,9 +277,11 @@ export class ReinClient {
     return this.sendCommand(id, { type: "set_mode", modeId })
   }
 
-  /** The session list, live. Reconnects by itself; `close()` it when done. */
-  watchSessions(options: WatchOptions<SessionsState> & { readonly project?: string | undefined } = {}): SessionsWatch {
-    const q = options.project !== undefined ? `?project=${encodeURIComponent(options.project)}` : ""
+  /**
+   * The session list, live. With `attention`, only the sessions that need someone: one enters
+   * the list when it starts to, and leaves it when it stops. Reconnects by itself; `close()` it when done. */
+  watchSessions(options: WatchOptions<SessionsState> & SessionFilter = {}): SessionsWatch {
+    const q = query(options)
     const watch = new SessionsWatch((w) =>
       openStream({
         fetch: this.fetchFn,

@@ -15,6 +15,7 @@ export {
   type PermissionDecision,
   ReinClient,
   type ReinClientOptions,
+  type SessionFilter,
   type SessionsState,
   SessionsWatch,
   type WatchOptions
@@ -35,4 +36,4 @@ export type {
   PlanEntry,
   ToolKind
 } from "../Domain/Event.js"
-export type { Session, SessionStatus } from "../Domain/Session.js"
+export type { Session, SessionFields, SessionStatus, Usage } from "../Domain/Session.js"
