@@ -75,7 +75,10 @@ describe("POST /sessions/:id", () => {
       summary: null,
       project: null,
       createdAt: expect.any(Number),
-      lastHeartbeat: expect.any(Number)
+      lastHeartbeat: expect.any(Number),
+      pendingPermissions: 0,
+      usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
+      lastStopReason: null
     })
     expect(res.body.createdAt).toBeGreaterThanOrEqual(before - 1000)
     expect(res.body.createdAt).toBeLessThanOrEqual(Date.now() + 1000)
@@ -414,7 +417,7 @@ describe("events and the status machine", () => {
     let from = watch.events.length
     expect((await post({ type: "turn_end", stopReason: "end_turn" })).status).toBe(202)
     expect(await status(server, "e1")).toBe("idle")
-    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "idle" } })
+    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "idle", lastStopReason: "end_turn" } })
 
     from = watch.events.length
     expect((await post({ type: "turn_start" })).status).toBe(202)
@@ -423,7 +426,7 @@ describe("events and the status machine", () => {
 
     from = watch.events.length
     expect((await post({ type: "turn_end" })).status).toBe(202)
-    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "idle" } })
+    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "idle", lastStopReason: null } })
 
     from = watch.events.length
     expect((await server.request("POST", "/sessions/e1/commands", { type: "prompt", text: "again" })).status).toBe(202)
