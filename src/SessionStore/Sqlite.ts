@@ -2,12 +2,12 @@
  * The SQLite store: a file (WAL mode) or `:memory:`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { StoreError } from "../Domain/Errors.js"
 import { SessionStore } from "../SessionStore.js"
 import * as Sql from "./Sql.js"
+import * as SqliteConnection from "./SqliteConnection.js"
 
 export interface SqliteOptions {
   /** A file path, or `:memory:`. */
@@ -33,4 +33,4 @@ export const layer = (options: SqliteOptions): Layer.Layer<SessionStore, StoreEr
   Layer.effect(
     SessionStore,
     pragmas.pipe(Effect.zipRight(Sql.make(Sql.sqlite)), StoreError.refail)
-  ).pipe(Layer.provide(SqliteClient.layer({ filename: options.filename }).pipe(Layer.orDie)))
+  ).pipe(Layer.provide(SqliteConnection.layer({ filename: options.filename }).pipe(Layer.orDie)))
