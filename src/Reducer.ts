@@ -426,15 +426,16 @@ export const reduce = (
             set(ref.seq, "status", "cancelled")
             state = { ...state, toolCalls: HashMap.set(state.toolCalls, id, { seq: ref.seq, running: false }) }
           }
-          // No client may go on showing a question nobody will read the answer to.
-          for (const [id, ref] of state.permissions) {
-            if (ref.answered) continue
-            set(ref.seq, "decision", "cancelled")
-            state = {
-              ...state,
-              permissions: HashMap.set(state.permissions, id, { ...ref, answered: true }),
-              pending: state.pending - 1
-            }
+        }
+        // However the turn ended (cancelled, or the agent died mid-question: "error"), nobody will
+        // read an answer now: no client may go on showing the question, nor count it as waiting.
+        for (const [id, ref] of state.permissions) {
+          if (ref.answered) continue
+          set(ref.seq, "decision", "cancelled")
+          state = {
+            ...state,
+            permissions: HashMap.set(state.permissions, id, { ...ref, answered: true }),
+            pending: state.pending - 1
           }
         }
         session.lastStopReason = input.stopReason ?? null

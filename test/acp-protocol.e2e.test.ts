@@ -118,7 +118,8 @@ describe("issue 13 events", () => {
     })
     // A late update of an ended call sets its fields, and does not re-open it.
     expect(t2).toMatchObject({ title: "List files", toolKind: "execute", input: "{\"cmd\":\"ls\"}", output: "a.ts", status: "done" })
-    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "t1", options, decision: null, optionId: null })
+    // Unanswered when the turn ended: nobody reads an answer now.
+    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "t1", options, decision: "cancelled", optionId: null })
     expect(usage).toMatchObject({ inputTokens: 10, outputTokens: 2, costUsd: null, context: { used: 1200, size: 200000 } })
     // The session did not turn live from the replayed user message, only from turn_start; it is idle again.
     expect((await server.request("GET", "/sessions/e1")).body.status).toBe("idle")

@@ -221,7 +221,8 @@ describe("artifacts: a realistic turn", () => {
       output: "a.txt\nb.txt",
       status: "done"
     })
-    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "tc1", title: "Run ls -la?", decision: null, optionId: null })
+    // Unanswered when the turn ended: nobody reads an answer now.
+    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "tc1", title: "Run ls -la?", decision: "cancelled", optionId: null })
     expect(permission.options).toEqual([
       { optionId: "ok", name: "Allow", kind: "allow_once" },
       { optionId: "no", name: "Reject", kind: "reject_once" }

@@ -456,8 +456,27 @@ describe("Reducer: ACP extensions (issue 13)", () => {
     expect(fail(run([{ type: "permission_decision", requestId: "r1", optionId: "once" }], { state: end.state }))).toEqual(
       new PermissionConflict({ requestId: "r1", reason: "answered" })
     )
-    expect(ok(run([{ type: "turn_end", stopReason: "max_turn_requests" }], { state: two.state })).changes).toEqual([])
   })
+
+  it.each(["end_turn", "max_tokens", "max_turn_requests", "refusal", "error", undefined] as const)(
+    "a turn ended with stopReason %s cancels its unanswered permissions too (nobody reads the answer now)",
+    (stopReason) => {
+      const two = ok(run([
+        { type: "tool_call_start", toolCallId: "t1", name: "a" },
+        { type: "permission_request", requestId: "r1", title: "a", options },
+        { type: "permission_request", requestId: "r2", title: "b" },
+        { type: "permission_decision", requestId: "r2", decision: "allow_once" }
+      ]))
+      expect(two.state.pending).toBe(1)
+      const end = ok(run([stopReason === undefined ? { type: "turn_end" } : { type: "turn_end", stopReason }], { state: two.state }))
+      // Only the unanswered one; the running tool call stays running (it may still end).
+      expect(end.changes).toEqual([setTo(2, "decision", "cancelled")])
+      expect(end.state.pending).toBe(0)
+      expect(fail(run([{ type: "permission_decision", requestId: "r1", optionId: "once" }], { state: end.state }))).toEqual(
+        new PermissionConflict({ requestId: "r1", reason: "answered" })
+      )
+    }
+  )
 
   it("context sets the turn's usage context, creating the usage artifact when the turn has none", () => {
     const r = chain([
