@@ -7,6 +7,7 @@ import { memo } from "preact/compat"
 import { useMemo, useState } from "preact/hooks"
 import type { Artifact, PermissionDecision, ReinClient } from "../../src/client/index.js"
 import { ReinError } from "../../src/client/index.js"
+import { DiffView, PatchView, toolCallDiff } from "./Diff.js"
 import { integer, prettyJson } from "./format.js"
 import { renderMarkdown } from "./markdown.js"
 
@@ -91,13 +92,11 @@ const typedOptions = (u: unknown): Array<PermissionOption> =>
 
 const decisions = Object.keys(decisionLabels) as Array<PermissionDecision>
 
-const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: ReinClient; sessionId: string; toolCall?: Artifact | undefined }) => {
+/** The answers a pending permission request offers, as buttons; also on the session list's rows. */
+export const PermissionActions = ({ a, client, sessionId }: { a: Artifact; client: ReinClient; sessionId: string }) => {
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | undefined>()
-  const decision = a.decision as string | null
-  const expired = decision === null && toolCall !== undefined && toolCall.status !== "running" && toolCall.status !== "pending"
   const options = typedOptions(a.options)
-  const chosen = options.find((o) => o.optionId === a.optionId)
   const answer = async (reply: PermissionDecision | { readonly optionId: string }) => {
     setBusy(true)
     setError(undefined)
@@ -110,20 +109,8 @@ const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: R
     }
   }
   return (
-    <section class={`card permission${decision === null && !expired ? " pending" : ""}`} aria-label="Permission request">
-      <header>
-        <span class="card-kind">Permission</span>
-        <strong class="permission-title">{str(a.title)}</strong>
-      </header>
-      {decision !== null
-        ? (
-          <p class={`decision decision-${decision}`}>
-            {chosen !== undefined ? <>Chose “{chosen.name}” <span class="muted">({decidedLabels[decision] ?? decision})</span></> : (decidedLabels[decision] ?? decision)}
-          </p>
-        )
-        : expired
-        ? <p class="decision decision-expired">Expired: the tool call ended ({str(toolCall?.status)})</p>
-        : options.length > 0
+    <>
+      {options.length > 0
         ? (
           <div class="actions">
             {options.map((o) => (
@@ -149,6 +136,45 @@ const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: R
           </div>
         )}
       {error && <p class="inline-error" role="alert">{error}</p>}
+    </>
+  )
+}
+
+const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: ReinClient; sessionId: string; toolCall?: Artifact | undefined }) => {
+  const decision = a.decision as string | null
+  const expired = decision === null && toolCall !== undefined && toolCall.status !== "running" && toolCall.status !== "pending"
+  const chosen = typedOptions(a.options).find((o) => o.optionId === a.optionId)
+  // What the guarded tool call would change, next to the buttons: the user sees what they approve.
+  const change = useMemo(() => decision === null && !expired && toolCall !== undefined ? toolCallDiff(toolCall.input) : undefined, [
+    decision,
+    expired,
+    toolCall?.input
+  ])
+  return (
+    <section class={`card permission${decision === null && !expired ? " pending" : ""}`} aria-label="Permission request">
+      <header>
+        <span class="card-kind">Permission</span>
+        <strong class="permission-title">{str(a.title)}</strong>
+      </header>
+      {decision !== null
+        ? (
+          <p class={`decision decision-${decision}`}>
+            {chosen !== undefined ? <>Chose “{chosen.name}” <span class="muted">({decidedLabels[decision] ?? decision})</span></> : (decidedLabels[decision] ?? decision)}
+          </p>
+        )
+        : expired
+        ? <p class="decision decision-expired">Expired: the tool call ended ({str(toolCall?.status)})</p>
+        : (
+          <div class={`permission-body${change !== undefined ? " with-diff" : ""}`}>
+            {change !== undefined && (
+              <div class="permission-diff">
+                {change.path !== undefined && <code class="file-path">{change.path}</code>}
+                <DiffView rows={change.rows} label={`Proposed change${change.path !== undefined ? ` to ${change.path}` : ""}`} />
+              </div>
+            )}
+            <PermissionActions a={a} client={client} sessionId={sessionId} />
+          </div>
+        )}
     </section>
   )
 }
@@ -178,10 +204,7 @@ const Plan = ({ a }: { a: Artifact }) => {
   )
 }
 
-const diffClass = (line: string) =>
-  line.startsWith("+++") || line.startsWith("---") ? "meta" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : ""
-
-const FileChange = ({ a }: { a: Artifact }) => {
+export const FileChange = ({ a }: { a: Artifact }) => {
   const diff = str(a.diff)
   return (
     <section class="card file-change" aria-label={`File change ${str(a.path)}`}>
@@ -190,9 +213,7 @@ const FileChange = ({ a }: { a: Artifact }) => {
         <span class={`badge action-${str(a.action)}`}>{str(a.action)}</span>
         <code class="file-path">{str(a.path)}</code>
       </header>
-      {diff !== "" && (
-        <pre class="diff">{diff.split("\n").map((line) => <span class={`diff-line ${diffClass(line)}`}>{line + "\n"}</span>)}</pre>
-      )}
+      {diff !== "" && <PatchView patch={diff} label={`Diff of ${str(a.path)}`} />}
     </section>
   )
 }

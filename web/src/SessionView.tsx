@@ -6,10 +6,12 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks"
 import type { Artifact, ArtifactsState, ReinClient, Session } from "../../src/client/index.js"
 import { ReinError } from "../../src/client/index.js"
+import { formatCost } from "./attention.js"
 import { ArtifactView } from "./ArtifactView.js"
+import { changedFiles, FilesView } from "./Files.js"
 import { fullTime } from "./format.js"
 import { useWatch } from "./hooks.js"
-import { StatusBadge } from "./SessionList.js"
+import { SessionStateBadge } from "./SessionList.js"
 
 const connectionLabel = (state: ArtifactsState | undefined): { text: string; tone: string } => {
   if (state === undefined) return { text: "Connecting…", tone: "pending" }
@@ -53,6 +55,8 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
   const lastTop = useRef(0)
   const [unseen, setUnseen] = useState(false)
   const promptBox = useRef<HTMLTextAreaElement>(null)
+  const [tab, setTab] = useState<"transcript" | "files">("transcript")
+  const files = useMemo(() => changedFiles(artifacts), [artifacts])
 
   const toolCalls = useMemo(() => {
     const m = new Map<string, Artifact>()
@@ -144,8 +148,9 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
     <section class="session-view" aria-label={`Session ${sessionId}`}>
       <header class="session-header">
         <div class="session-title">
+          <a href="#/" class="back" aria-label="Back to the sessions">← Sessions</a>
           <h1>{sessionId}</h1>
-          {status && <StatusBadge status={status} />}
+          {session && <SessionStateBadge s={session} />}
           <span class={`connection tone-${conn.tone}`} role="status" data-connection={state?.connection.status ?? "connecting"}>
             <span class="dot" aria-hidden="true" />
             {conn.text}
@@ -156,11 +161,35 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
             {session.summary ? <span class="summary">{session.summary}</span> : <span class="muted">No summary yet</span>}
             {session.project && <span class="project">project {session.project}</span>}
             <span class="muted">created {fullTime(session.createdAt)}</span>
+            <span class="session-cost" title={`${session.usage.inputTokens} input, ${session.usage.outputTokens} output tokens`}>
+              cost {formatCost(session.usage.costUsd)}
+            </span>
           </p>
         )}
+        <div class="tabs" role="tablist" aria-label="Session views">
+          <button type="button" role="tab" class="tab" aria-selected={tab === "transcript"} onClick={() => setTab("transcript")}>
+            Transcript
+          </button>
+          <button type="button" role="tab" class="tab" aria-selected={tab === "files"} onClick={() => setTab("files")}>
+            Files ({files.length})
+          </button>
+        </div>
       </header>
 
-      <div class="transcript" ref={scroller} onScroll={onScroll} tabIndex={0} aria-label="Transcript" aria-live="off">
+      {tab === "files" && (
+        <div class="files-panel" role="tabpanel" aria-label="Files">
+          <FilesView files={files} />
+        </div>
+      )}
+      <div
+        class="transcript"
+        ref={scroller}
+        onScroll={onScroll}
+        tabIndex={0}
+        aria-label="Transcript"
+        aria-live="off"
+        hidden={tab !== "transcript"}
+      >
         <div class="transcript-content" ref={content}>
           {state?.synced && artifacts.length === 0 && (
             <p class="empty">Nothing here yet. Send a prompt below{status === "bootstrapping" ? " once an agent connects" : ""}.</p>
