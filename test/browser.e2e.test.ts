@@ -5,47 +5,18 @@
  * state or a server state, never for time. Screenshots of the main views go
  * to test/screenshots/.
  */
-import { execFileSync } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ReinClient, SandboxConnection } from "../src/client/index.js"
 import { type DemoAgent, startDemoAgent } from "../src/demo/agent.js"
+import { chromiumPath, ensureDashboardBuilt, haveChromium, launch, root, shots } from "./chromium.js"
 import { eventually, start, type TestServer, tempDir } from "./helpers.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
-const shots = join(root, "test/screenshots")
-const haveChromium = existsSync(chromiumPath)
 if (!haveChromium) {
   console.warn(`${chromiumPath} is missing: browser tests ${process.env.CI ? "fail" : "are skipped"} (apt-get install chromium)`)
 }
-
-/** The newest mtime under `dir`. */
-const newest = (dir: string): number =>
-  readdirSync(dir, { withFileTypes: true }).reduce((max, e) => {
-    const p = join(dir, e.name)
-    return Math.max(max, e.isDirectory() ? newest(p) : statSync(p).mtimeMs)
-  }, 0)
-
-/** Builds dist/web when it is missing or older than its sources. */
-const ensureDashboardBuilt = () => {
-  const index = join(root, "dist/web/index.html")
-  const sources = Math.max(newest(join(root, "web")), newest(join(root, "src/client")))
-  if (existsSync(index) && statSync(index).mtimeMs >= sources) return
-  execFileSync(process.execPath, [join(root, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts"], {
-    cwd: root,
-    stdio: "inherit"
-  })
-}
-
-const launch = () =>
-  chromium.launch({
-    executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-  })
 
 const T = 15_000
 
@@ -112,7 +83,7 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard in Chromium", () =>
     await page.getByRole("button", { name: "Create session" }).click()
     await expect.poll(() => page.evaluate(() => (globalThis as unknown as { location: { hash: string } }).location.hash), { timeout: T }).toBe("#/sessions/b1")
     await page.locator('.session-item[data-session="b1"]').waitFor()
-    expect(await sessionBadge(page, "b1").textContent()).toBe("bootstrapping")
+    expect(await sessionBadge(page, "b1").textContent()).toBe("starting")
     expect(await page.locator('.session-item[data-session="b1"] .project').textContent()).toContain("web")
 
     await agentFor("b1")

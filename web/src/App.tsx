@@ -1,11 +1,13 @@
 import { useEffect, useMemo, useState } from "preact/hooks"
 import { ReinClient, type SessionsState } from "../../src/client/index.js"
+import { formatCost, needsApproval, titleFor, totalCost } from "./attention.js"
 import { useWatch } from "./hooks.js"
+import { useNotifications } from "./notify.js"
 import { navigate, readToken, saveToken, useRoute } from "./route.js"
 import { SessionList } from "./SessionList.js"
 import { SessionView } from "./SessionView.js"
 
-/** `lastHeartbeat` changes are not streamed (only status and summary are): refresh them now and then. */
+/** `lastHeartbeat` changes are not streamed (the other record fields are): refresh them now and then. */
 const HEARTBEAT_POLL_MS = 10_000
 
 const TokenPrompt = ({ state }: { state: SessionsState }) => {
@@ -62,6 +64,14 @@ export const App = () => {
   const selected = route.sessionId
   const session = sessions?.sessions.find((s) => s.id === selected)
   const listStatus = sessions?.connection.status
+  const all = sessions?.sessions ?? []
+  const waiting = all.filter(needsApproval).length
+  const total = totalCost(all)
+  const notifications = useNotifications(sessions, selected)
+
+  useEffect(() => {
+    document.title = titleFor(all)
+  }, [all])
 
   // When the open session is deleted (here or elsewhere), go back to the list.
   useEffect(() => {
@@ -72,7 +82,7 @@ export const App = () => {
   }, [selected, sessions?.synced, session])
 
   return (
-    <div class="app">
+    <div class={`app${selected !== undefined ? " has-session" : ""}`}>
       <aside class="sidebar">
         <header class="brand">
           <a href="#/" class="brand-link">
@@ -87,6 +97,26 @@ export const App = () => {
             {listStatus === "open" ? "Live" : listStatus === "reconnecting" ? "Reconnecting…" : listStatus === "failed" ? "Refused" : "Connecting…"}
           </span>
         </header>
+        <div class="overview">
+          <span class={`waiting${waiting > 0 ? " has-waiting" : ""}`} data-waiting={waiting}>
+            {waiting > 0 ? `${waiting} need${waiting === 1 ? "s" : ""} approval` : "Nothing needs you"}
+          </span>
+          <span class="total-cost" data-total={total ?? ""} title="What every session's turns cost, summed">
+            total {formatCost(total)}
+          </span>
+          {notifications.supported && (
+            <button
+              type="button"
+              class={`button small ${notifications.enabled ? "primary" : ""} notify-toggle`}
+              aria-pressed={notifications.enabled}
+              disabled={notifications.denied && !notifications.enabled}
+              title={notifications.denied ? "Notifications are blocked for this site in the browser's settings" : undefined}
+              onClick={() => void notifications.toggle()}
+            >
+              {notifications.enabled ? "Notifying" : "Notify me"}
+            </button>
+          )}
+        </div>
         {sessions && (sessions.connection.status === "failed" || sessions.connection.status === "gone") && <TokenPrompt state={sessions} />}
         <SessionList client={client} state={sessions} selectedId={selected} heartbeats={heartbeats} />
       </aside>

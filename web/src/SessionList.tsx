@@ -1,19 +1,61 @@
 /**
- * The session list, live from `/sessions/stream`: status, summary, project,
- * times; a project filter; create and delete.
+ * The session list, live from `/sessions/stream`: each session's state as a person reads it
+ * (needs approval, working, done, error, disconnected), its cost, summary, project and times;
+ * the sessions that need approval first (a toggle), answered from their row; a project filter;
+ * create and delete.
  */
 import { useEffect, useRef, useState } from "preact/hooks"
-import type { ReinClient, Session, SessionsState } from "../../src/client/index.js"
+import type { Artifact, ReinClient, Session, SessionsState } from "../../src/client/index.js"
 import { ReinError } from "../../src/client/index.js"
+import { formatCost, ordered, stateOf, stored } from "./attention.js"
+import { PermissionActions } from "./ArtifactView.js"
 import { clockTime, fullTime, relativeTime } from "./format.js"
 import { useNow } from "./hooks.js"
 import { navigate, sessionHref } from "./route.js"
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+const APPROVAL_FIRST_KEY = "rein.approvalFirst"
 
-export const StatusBadge = ({ status }: { status: string }) => (
-  <span class={`badge session-status status-${status}`} data-status={status}>{status}</span>
-)
+/** The session's state in words; `data-status` keeps the record's own status. */
+export const SessionStateBadge = ({ s }: { s: Session }) => {
+  const state = stateOf(s)
+  return (
+    <span class={`badge session-status state-${state.key}`} data-state={state.key} data-status={s.status} title={`status: ${s.status}`}>
+      {state.label}
+    </span>
+  )
+}
+
+const isPending = (a: Artifact) => a.kind === "permission" && (a.decision === null || a.decision === undefined)
+
+/**
+ * The oldest unanswered permission request of a session, answerable from its row. Read when the
+ * record's count changes (the list stream carries the count, not the requests).
+ */
+const RowApproval = ({ client, session }: { client: ReinClient; session: Session }) => {
+  const [request, setRequest] = useState<Artifact | undefined>()
+  useEffect(() => {
+    let stale = false
+    client.artifacts(session.id).then(
+      (artifacts) => {
+        if (!stale) setRequest(artifacts.find(isPending))
+      },
+      () => {
+        if (!stale) setRequest(undefined)
+      }
+    )
+    return () => {
+      stale = true
+    }
+  }, [client, session.id, session.pendingPermissions])
+  if (request === undefined) return null
+  return (
+    <div class="row-approval" aria-label={`Approve from the list: ${String(request.title ?? "")}`} data-request-id={String(request.requestId)}>
+      <p class="row-approval-title">{String(request.title ?? "")}</p>
+      <PermissionActions a={request} client={client} sessionId={session.id} />
+    </div>
+  )
+}
 
 const CreateForm = ({ client }: { client: ReinClient }) => {
   const [id, setId] = useState("")
@@ -95,10 +137,15 @@ export const SessionList = (
   }
 ) => {
   const [project, setProject] = useState("")
+  const [approvalFirst, setApprovalFirst] = useState(() => stored.get(APPROVAL_FIRST_KEY) !== "off")
   const now = useNow(1000)
   const sessions = state?.sessions ?? []
   const projects = [...new Set(sessions.map((s) => s.project).filter((p): p is string => p !== null))].sort()
   const shown = project === "" ? sessions : sessions.filter((s) => s.project === project)
+  const toggleApprovalFirst = (on: boolean) => {
+    setApprovalFirst(on)
+    stored.set(APPROVAL_FIRST_KEY, on ? "on" : "off")
+  }
   const heartbeat = (s: Session) => Math.max(s.lastHeartbeat, heartbeats.get(s.id) ?? 0)
 
   return (
@@ -112,16 +159,23 @@ export const SessionList = (
             {projects.map((p) => <option value={p}>{p}</option>)}
           </select>
         </label>
+        <label class="check">
+          <input type="checkbox" checked={approvalFirst} onChange={(e) => toggleApprovalFirst((e.target as HTMLInputElement).checked)} />
+          <span>Needs approval first</span>
+        </label>
         <span class="muted count">{shown.length} of {sessions.length}</span>
       </div>
       {state?.synced && sessions.length === 0 && <p class="empty">No sessions yet. Create one above, or run <code>npm run demo</code>.</p>}
       <ul class="sessions">
-        {[...shown].reverse().map((s) => (
-          <li class={`session-item${s.id === selectedId ? " selected" : ""}`} data-session={s.id}>
+        {ordered(shown, approvalFirst).map((s) => (
+          <li class={`session-item state-${stateOf(s).key}${s.id === selectedId ? " selected" : ""}`} data-session={s.id}>
             <a href={sessionHref(s.id)} class="session-link" aria-current={s.id === selectedId ? "page" : undefined}>
               <span class="session-line">
                 <strong class="session-id">{s.id}</strong>
-                <StatusBadge status={s.status} />
+                <SessionStateBadge s={s} />
+                <span class="session-cost" title={`${s.usage.inputTokens} input, ${s.usage.outputTokens} output tokens`}>
+                  {formatCost(s.usage.costUsd)}
+                </span>
               </span>
               <span class="session-summary">{s.summary ?? <span class="muted">No summary</span>}</span>
               <span class="session-times muted">
@@ -134,6 +188,7 @@ export const SessionList = (
               </span>
             </a>
             <DeleteButton client={client} id={s.id} />
+            {s.pendingPermissions > 0 && <RowApproval client={client} session={s} />}
           </li>
         ))}
       </ul>
