@@ -118,7 +118,7 @@ describe("attention fields over HTTP", () => {
     expect(await nextUpdate(web, "a1", from)).toEqual({ pendingPermissions: 1 })
     expect((await record(s, "a1")).pendingPermissions).toBe(1)
 
-    // A second turn: usage adds up across turns; a turn ending cancelled cancels r2.
+    // Usage adds up across turns; the end of the turn that asked cancels r2.
     from = web.events.length
     await sb.post(
       { type: "turn_end", stopReason: "end_turn" },
@@ -222,10 +222,11 @@ describe("attention fields over HTTP", () => {
     const sb = await sandbox(first, "keep")
     await sb.post(
       { type: "turn_start" },
-      { type: "permission_request", requestId: "r1", title: "a" },
-      { type: "permission_request", requestId: "r2", title: "b" },
       { type: "usage", inputTokens: 7, outputTokens: 3, costUsd: 0.125 },
-      { type: "turn_end", stopReason: "error" }
+      { type: "turn_end", stopReason: "error" },
+      { type: "turn_start" },
+      { type: "permission_request", requestId: "r1", title: "a" },
+      { type: "permission_request", requestId: "r2", title: "b" }
     )
     await reply(first, "keep", "r1")
     const before = await record(first, "keep")
@@ -240,7 +241,7 @@ describe("attention fields over HTTP", () => {
     // The rebuilt reducer continues the count and the totals.
     const again = await sandbox(second, "keep")
     await reply(second, "keep", "r2")
-    await again.post({ type: "turn_start" }, { type: "usage", inputTokens: 1, outputTokens: 1 }, { type: "turn_end" })
+    await again.post({ type: "usage", inputTokens: 1, outputTokens: 1 }, { type: "turn_end" })
     expect(await record(second, "keep")).toMatchObject({
       pendingPermissions: 0,
       usage: { inputTokens: 8, outputTokens: 4, costUsd: 0.125 },
