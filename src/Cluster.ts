@@ -69,9 +69,10 @@ export const make = (options: ClusterOptions) =>
     const instance = crypto.randomUUID()
     const { channel, leaseTtl } = options
     const pingInterval = Math.min(5_000, Math.max(200, Math.floor(leaseTtl / 2)))
-    const notify = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${encodeAnnouncement(a)})`
+    /** NOTIFYs every instance (sent on commit when inside a transaction). */
+    const announce = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${encodeAnnouncement(a)})`
     const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
-    const listener = Listener.make({ url: options.url, channel, instance, pingInterval, ping: notify })
+    const listener = Listener.make({ url: options.url, channel, instance, pingInterval, ping: announce })
 
     return Cluster.of({
       instance,
@@ -92,7 +93,7 @@ export const make = (options: ClusterOptions) =>
             VALUES (${id}, ${instance}, ${connection}, now() + ${ttl}::interval)
             ON CONFLICT (session_id) DO UPDATE
             SET instance = excluded.instance, connection = excluded.connection, expires_at = excluded.expires_at`
-          yield* notify({ type: "sandbox", id, instance })
+          yield* announce({ type: "sandbox", id, instance })
         }).pipe(transaction(sql), StoreError.refail),
       release: (id, connection) =>
         sql`DELETE FROM rein_sandboxes WHERE session_id = ${id} AND instance = ${instance} AND connection = ${connection}
@@ -106,7 +107,7 @@ export const make = (options: ClusterOptions) =>
       send: (to, id, command) =>
         Effect.gen(function*() {
           yield* sql`INSERT INTO rein_commands (instance, session_id, body) VALUES (${to}, ${id}, ${JSON.stringify(command)})`
-          yield* notify({ type: "commands", instance: to })
+          yield* announce({ type: "commands", instance: to })
         }).pipe(transaction(sql), StoreError.refail),
       takeCommands: sql<{ session_id: string; body: string }>`WITH taken AS (
           DELETE FROM rein_commands WHERE instance = ${instance} RETURNING id, session_id, body
