@@ -188,8 +188,8 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
       { type: "usage", inputTokens: 5, outputTokens: 1 },
       // 20 deltas of 300 characters: the text crosses several storage chunks, from both sides.
       ...Array.from({ length: 20 }, (_, i) => ({ type: "text_delta", delta: long(i) })),
-      { type: "permission_request", requestId: "p1", title: "run?" },
-      { type: "turn_end" }
+      // Answered below while the turn is open (a turn that ends cancels what is unanswered).
+      { type: "permission_request", requestId: "p1", title: "run?" }
     ]
     await create(a, "rr")
     await create(single, "rr")
@@ -207,6 +207,8 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     // The answered request cannot be answered again, whichever instance is asked.
     expect((await b.request("POST", "/sessions/rr/commands", { type: "permission_reply", requestId: "p1", decision: "reject" })).status)
       .toBe(409)
+    await send(b, "rr", { type: "turn_end" })
+    await send(single, "rr", { type: "turn_end" })
     const strip = (xs: Array<any>) => xs.map(({ createdAt: _, updatedAt: __, ...rest }) => rest)
     const clustered = await artifacts(b, "rr")
     expect(strip(clustered)).toEqual(strip(await artifacts(single, "rr")))
