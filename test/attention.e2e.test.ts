@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
+import { ReinClient, type SessionsState } from "../src/client/index.js"
 import type { ServerOptions } from "../src/Server.js"
 import * as Sql from "../src/SessionStore/Sql.js"
 import { pgSchema, type SseClient, sse, start, type TestServer, tempDir } from "./helpers.js"
@@ -201,6 +202,34 @@ describe("attention fields over HTTP", () => {
     expect((await s.request("DELETE", "/sessions/asks")).status).toBe(204)
     await view.waitFor((e) => e.event === "session_removed" && e.data.id === "asks", 10_000, from)
     expect(fold(view).size).toBe(0)
+  })
+
+  it("the typed client: listSessions and watchSessions with attention keep exactly the server's view", async () => {
+    const s = await boot()
+    const client = new ReinClient({ baseUrl: s.url })
+    await client.createSession("k1", { project: "p" })
+    await client.createSession("k2", { project: "p" })
+    const states: Array<SessionsState> = []
+    const watch = client.watchSessions({ attention: true, project: "p", onChange: (st) => states.push(st) })
+    cleanups.push(() => watch.close())
+    const ids = (st: SessionsState) => st.sessions.map((x) => x.id)
+    const until = async (what: string, ok: (st: SessionsState) => boolean) => {
+      const deadline = Date.now() + 10_000
+      while (!(watch.state.synced && ok(watch.state))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(watch.state.sessions)}`)
+        await new Promise((r) => setTimeout(r, 10))
+      }
+    }
+    await until("the empty view", (st) => st.sessions.length === 0)
+    const k1 = await sandbox(s, "k1")
+    await k1.post({ type: "turn_start" }, { type: "permission_request", requestId: "w", title: "?" })
+    await until("k1 in the view", (st) => ids(st).join() === "k1" && st.sessions[0]!.pendingPermissions === 1)
+    expect(await client.listSessions({ attention: true, project: "p" })).toEqual(watch.state.sessions)
+    expect((await client.listSessions({ attention: true, project: "other" })).length).toBe(0)
+    await client.replyPermission("k1", "w", "allow_once")
+    await until("k1 out of the view", (st) => st.sessions.length === 0)
+    expect(await client.listSessions({ attention: true })).toEqual([])
+    expect(states.some((st) => ids(st).includes("k2"))).toBe(false)
   })
 
   it("attention must be 0 or 1: 400 naming it, on both routes", async () => {
