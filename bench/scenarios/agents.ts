@@ -19,7 +19,7 @@ import { SandboxConnection } from "../../src/client/SandboxConnection.js"
 import { cpuMeter, cpuMs, leanFetch, mapLimit, now, percentile, pool, postOk, rssKiB, sleep, sse, type SseConnection, within } from "../lib.js"
 import { atLeast, clientCpu, count, type Figures, metric, type Scenario } from "../scenario.js"
 
-const steps = [50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1_000]
+const steps = [10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1_000]
 const intervalMs = 20
 const seconds = 4
 const perSandbox = (seconds * 1000) / intervalMs
