@@ -311,8 +311,11 @@ describe("attention fields over HTTP", () => {
     await sb.post({ type: "turn_start" }, { type: "permission_request", requestId: "a", title: "a" })
     await sb.post({ type: "permission_request", requestId: "b", title: "b" }, { type: "usage", inputTokens: 2, outputTokens: 2 })
     await sb.post({ type: "usage", inputTokens: 3, outputTokens: 1, costUsd: 1 })
+    const beforeReply = list.events.length
     await reply(s, "ev", "b")
     expect(await record(s, "ev")).toMatchObject({ pendingPermissions: 1, usage: { inputTokens: 5, outputTokens: 3, costUsd: 1 } })
+    // The reply's own update first (a stream may deliver it after the GET above answered), so the next is the turn's.
+    await list.waitFor((e) => e.event === "session_updated" && e.data.id === "ev" && e.data.fields.pendingPermissions === 1, 10_000, beforeReply)
     // A cancelled turn (judged on a rebuilt state) cancels the one left.
     const from = list.events.length
     await sb.post({ type: "turn_end", stopReason: "cancelled" })
