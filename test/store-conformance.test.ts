@@ -156,6 +156,25 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
       })
     ))
 
+  it.skipIf(skip)("commit: pendingPermissions, usage and lastStopReason, with or without changes; others' fields untouched", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("f1"))
+        yield* store.create(session("f2"))
+        const usage = { inputTokens: 2 ** 40, outputTokens: 7, costUsd: 0.1 + 0.2 }
+        yield* commit(store, "f1", 1, [created(textArtifact(1, "x"), 1)], { pendingPermissions: 3, usage, lastStopReason: "error" })
+        expect((yield* store.get("f1"))!.session).toEqual({ ...session("f1"), lastHeartbeat: NOW + 1, pendingPermissions: 3, usage, lastStopReason: "error" })
+        // A commit that states some of them leaves the others as they were.
+        yield* commit(store, "f1", 2, [], { pendingPermissions: 0, lastStopReason: null })
+        yield* commit(store, "f1", 3, [append(1, "text", "y", 3)], { usage: { inputTokens: 1, outputTokens: 0, costUsd: null } })
+        const listed = (yield* store.list).map((x) => x.session)
+        expect(listed).toEqual([
+          { ...session("f1"), lastHeartbeat: NOW + 3, pendingPermissions: 0, usage: { inputTokens: 1, outputTokens: 0, costUsd: null }, lastStopReason: null },
+          session("f2")
+        ])
+      })
+    ))
+
   it.skipIf(skip)("commit: created, append and set changes, with the session's rev, heartbeat, status and summary", () =>
     run((store) =>
       Effect.gen(function*() {
