@@ -11,7 +11,10 @@ import type { Browser, BrowserContext, Page } from "playwright-core"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { ReinClient } from "../src/client/index.js"
 import { chromiumPath, ensureDashboardBuilt, haveChromium, launch, shots } from "./chromium.js"
-import { eventually, type SseClient, sse, start, type TestServer } from "./helpers.js"
+import * as Effect from "effect/Effect"
+import { SessionStore } from "../src/SessionStore.js"
+import * as Sqlite from "../src/SessionStore/Sqlite.js"
+import { eventually, type SseClient, sse, start, type TestServer, tempDir } from "./helpers.js"
 
 if (!haveChromium) {
   console.warn(`${chromiumPath} is missing: browser tests ${process.env.CI ? "fail" : "are skipped"} (apt-get install chromium)`)
@@ -44,11 +47,11 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: what needs you", (
     await server?.close()
   })
 
-  const newContext = async (options: { width?: number; height?: number; notifications?: boolean } = {}) => {
+  const newContext = async (options: { width?: number; height?: number; notifications?: boolean; origin?: string } = {}) => {
     const context = await browser.newContext({ viewport: { width: options.width ?? 1280, height: options.height ?? 860 } })
     open.push(context)
     if (options.notifications === true) {
-      await context.grantPermissions(["notifications"], { origin: server.url })
+      await context.grantPermissions(["notifications"], { origin: options.origin ?? server.url })
       // Every notification the page creates is recorded (and kept, to click it later).
       await context.addInitScript(() => {
         const w = globalThis as any
@@ -235,6 +238,46 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: what needs you", (
     await expect.poll(() => notes(page), { timeout: T }).toEqual([{ title: "n-c needs approval", body: "A permission request is waiting for you." }])
     await page.screenshot({ path: join(shots, "notifications.png") })
     for (const id of ["n-a", "n-b", "n-c"]) await client.deleteSession(id)
+  })
+
+  it("no notification for what arrived while the page was reconnecting; the next live change notifies", async () => {
+    const { cleanup, dir } = tempDir()
+    open.push({ close: cleanup })
+    const dbPath = join(dir, "rein.db")
+    const first = await start({ dbPath })
+    open.push({ close: () => first.close() })
+    await first.createSession("rc-1")
+    await first.createSession("rc-2")
+    const page = await newPage(await newContext({ notifications: true, origin: first.url }), `${first.url}/`)
+    await page.getByRole("button", { name: "Notify me" }).click()
+    await page.getByRole("button", { name: "Notifying" }).waitFor()
+    await row(page, "rc-1").waitFor()
+    await first.close()
+    await page.locator('.brand .connection[data-connection="reconnecting"]').waitFor()
+
+    // While the server is away, the store gets a request the page has not seen.
+    await Effect.runPromise(Effect.gen(function*() {
+      const store = yield* SessionStore
+      const stored = (yield* store.get("rc-1"))!
+      yield* store.commit("rc-1", {
+        rev: stored.rev + 1,
+        expectedRev: stored.rev,
+        pendingPermissions: 1,
+        changes: [{
+          _tag: "created",
+          rev: stored.rev + 1,
+          artifact: { seq: 1, kind: "permission", requestId: "old", toolCallId: null, title: "Asked during the outage", options: null, decision: null, optionId: null, createdAt: 1, updatedAt: 1 }
+        }]
+      })
+    }).pipe(Effect.provide(Sqlite.layer({ filename: dbPath }))))
+
+    const second = await start({ dbPath, port: first.port })
+    open.push({ close: () => second.close() })
+    await state(page, "rc-1").getByText("Needs approval (1)").waitFor({ timeout: 20_000 })
+    await page.locator('.brand .connection[data-connection="open"]').waitFor()
+    // The reconnect's snapshot is the new baseline; a change seen live after it is news.
+    expect((await second.request("POST", "/sessions/rc-2/events", { type: "permission_request", requestId: "new", title: "Now?" })).status).toBe(202)
+    await expect.poll(() => notes(page), { timeout: T }).toEqual([{ title: "rc-2 needs approval", body: "A permission request is waiting for you." }])
   })
 
   it("diffs: a file change as numbered, coloured rows, long ones collapsed; the Files view; a permission's proposed change next to its buttons", async () => {
