@@ -135,6 +135,8 @@ export const planWrites = (
     tails.set(key, tail)
   }
   const append = (seq: number, field: string, raw: string) => {
+    // Nothing to write (an empty delta): not even an update of a chunk that may not exist.
+    if (raw === "") return
     const key = tailKey(seq, field)
     const tail = tails.get(key) ?? known.get(key)
     if (tail === undefined) {
