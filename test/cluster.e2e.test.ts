@@ -167,6 +167,25 @@ describe.skipIf(noPg)("two instances on one PostgreSQL database", () => {
     )
   })
 
+  it("a permission reply to a request the other instance just committed is never judged against the old state", async () => {
+    const { a, b } = await pair()
+    await create(a, "s1")
+    await sandbox(b, "s1")
+    await send(b, "s1", { type: "turn_start" })
+    const options = [{ optionId: "y", name: "Yes", kind: "allow_once" }, { optionId: "n", name: "No", kind: "reject_once" }]
+    // Each request is acknowledged by B before A hears of it: A must catch up, not answer "no permission request".
+    for (let i = 0; i < 20; i++) {
+      await send(b, "s1", { type: "permission_request", requestId: `r${i}`, title: "?", options })
+      const reply = await a.request("POST", "/sessions/s1/commands", { type: "permission_reply", requestId: `r${i}`, optionId: "y" })
+      expect(reply.status, reply.text).toBe(202)
+    }
+    const res = await a.request("GET", "/sessions/s1/artifacts")
+    const asked = res.body.filter((x: any) => x.kind === "permission")
+    expect(asked.map((p: any) => [p.requestId, p.decision, p.optionId])).toEqual(
+      Array.from({ length: 20 }, (_, i) => [`r${i}`, "allow_once", "y"])
+    )
+  })
+
   it("events spread over both instances (a round-robin balancer) reduce exactly as on one server", async () => {
     const { a, b } = await pair()
     const single = await start({})

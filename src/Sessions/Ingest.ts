@@ -7,7 +7,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { CommittedChange } from "../Domain/Artifact.js"
-import { StaleSession } from "../Domain/Errors.js"
+import { StaleSession, type StoreError } from "../Domain/Errors.js"
 import type { Event } from "../Domain/Event.js"
 import { changedFields } from "../Domain/Session.js"
 import type { EventBus } from "../EventBus.js"
@@ -37,6 +37,21 @@ export const make = ({ bus, peers, reducer, registry, store }: Deps) => {
           ? Effect.fail(new StaleSession({ id: entry.session.id }))
           : Effect.succeed(reducer.fromArtifacts(s.artifacts, entry.turn)))
 
+  /**
+   * Fails with what the entry's state judged wrong. Clustered, that state may be one another
+   * instance has moved past (its commit's notification not here yet): a tool call or a permission
+   * request made there is not unknown. Only a current state may refuse; a stale one is
+   * `StaleSession`, which catches up and tries again.
+   */
+  const refuse = <E>(entry: Entry, error: E): Effect.Effect<never, E | StaleSession | StoreError> =>
+    Effect.gen(function*() {
+      if (peers.shared) {
+        const stored = yield* store.get(entry.session.id)
+        if (stored === undefined || stored.rev !== entry.rev) return yield* new StaleSession({ id: entry.session.id })
+      }
+      return yield* Effect.fail(error)
+    })
+
   /** Reduce, commit in one transaction, then publish: the ingest pipeline, under the session lock. */
   const apply = (
     entry: Entry,
@@ -47,16 +62,7 @@ export const make = ({ bus, peers, reducer, registry, store }: Deps) => {
       const state = yield* reducerState(entry)
       const now = yield* Clock.currentTimeMillis
       const reduction = reducer.reduce(state, entry.session, inputs, now)
-      if (Either.isLeft(reduction)) {
-        // Clustered, the events may be judged against a state another instance has moved past
-        // (its commit's notification not here yet): a tool call started there is not unknown.
-        // Only a state that is current may reject them.
-        if (peers.shared) {
-          const stored = yield* store.get(entry.session.id)
-          if (stored === undefined || stored.rev !== entry.rev) return yield* new StaleSession({ id: entry.session.id })
-        }
-        return yield* reduction.left
-      }
+      if (Either.isLeft(reduction)) return yield* refuse(entry, reduction.left)
       const { changes, session, state: next } = reduction.right
       let rev = entry.rev
       const committed = changes.map((c): CommittedChange => ({ ...c, rev: ++rev }))
@@ -99,7 +105,7 @@ export const make = ({ bus, peers, reducer, registry, store }: Deps) => {
         yield* apply(entry, events, { heartbeat: true, idempotencyKey })
       })).pipe(Effect.catchTag("PermissionConflict", Effect.die)) // only commands answer permissions
 
-  return { reducerState, apply, ingest }
+  return { reducerState, refuse, apply, ingest }
 }
 
 export type Ingest = ReturnType<typeof make>

@@ -225,7 +225,7 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
           } else if (command.type === "permission_reply") {
             // Completed against the request, so the sandbox and the artifact get the same answer.
             const reply = completeReply(yield* ingest.reducerState(entry), command)
-            if (Either.isLeft(reply)) return yield* reply.left
+            if (Either.isLeft(reply)) return yield* ingest.refuse(entry, reply.left)
             const { decision, optionId } = reply.right
             yield* ingest.apply(
               entry,
