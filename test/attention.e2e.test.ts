@@ -311,6 +311,8 @@ describe("attention fields over HTTP", () => {
     await sb.post({ type: "turn_start" }, { type: "permission_request", requestId: "a", title: "a" })
     await sb.post({ type: "permission_request", requestId: "b", title: "b" }, { type: "usage", inputTokens: 2, outputTokens: 2 })
     await sb.post({ type: "usage", inputTokens: 3, outputTokens: 1, costUsd: 1 })
+    // Everything before the reply has arrived (the list is in order): the count reached 2, then the cost.
+    await list.waitFor((e) => e.event === "session_updated" && e.data.id === "ev" && e.data.fields.usage?.costUsd === 1, 10_000)
     const beforeReply = list.events.length
     await reply(s, "ev", "b")
     expect(await record(s, "ev")).toMatchObject({ pendingPermissions: 1, usage: { inputTokens: 5, outputTokens: 3, costUsd: 1 } })
