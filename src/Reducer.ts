@@ -325,6 +325,7 @@ export const reduce = (
           toolCallId: input.toolCallId ?? null,
           title: input.title,
           options: input.options ?? null,
+          diff: input.diff ?? null,
           decision: null,
           optionId: null
         })

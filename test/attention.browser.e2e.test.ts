@@ -299,7 +299,16 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: what needs you", (
         diff: ["--- a/src/a.ts", "+++ b/src/a.ts", "@@ -20,2 +20,3 @@", " context", "+export const y = 3", " end"].join("\n")
       },
       { type: "tool_call_start", toolCallId: "e1", name: "edit", input: JSON.stringify({ file_path: "src/c.ts", old_string: "retries = 1\nkeep", new_string: "retries = 5\nkeep" }) },
-      { type: "permission_request", requestId: "pe", toolCallId: "e1", title: "Edit src/c.ts?" }
+      { type: "permission_request", requestId: "pe", toolCallId: "e1", title: "Edit src/c.ts?" },
+      // A request that carries its own diff (rein-sandbox passes on an ACP call's diff content this way).
+      { type: "tool_call_start", toolCallId: "e2", name: "edit", input: JSON.stringify({ file_path: "src/d.ts" }) },
+      {
+        type: "permission_request",
+        requestId: "pd",
+        toolCallId: "e2",
+        title: "Edit src/d.ts?",
+        diff: ["--- a/src/d.ts", "+++ b/src/d.ts", "@@ -7,2 +7,2 @@", "-timeout = 10", "+timeout = 30", " same"].join("\n") + "\n"
+      }
     )
     const page = await newPage(await newContext(), `${server.url}/#/sessions/diffs`)
     const first = page.locator(".kind-file_change").first()
@@ -324,13 +333,19 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: what needs you", (
     expect(await longOne.locator(".diff-line.add").last().getAttribute("data-new")).toBe("60")
 
     // The permission shows what the edit would change, next to its buttons.
-    const permission = page.locator(".kind-permission")
+    const permission = page.locator(".kind-permission", { hasText: "Edit src/c.ts?" })
     await permission.locator(".permission-diff .diff-line.del", { hasText: "retries = 1" }).waitFor()
     await permission.locator(".permission-diff .diff-line.add", { hasText: "retries = 5" }).waitFor()
     const diffBox = await permission.locator(".permission-diff").boundingBox()
     const buttons = await permission.getByRole("button", { name: "Allow", exact: true }).boundingBox()
     expect(buttons!.x).toBeGreaterThan(diffBox!.x + diffBox!.width - 1)
     await permission.screenshot({ path: join(shots, "permission-diff.png") })
+    const own = page.locator(".kind-permission", { hasText: "Edit src/d.ts?" })
+    const ownAdded = own.locator(".permission-diff .diff-line.add", { hasText: "timeout = 30" })
+    await ownAdded.waitFor()
+    expect(await ownAdded.getAttribute("data-new")).toBe("7")
+    await own.locator(".permission-diff .diff-line.del", { hasText: "timeout = 10" }).waitFor()
+    expect(await own.locator(".permission-diff .file-path").textContent()).toBe("src/d.ts")
     await page.screenshot({ path: join(shots, "diffs.png") })
 
     // Files: every changed file once, with its latest change.
@@ -343,7 +358,7 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: what needs you", (
     expect(await a.locator(".diff-line.add").getAttribute("data-new")).toBe("21")
     await page.screenshot({ path: join(shots, "files-view.png") })
     await page.getByRole("tab", { name: "Transcript" }).click()
-    await page.locator(".transcript .kind-permission").waitFor()
+    await page.locator(".transcript .kind-permission").first().waitFor()
     await client.deleteSession("diffs")
   })
 

@@ -281,13 +281,14 @@ describe("Reducer: permissions", () => {
         toolCallId: "t9",
         title: "run rm?",
         options: null,
+        diff: null,
         decision: null,
         optionId: null
       })
     ])
-    const withOptions = ok(run([{ type: "permission_request", requestId: "r2", title: "t", options }]))
+    const withOptions = ok(run([{ type: "permission_request", requestId: "r2", title: "t", options, diff: "--- a/x\n+++ b/x\n" }]))
     expect(withOptions.changes).toEqual([
-      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options, decision: null, optionId: null })
+      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options, diff: "--- a/x\n+++ b/x\n", decision: null, optionId: null })
     ])
   })
 

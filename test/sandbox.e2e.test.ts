@@ -181,6 +181,9 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     const permission = kinds(pending, "permission")[0]
     expect(permission.toolCallId).toBe("edit-1")
     expect(permission.options.map((o: any) => o.name)).toEqual(["Allow", "Always allow edits", "Reject"])
+    // The request carries what approving changes (the call's diff content), for people to read first.
+    expect(applyPatch("one\ntwo\nthree\n", permission.diff)).toBe("one\n2\nthree\n")
+    expect(permission.diff).toMatch(/^--- a\/a\.txt\n\+\+\+ b\/a\.txt\n/)
     await s.command({ type: "permission_reply", requestId: permission.requestId, decision: "allow_once" })
     await waitStatus(server.url, s.id, "idle")
     const arts = await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["Edited with allow."]))

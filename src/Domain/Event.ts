@@ -92,7 +92,9 @@ export const PermissionRequest = ev("permission_request", {
   requestId: Str,
   toolCallId: OptStr,
   title: Str,
-  options: Schema.optional(PermissionOptions)
+  options: Schema.optional(PermissionOptions),
+  /** A unified diff of what approving lets the tool call change, so people see what they approve. */
+  diff: OptStr
 })
 export const Plan = ev("plan", { entries: Schema.Array(PlanEntry) })
 export const FileChange = ev("file_change", {

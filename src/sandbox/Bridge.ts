@@ -391,6 +391,7 @@ export class Bridge {
       this.send(this.mapper.map({ ...fields, sessionUpdate: "tool_call_update" }))
     }
     const requestId = `perm-${randomUUID()}`
+    const diff = toolCallId !== undefined ? this.mapper.proposedDiff(toolCallId) : undefined
     const options: ReadonlyArray<PermissionOption> | undefined = permissionOptionsOf(params.options)
     const title = typeof toolCall?.title === "string" && toolCall.title !== ""
       ? toolCall.title
@@ -406,7 +407,8 @@ export class Bridge {
         requestId,
         title,
         ...(toolCallId !== undefined ? { toolCallId } : {}),
-        ...(options !== undefined ? { options } : {})
+        ...(options !== undefined ? { options } : {}),
+        ...(diff !== undefined ? { diff } : {})
       })
     })
   }

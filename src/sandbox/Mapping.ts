@@ -293,6 +293,16 @@ export class UpdateMapper {
     return out
   }
 
+  /**
+   * What a tool call proposes to change (its `diff` content, not yet applied) as one unified
+   * diff, for the permission request that guards it; undefined when it carries none.
+   */
+  proposedDiff(toolCallId: string): string | undefined {
+    const state = this.toolCalls.get(toolCallId)
+    if (state === undefined || state.diffs.length === 0) return undefined
+    return state.diffs.map((d) => (fileChange(this.options.cwd, d.path, d.oldText, d.newText) as { diff: string }).diff).join("")
+  }
+
   /** Takes `content` and `rawOutput` from an update into the state; says whether it carried either. */
   private takeContent(state: ToolCallState, u: Json): boolean {
     let carried = false

@@ -7,7 +7,7 @@ import { memo } from "preact/compat"
 import { useMemo, useState } from "preact/hooks"
 import type { Artifact, PermissionDecision, ReinClient } from "../../src/client/index.js"
 import { ReinError } from "../../src/client/index.js"
-import { DiffView, PatchView, toolCallDiff } from "./Diff.js"
+import { DiffView, PatchView, permissionDiff, toolCallDiff } from "./Diff.js"
 import { integer, prettyJson } from "./format.js"
 import { renderMarkdown } from "./markdown.js"
 
@@ -145,11 +145,14 @@ const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: R
   const expired = decision === null && toolCall !== undefined && toolCall.status !== "running" && toolCall.status !== "pending"
   const chosen = typedOptions(a.options).find((o) => o.optionId === a.optionId)
   // What the guarded tool call would change, next to the buttons: the user sees what they approve.
-  const change = useMemo(() => decision === null && !expired && toolCall !== undefined ? toolCallDiff(toolCall.input) : undefined, [
-    decision,
-    expired,
-    toolCall?.input
-  ])
+  // The request's own diff (what the sandbox says approving changes), else one read from the call's input.
+  const change = useMemo(
+    () =>
+      decision !== null || expired
+        ? undefined
+        : permissionDiff(a.diff) ?? (toolCall !== undefined ? toolCallDiff(toolCall.input) : undefined),
+    [decision, expired, a.diff, toolCall?.input]
+  )
   return (
     <section class={`card permission${decision === null && !expired ? " pending" : ""}`} aria-label="Permission request">
       <header>

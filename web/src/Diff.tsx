@@ -79,6 +79,21 @@ export const toolCallDiff = (input: unknown): { readonly path: string | undefine
   return rows === undefined ? undefined : { path, rows }
 }
 
+/** The change a permission request carries itself (`diff`, a unified patch of one or more files). */
+export const permissionDiff = (diff: unknown): { readonly path: string | undefined; readonly rows: Array<DiffRow> } | undefined => {
+  const patch = str(diff)
+  if (patch === undefined || patch === "") return undefined
+  const rows = rowsOfPatch(patch)
+  if (rows === undefined) return undefined
+  let files: Array<string> = []
+  try {
+    files = parsePatch(patch).map((p) => (p.newFileName ?? "").replace(/^b\//, "")).filter((n) => n !== "")
+  } catch {
+    // rowsOfPatch read it: this cannot fail after it, and a name is only a label.
+  }
+  return { path: files.length === 1 ? files[0] : undefined, rows }
+}
+
 const signs: Record<DiffRow["kind"], string> = { add: "+", del: "-", ctx: " ", hunk: "", note: "" }
 
 /** Rows shown before a long diff is collapsed. */
