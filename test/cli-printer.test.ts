@@ -88,6 +88,23 @@ describe("PlainPrinter", () => {
     expect(out.text()).toBe("[tool] write { · running\n[tool] write {\"path\": \"a\"} · done\n  | ok\n")
   })
 
+  it("a pending permission shows the diff it carries before its options, the first 30 lines of a long one", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    const options = [{ optionId: "y", name: "Allow", kind: "allow_once" }]
+    const diff = "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n-two\n+2\n three\n"
+    p.update([art(1, "permission", { requestId: "r1", title: "Edit a.txt?", options, diff, decision: null, optionId: null })])
+    expect(out.text()).toBe(
+      "[permission] Edit a.txt? (r1): waiting for an answer\n--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n-two\n+2\n three\n  1) Allow [allow_once]\n"
+    )
+    const long = ["--- a/b", "+++ b/b", "@@ -0,0 +1,40 @@", ...Array.from({ length: 40 }, (_, i) => `+${i}`)].join("\n")
+    const again = sink()
+    new PlainPrinter(again, sink()).update([art(1, "permission", { requestId: "r2", title: "Write b?", diff: long, decision: null, optionId: null })])
+    const lines = again.text().trimEnd().split("\n")
+    expect(lines).toHaveLength(1 + 30 + 1)
+    expect(lines.at(-1)).toBe("  … 13 more lines of diff")
+  })
+
   it("strips control characters a server's text could smuggle into the terminal", () => {
     const out = sink()
     const p = new PlainPrinter(out, sink())

@@ -125,6 +125,9 @@ export const permissionKeys = (a: Artifact): Array<PermissionKey> => {
   return keys
 }
 
+/** A pending permission's diff stays short: it sits in the live region, above the keys that answer it. */
+const permissionDiffLines = 30
+
 const permissionLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
   const s = t.style
   const title = str(a.title)
@@ -133,6 +136,12 @@ const permissionLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
     return [t.plain ? `[permission] ${title} (${rid}): ${decisionText(a, s)}` : `${s.magenta("◆")} ${title} ${s.gray(`(${rid})`)} · ${decisionText(a, s)}`]
   }
   const lines = [t.plain ? `[permission] ${title} (${rid}): waiting for an answer` : s.inverse(s.yellow(` ? ${title} `)) + s.gray(` (${rid})`)]
+  // What approving changes, before the options: people see what they approve.
+  if (typeof a.diff === "string" && a.diff !== "") {
+    const diff = diffLines(sanitize(a.diff), s)
+    lines.push(...diff.slice(0, permissionDiffLines))
+    if (diff.length > permissionDiffLines) lines.push(s.gray(`  … ${diff.length - permissionDiffLines} more lines of diff`))
+  }
   permissionOptions(a).forEach((o, i) => {
     const kind = o.kind !== undefined ? ` ${s.gray(`[${sanitize(o.kind)}]`)}` : ""
     lines.push(`  ${i + 1}) ${sanitize(o.name ?? o.optionId ?? "")}${kind}`)
