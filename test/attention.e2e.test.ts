@@ -94,6 +94,8 @@ describe("attention fields over HTTP", () => {
     const all = await stream(`${s.url}/sessions/stream`)
     const sb = await sandbox(s, "a1")
     const other = await sandbox(s, "other")
+    // The sandbox's own update (live) first: it may arrive after the batch below is posted.
+    await web.waitFor((e) => e.event === "session_updated" && e.data.id === "a1" && e.data.fields.status === "live", 10_000)
 
     let from = web.events.length
     await sb.post(
