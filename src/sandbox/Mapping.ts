@@ -126,10 +126,9 @@ export const displayPath = (cwd: string, path: string): string => {
   return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel.split(sep).join("/") : path
 }
 
-/** A Rein `file_change` with an exact unified diff of `oldText` (null: a new file) to `newText`. */
-export const fileChange = (cwd: string, path: string, oldText: string | null, newText: string): Event => {
-  const name = displayPath(cwd, path)
-  const diff = createTwoFilesPatch(
+/** The exact unified diff of `oldText` (null: a new file) to `newText`, the file named by `name`. */
+const unifiedDiff = (name: string, oldText: string | null, newText: string): string =>
+  createTwoFilesPatch(
     oldText === null ? "/dev/null" : `a/${name}`,
     `b/${name}`,
     oldText ?? "",
@@ -138,7 +137,11 @@ export const fileChange = (cwd: string, path: string, oldText: string | null, ne
     undefined,
     { context: 3, headerOptions: FILE_HEADERS_ONLY }
   )
-  return { type: "file_change", path: name, action: oldText === null ? "create" : "modify", diff }
+
+/** A Rein `file_change` with an exact unified diff of `oldText` (null: a new file) to `newText`. */
+export const fileChange = (cwd: string, path: string, oldText: string | null, newText: string): Event => {
+  const name = displayPath(cwd, path)
+  return { type: "file_change", path: name, action: oldText === null ? "create" : "modify", diff: unifiedDiff(name, oldText, newText) }
 }
 
 export class UpdateMapper {
@@ -300,7 +303,7 @@ export class UpdateMapper {
   proposedDiff(toolCallId: string): string | undefined {
     const state = this.toolCalls.get(toolCallId)
     if (state === undefined || state.diffs.length === 0) return undefined
-    return state.diffs.map((d) => (fileChange(this.options.cwd, d.path, d.oldText, d.newText) as { diff: string }).diff).join("")
+    return state.diffs.map((d) => unifiedDiff(displayPath(this.options.cwd, d.path), d.oldText, d.newText)).join("")
   }
 
   /** Takes `content` and `rawOutput` from an update into the state; says whether it carried either. */
