@@ -117,9 +117,9 @@ interface Cli {
   readonly exited: Promise<number | string>
 }
 
-/** The CLI on a port chosen here, so requests can be sent before it says it is listening. */
-const launch = async (args: ReadonlyArray<string>): Promise<Cli> => {
-  const port = await freePort()
+/** The CLI on a port chosen here (or given), so requests can be sent before it says it is listening. */
+const launch = async (args: ReadonlyArray<string>, port?: number): Promise<Cli> => {
+  port ??= await freePort()
   const child = spawn(process.execPath, [binPath, "--port", String(port), ...args], {
     env: { ...process.env, NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"]
@@ -198,32 +198,9 @@ const raceStart = async (args: ReadonlyArray<string>) => {
   try {
     // Launched after the clients are already knocking.
     await new Promise((r) => setTimeout(r, 50))
-    const child = spawn(process.execPath, [binPath, "--port", String(port), ...args], {
-      env: { ...process.env, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let out = ""
-    const exited = new Promise<number | string>((r) => child.once("exit", (code, signal) => r(code ?? signal ?? -1)))
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGKILL")
-        await exited
-      }
-    })
-    child.stderr!.on("data", (d: Buffer) => (out += d.toString()))
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not listening after 30 s: ${out}`)), 30_000)
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString()
-        if (/listening on http/.test(out)) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      void exited.then((code) => reject(new Error(`exited (${code}) before listening: ${out}`)))
-    })
+    cli = await launch(args, port)
+    await cli.listening
     listened = true
-    cli = { child, base, output: () => out, listening: Promise.resolve(), exited }
     // A few full rounds after it said it listens.
     const seen = outcomes.length
     while (outcomes.length < seen + 8 * routes.length) await new Promise((r) => setTimeout(r, 20))

@@ -589,7 +589,7 @@ describe("rein-sandbox flags", () => {
   it("--help names every flag and the agent command after --", async () => {
     const s = run(["--help"])
     expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(0)
-    for (const flag of ["--url", "--session", "--token", "--cwd", "--create", "--project", "--grace", "<agent command>"]) {
+    for (const flag of ["--url", "--session", "--token", "--cwd", "--create", "--project", "--grace", "--start-timeout", "<agent command>"]) {
       expect(s.stderr()).toContain(flag)
     }
   })
