@@ -19,6 +19,7 @@ import type { Session, SessionStatus } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
 import { transaction } from "../SqlTransaction.js"
+import * as SqliteConnection from "./SqliteConnection.js"
 import { type ArtifactRow, assemble, type ChunkRow, coalesce, noTail, type Plan, planWrites, type Tail, tailKey, type Write } from "./Chunks.js"
 
 /** Sessions whose tail chunks the store remembers (the most recently written). */
@@ -163,6 +164,37 @@ const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGI
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
 type Run = (query: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, unknown>
 
+/**
+ * A commit's statements as a generator: it yields each statement and gets its rows back. Written
+ * once, run by either driver: `drive`, an Effect per statement on the client's transaction
+ * (PostgreSQL), or `driveSync`, all in one synchronous call (SQLite's hot path).
+ */
+interface Step {
+  readonly query: string
+  readonly params: ReadonlyArray<unknown>
+}
+type Steps<A> = Generator<Step, A, ReadonlyArray<any>>
+
+function* query(query: string, params: ReadonlyArray<unknown>): Steps<ReadonlyArray<any>> {
+  return yield { query, params }
+}
+
+const drive = <A>(steps: () => Steps<A>, run: Run): Effect.Effect<A, unknown> =>
+  Effect.suspend(() => {
+    const g = steps()
+    const step = (rows: ReadonlyArray<any>): Effect.Effect<A, unknown> => {
+      const next = g.next(rows)
+      return next.done ? Effect.succeed(next.value) : Effect.flatMap(run(next.value.query, next.value.params), step)
+    }
+    return step([])
+  })
+
+const driveSync = <A>(g: Steps<A>, exec: SqliteConnection.Exec): A => {
+  let next = g.next([])
+  while (!next.done) next = g.next(exec(next.value.query, next.value.params))
+  return next.value
+}
+
 /** Where the SQL of the two databases differs. */
 export interface Dialect {
   readonly migrations: Migrator.Loader<never>
@@ -172,14 +204,13 @@ export interface Dialect {
   readonly insertOrder: string
   /** Sets top-level JSON field `field` of artifact `seq` to `value`, with its time and rev. */
   readonly setField: (
-    run: Run,
     id: string,
     seq: number,
     field: string,
     value: unknown,
     at: number,
     rev: number
-  ) => Effect.Effect<void, unknown>
+  ) => Steps<unknown>
   /** Run first in a read transaction so all its statements see one snapshot (SQLite: none needed). */
   readonly snapshotRead: string | undefined
   /** Whether a commit may be one statement of data-modifying CTEs (one round trip, no BEGIN/COMMIT). */
@@ -190,8 +221,8 @@ export const sqlite: Dialect = {
   migrations: sqliteMigrations,
   placeholders: (query) => query,
   insertOrder: "rowid",
-  setField: (run, id, seq, field, value, at, rev) =>
-    run(
+  setField: (id, seq, field, value, at, rev) =>
+    query(
       "UPDATE artifacts SET fields = json_set(fields, ?, json(?)), updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?",
       [`$.${field}`, JSON.stringify(value ?? null), at, rev, id, seq]
     ),
@@ -215,20 +246,19 @@ export const pg: Dialect = {
   insertOrder: "ord",
   // Read, set, write: jsonb would reorder keys and refuses \u0000 and lone surrogates, which
   // JSON.stringify leaves as escapes in TEXT. Sets are rare next to appends.
-  setField: (run, id, seq, field, value, at, rev) =>
-    Effect.gen(function*() {
-      const rows = yield* run("SELECT fields FROM artifacts WHERE session_id = ? AND seq = ?", [id, seq])
+  setField: function*(id, seq, field, value, at, rev) {
+      const rows = yield* query("SELECT fields FROM artifacts WHERE session_id = ? AND seq = ?", [id, seq])
       if (rows[0] === undefined) return
       const fields = JSON.parse(rows[0].fields)
       fields[field] = value ?? null
-      yield* run("UPDATE artifacts SET fields = ?, updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [
+      yield* query("UPDATE artifacts SET fields = ?, updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [
         JSON.stringify(fields),
         at,
         rev,
         id,
         seq
       ])
-    }),
+  },
   snapshotRead: "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
   oneStatement: true
 }
@@ -284,6 +314,8 @@ export interface MakeOptions {
 
 export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // SQLite's synchronous transactions, when the connection offers them.
+  const sync = Option.getOrUndefined(yield* Effect.serviceOption(SqliteConnection.Sync))
   yield* Migrator.make({})({ loader: dialect.migrations, table: "rein_migrations" })
   const channel = options.channel
 
@@ -316,29 +348,28 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
   }
 
   /** The tails only the database knows, read on the transaction's connection. */
-  const readTails = (run: Run, id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>) =>
-    Effect.gen(function*() {
-      const read = new Map<string, Tail>()
-      for (const { field, seq } of missing) {
-        const rows = yield* run(
-          "SELECT n, length(text) AS len FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ? ORDER BY n DESC LIMIT 1",
-          [id, seq, field]
-        )
-        read.set(tailKey(seq, field), (rows[0] as Tail | undefined) ?? noTail)
-      }
-      return read
-    })
+  function* readTails(id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>): Steps<Map<string, Tail>> {
+    const read = new Map<string, Tail>()
+    for (const { field, seq } of missing) {
+      const rows = yield* query(
+        "SELECT n, length(text) AS len FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ? ORDER BY n DESC LIMIT 1",
+        [id, seq, field]
+      )
+      read.set(tailKey(seq, field), (rows[0] as Tail | undefined) ?? noTail)
+    }
+    return read
+  }
 
   /** One planned write as its own statement (the transaction path). */
-  const runWrite = (run: Run, id: string, w: Write): Effect.Effect<unknown, unknown> => {
+  const runWrite = (id: string, w: Write): Steps<unknown> => {
     switch (w._tag) {
       case "artifact":
-        return run(
+        return query(
           "INSERT INTO artifacts (session_id, seq, kind, fields, created_at, updated_at, created_rev, updated_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
           [id, w.seq, w.kind, w.fields, w.createdAt, w.updatedAt, w.rev, w.rev]
         )
       case "extend":
-        return run("UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?", [
+        return query("UPDATE artifact_chunks SET text = text || ? WHERE session_id = ? AND seq = ? AND field = ? AND n = ?", [
           w.text,
           id,
           w.seq,
@@ -346,13 +377,13 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           w.n
         ])
       case "chunk":
-        return run("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, w.seq, w.field, w.n, w.text])
+        return query("INSERT INTO artifact_chunks (session_id, seq, field, n, text) VALUES (?, ?, ?, ?, ?)", [id, w.seq, w.field, w.n, w.text])
       case "touch":
-        return run("UPDATE artifacts SET updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [w.at, w.rev, id, w.seq])
+        return query("UPDATE artifacts SET updated_at = ?, updated_rev = ? WHERE session_id = ? AND seq = ?", [w.at, w.rev, id, w.seq])
       case "clear":
-        return run("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, w.seq, w.field])
+        return query("DELETE FROM artifact_chunks WHERE session_id = ? AND seq = ? AND field = ?", [id, w.seq, w.field])
       case "set":
-        return dialect.setField(run, id, w.seq, w.field, w.value, w.at, w.rev)
+        return dialect.setField(id, w.seq, w.field, w.value, w.at, w.rev)
     }
   }
 
@@ -580,17 +611,13 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           StoreError.refailExcept(StaleSession)
         )
       }
-      // The hot path: statements go straight to the transaction's connection as prepared SQL,
-      // skipping per-statement compilation and spans.
-      return Effect.gen(function*() {
-        // withTransaction provides the connection; the type system cannot see that.
-        const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-        const run: Run = (query, params) => connection.execute(dialect.placeholders(query), params, undefined)
+      /** The transaction's statements; "stale" when the compare-and-set found another rev. */
+      const steps = function*(): Steps<"stale" | "gone" | undefined> {
         let updated: ReadonlyArray<unknown>
         if (log !== undefined && from !== undefined) {
           // One round trip: the compare-and-set, the log row and the NOTIFY, which PostgreSQL
           // sends on COMMIT. When the update finds nothing, neither of the others happens.
-          updated = yield* run(
+          updated = yield* query(
             `WITH u AS (UPDATE sessions SET ${set.join(", ")} WHERE ${where} RETURNING id, created_at),
             l AS (INSERT INTO rein_changes (session_id, created_at, rev_from, rev, body) SELECT id, created_at, ?, ?, ? FROM u)
             SELECT pg_notify(?, ?) FROM u`,
@@ -605,32 +632,50 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             ]
           )
         } else {
-          updated = yield* run(`UPDATE sessions SET ${set.join(", ")} WHERE ${where} RETURNING id`, [...params, ...whereParams])
+          updated = yield* query(`UPDATE sessions SET ${set.join(", ")} WHERE ${where} RETURNING id`, [...params, ...whereParams])
         }
         // The row lock taken here orders writers of one session across instances; one that lost
         // the race (or finds the session gone) writes nothing.
-        if (updated.length === 0 && from !== undefined) return yield* new StaleSession({ id })
+        if (updated.length === 0 && from !== undefined) return "stale"
         // Writing artifacts of a session that is gone would leave orphan rows behind.
-        if (updated.length === 0) return yield* Effect.fail(new Error(`session ${id} is not in the store`))
+        if (updated.length === 0) return "gone"
         let plan = planned
-        if ("missing" in plan) plan = planWrites(changes, new Map([...known, ...yield* readTails(run, id, plan.missing)]))
-        if ("missing" in plan) return yield* Effect.dieMessage("a plan still missing tails it was given")
-        for (const w of plan.writes) yield* runWrite(run, id, w)
+        if ("missing" in plan) plan = planWrites(changes, new Map([...known, ...yield* readTails(id, plan.missing)]))
+        if ("missing" in plan) throw new Error("a plan still missing tails it was given")
+        for (const w of plan.writes) yield* runWrite(id, w)
         written = plan.tails
         if (commit.idempotencyKey !== undefined) {
           // Each key gets the next number of its session, so the window is exactly the last keys,
           // and trimming it is one indexed range delete.
-          const last = yield* run("SELECT coalesce(max(n), 0) AS n FROM idempotency_keys WHERE session_id = ?", [id])
+          const last = yield* query("SELECT coalesce(max(n), 0) AS n FROM idempotency_keys WHERE session_id = ?", [id])
           const n = Number(last[0]?.n ?? 0) + 1
-          yield* run("INSERT INTO idempotency_keys (session_id, key, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [
+          yield* query("INSERT INTO idempotency_keys (session_id, key, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [
             id,
             commit.idempotencyKey,
             n
           ])
-          yield* run("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
+          yield* query("DELETE FROM idempotency_keys WHERE session_id = ? AND n <= ?", [id, n - idempotencyWindow])
         }
-      }).pipe(
-        transaction(sql),
+        return undefined
+      }
+      // Through the client: statements go straight to the transaction's connection as prepared
+      // SQL, skipping per-statement compilation and spans.
+      const viaClient = Effect.gen(function*() {
+        // withTransaction provides the connection; the type system cannot see that.
+        const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
+        return yield* drive(steps, (query, params) => connection.execute(dialect.placeholders(query), params, undefined))
+      }).pipe(transaction(sql))
+      const outcome = sync === undefined
+        ? viaClient
+        : Effect.flatMap(sync.transaction((exec) => driveSync(steps(), exec)), (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r))
+      return outcome.pipe(
+        Effect.flatMap((r) =>
+          r === "stale"
+            ? Effect.fail(new StaleSession({ id }))
+            : r === "gone"
+            ? Effect.fail(new Error(`session ${id} is not in the store`))
+            : Effect.void
+        ),
         remember,
         StoreError.refailExcept(StaleSession)
       )

@@ -14,6 +14,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
@@ -29,12 +30,31 @@ interface Database {
   prepare(sql: string): PreparedStatement
   pragma(source: string): unknown
   close(): void
+  readonly inTransaction: boolean
 }
 // The driver @effect/sql-sqlite-node uses too.
 const Driver = createRequire(import.meta.url)("better-sqlite3") as new(filename: string) => Database
 
 /** Distinct statements kept prepared; beyond it the oldest is dropped (the hot path uses a few dozen). */
 const statementCache = 500
+
+/** Runs one statement with `?` placeholders and returns its rows (none for a write). */
+export type Exec = (sql: string, params: ReadonlyArray<unknown>) => ReadonlyArray<any>
+
+/** What `Sync.transaction` answers when another transaction is open: take the `SqlClient` path. */
+export const busy: unique symbol = Symbol.for("@rein-ai/server/SqliteConnection/busy")
+
+/**
+ * Transactions run start to end in one synchronous call, for the hot path: better-sqlite3 is
+ * synchronous, so nothing can interleave, and a commit costs its statements and one Effect, not
+ * an Effect per statement plus the client's transaction machinery (a semaphore, a scope, a
+ * fiber ref for the connection, a span). When a `SqlClient` transaction is open on the
+ * connection (suspended between its statements), the answer is `busy`: the caller falls back to
+ * the client, which waits for it.
+ */
+export class Sync extends Context.Tag("@rein-ai/server/SqliteConnection/Sync")<Sync, {
+  readonly transaction: <A>(body: (exec: Exec) => A) => Effect.Effect<A | typeof busy, SqlError>
+}>() {}
 
 export interface Options {
   /** A file path, or `:memory:`. */
@@ -74,6 +94,31 @@ const make = (options: Options) =>
       })
     const rows = (sql: string, params: ReadonlyArray<unknown>) => run(sql, params, false) as Effect.Effect<ReadonlyArray<any>, SqlError>
 
+    const exec: Exec = (sql, params) => {
+      const statement = prepared(sql)
+      return statement.reader ? statement.all(...params) : (statement.run(...params), [])
+    }
+    const [begin, commit, rollback] = ["BEGIN", "COMMIT", "ROLLBACK"].map((sql) => db.prepare(sql))
+    const sync = Sync.of({
+      transaction: (body) =>
+        Effect.try({
+          try: () => {
+            if (db.inTransaction) return busy
+            begin!.run()
+            try {
+              const result = body(exec)
+              commit!.run()
+              return result
+            } catch (e) {
+              // A failed COMMIT (disk full) can leave the transaction open.
+              if (db.inTransaction) rollback!.run()
+              throw e
+            }
+          },
+          catch: (cause) => new SqlError({ cause, message: "Failed to execute the transaction" })
+        })
+    })
+
     const connection: Connection = {
       execute: (sql, params, transformRows) => transformRows ? Effect.map(rows(sql, params), transformRows) : rows(sql, params),
       executeRaw: (sql, params) => run(sql, params, true),
@@ -93,7 +138,7 @@ const make = (options: Options) =>
     }
 
     const semaphore = yield* Effect.makeSemaphore(1)
-    return yield* SqlClient.make({
+    const client = yield* SqlClient.make({
       acquirer: semaphore.withPermits(1)(Effect.succeed(connection)),
       transactionAcquirer: Effect.uninterruptibleMask((restore) =>
         Effect.as(
@@ -107,8 +152,9 @@ const make = (options: Options) =>
       compiler: Statement.makeCompilerSqlite(),
       spanAttributes: [["db.system.name", "sqlite"]]
     })
+    return Context.make(SqlClient.SqlClient, client).pipe(Context.add(Sync, sync))
   })
 
 /** `SqlClient` on a SQLite file (WAL) or `:memory:`. */
-export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient, SqlError> =>
-  Layer.scoped(SqlClient.SqlClient, make(options)).pipe(Layer.provide(Reactivity.layer))
+export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sync, SqlError> =>
+  Layer.scopedContext(make(options)).pipe(Layer.provide(Reactivity.layer))
