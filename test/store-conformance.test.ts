@@ -341,6 +341,41 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
       })
     ))
 
+  it.skipIf(skip)("artifacts(id, N): the same answer first at a rev, again, and after a whole read (a store may keep histories)", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("h1"))
+        let rev = 0
+        for (let seq = 1; seq <= 12; seq++) yield* commit(store, "h1", ++rev, [created(textArtifact(seq, `t${seq}`, NOW + seq), rev)])
+        // Early artifacts change after later ones were created.
+        yield* commit(store, "h1", ++rev, [append(2, "text", "+2", rev)])
+        yield* commit(store, "h1", ++rev, [set(7, "text", "seven", rev)])
+        yield* commit(store, "h1", ++rev, [append(2, "text", tricky, rev)])
+        const createdRev = new Map<number, number>(Array.from({ length: 12 }, (_, i) => [i + 1, i + 1]))
+        const updatedRev = new Map<number, number>([[2, 15], [7, 14]])
+        for (const from of [undefined, 0, 1, 2, 3, 5, 6, 7, 8, 11, 12, 13, 99]) {
+          // A commit first, so no read at this rev is kept yet.
+          yield* commit(store, "h1", ++rev, [])
+          const all = (yield* store.artifacts("h1")).artifacts
+          yield* commit(store, "h1", ++rev, [])
+          const expected = from === undefined || !createdRev.has(from)
+            ? all
+            : all.filter((a) => a.seq >= from || (updatedRev.get(a.seq) ?? 0) > createdRev.get(from)!)
+          const first = yield* store.artifacts("h1", from)
+          const again = yield* store.artifacts("h1", from)
+          yield* store.artifacts("h1")
+          const afterWhole = yield* store.artifacts("h1", from)
+          for (const read of [first, again, afterWhole]) expect(read).toEqual({ rev, artifacts: expected })
+        }
+        // A commit after a kept read is in the next one.
+        yield* store.artifacts("h1")
+        yield* commit(store, "h1", ++rev, [append(12, "text", "!", rev)])
+        const last = yield* store.artifacts("h1", 12)
+        expect(last.rev).toBe(rev)
+        expect(last.artifacts.find((a) => a.seq === 12)?.text).toBe("t12!")
+      })
+    ))
+
   it.skipIf(skip)("idempotency keys: per session, and only the last 10 000 are remembered", { timeout: 120_000 }, () =>
     run((store) =>
       Effect.gen(function*() {

@@ -8,6 +8,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Iterable from "effect/Iterable"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { decodeCommand } from "../Domain/Command.js"
@@ -96,7 +97,7 @@ export const make = (options: RouterOptions) =>
     /** Snapshots, `snapshot_complete`, then live notices: the shape of every hub stream. */
     const feed = <S, N>(opened: Feed<S, N>, snapshot: (s: S) => Buffer, notice: (n: N) => Buffer, c: Sse.Channel) =>
       Effect.suspend(() => {
-        for (const s of opened.snapshot) c.write(snapshot(s))
+        c.writeAll(Iterable.map(opened.snapshot, snapshot))
         c.write(Sse.complete)
         return Effect.as(opened.attach(c.sink(notice)), c.response())
       })

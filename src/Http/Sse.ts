@@ -32,7 +32,8 @@ const cached = <A extends object>(make: (a: A) => Buffer) => (a: A): Buffer => {
   return b
 }
 
-export const artifactSnapshot = (artifact: Artifact) => frame("artifact_snapshot", { artifact }, artifact.seq)
+/** Snapshots are shared too when many readers resume one session at once (the store keeps its history). */
+export const artifactSnapshot = cached<Artifact>((artifact) => frame("artifact_snapshot", { artifact }, artifact.seq))
 
 export const artifactNotice = cached<ArtifactNotice>(({ change }) =>
   change._tag === "created"
@@ -61,6 +62,8 @@ export interface Limits {
   /** Bytes a subscriber may have unread before it is cut off. */
   readonly maxBytes: number
 }
+
+const chunkBytes = 64 * 1024
 
 /**
  * One open stream. Snapshot frames are written unconditionally; live frames
@@ -95,6 +98,22 @@ export class Channel {
     this.flush()
     this.pushed += bytes.length
     this.body.push(bytes)
+  }
+
+  /** Frames in chunks of up to `chunkBytes`: a snapshot of thousands of frames is a few pushes and writes. */
+  writeAll(frames: Iterable<Buffer>): void {
+    let batch: Array<Buffer> = []
+    let bytes = 0
+    for (const f of frames) {
+      batch.push(f)
+      bytes += f.length
+      if (bytes >= chunkBytes) {
+        this.write(Buffer.concat(batch, bytes))
+        batch = []
+        bytes = 0
+      }
+    }
+    if (batch.length > 0) this.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, bytes))
   }
 
   /** False when the subscriber is a whole buffer behind. */

@@ -15,12 +15,43 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import { type Announcement, encodeAnnouncement, type LogBody } from "../Cluster/Protocol.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
+import type { Artifact } from "../Domain/Artifact.js"
 import type { Session, SessionStatus } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
 import { transaction } from "../SqlTransaction.js"
 import * as SqliteConnection from "./SqliteConnection.js"
 import { type ArtifactRow, assemble, type ChunkRow, coalesce, noTail, type Plan, planWrites, type Tail, tailKey, type Write } from "./Chunks.js"
+
+/** Sessions whose whole history the store keeps assembled for readers at the same rev. */
+const historySessions = 4
+/** Text the kept histories may hold in all (stored, escaped characters). */
+const historyCharsMax = 16 * 1024 * 1024
+/** Artifacts one kept history may hold. */
+const historyArtifactsMax = 100_000
+
+interface History {
+  readonly rev: number
+  readonly createdAt: number
+  readonly artifacts: ReadonlyArray<Artifact>
+  /** Each artifact's created and last updated rev, by index. */
+  readonly revs: ReadonlyArray<{ readonly created: number; readonly updated: number }>
+  /** The text it holds (stored, escaped characters). */
+  readonly chars: number
+}
+
+/**
+ * What a read resuming after `from` gets, as the resume query selects it: the artifacts from
+ * `from` on, and the earlier ones updated since `from` was created; all of them when `from` is
+ * unknown.
+ */
+const resumeFrom = (history: History, from: number | undefined): ReadonlyArray<Artifact> => {
+  if (from === undefined) return history.artifacts
+  const at = history.artifacts.findIndex((a) => a.seq === from)
+  if (at === -1) return history.artifacts
+  const since = history.revs[at]!.created
+  return history.artifacts.filter((a, i) => a.seq >= from || history.revs[i]!.updated > since)
+}
 
 /** Sessions whose tail chunks the store remembers (the most recently written). */
 const tailSessions = 256
@@ -347,6 +378,27 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     while (tails.size > tailSessions) tails.delete(tails.keys().next().value!)
   }
 
+  /**
+   * Whole histories, assembled, as of their session's rev: when many clients resume one session
+   * at once, one read serves them all. Dropped when the session is written or removed here (and
+   * found stale by rev when another instance wrote), bounded in sessions and in text held.
+   */
+  const histories = new Map<string, History>()
+  let historyChars = 0
+  const keep = (id: string, history: History) => {
+    if (history.chars > historyCharsMax / 2 || history.artifacts.length > historyArtifactsMax) return
+    const old = histories.get(id)
+    if (old !== undefined) historyChars -= old.chars
+    histories.delete(id)
+    histories.set(id, history)
+    historyChars += history.chars
+    for (const [key, h] of histories) {
+      if (histories.size <= historySessions && historyChars <= historyCharsMax) break
+      histories.delete(key)
+      historyChars -= h.chars
+    }
+  }
+
   /** The tails only the database knows, read on the transaction's connection. */
   function* readTails(id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>): Steps<Map<string, Tail>> {
     const read = new Map<string, Tail>()
@@ -538,7 +590,10 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         }
       }).pipe(
         transaction(sql),
-        Effect.ensuring(Effect.sync(() => tails.delete(id))),
+        Effect.ensuring(Effect.sync(() => {
+          tails.delete(id)
+          histories.delete(id)
+        })),
         StoreError.refailExcept(StaleSession)
       ),
     update: (id, patch) => {
@@ -594,7 +649,10 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       /** The tails the commit left, once it succeeded (a failed one forgets the session's). */
       let written: ReadonlyMap<string, Tail> | undefined
       const remember = Effect.onExit((exit: Exit.Exit<unknown, unknown>) =>
-        Effect.sync(() => rememberTails(id, commit, known, Exit.isSuccess(exit) ? written : undefined))
+        Effect.sync(() => {
+          histories.delete(id)
+          rememberTails(id, commit, known, Exit.isSuccess(exit) ? written : undefined)
+        })
       )
       // Bounded, so the statement's text stays short (runs of appends count once).
       const single = "writes" in planned && changes.length <= 16
@@ -683,17 +741,39 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     artifacts: (id, from) =>
       Effect.gen(function*() {
         if (dialect.snapshotRead !== undefined) yield* sql.unsafe(dialect.snapshotRead)
-        const session = yield* sql<{ rev: number }>`SELECT rev FROM sessions WHERE id = ${id}`
+        const session = yield* sql<{ rev: number; created_at: number }>`SELECT rev, created_at FROM sessions WHERE id = ${id}`
         const rev = Number(session[0]?.rev ?? 0)
+        const createdAt = Number(session[0]?.created_at ?? 0)
+        const kept = histories.get(id)
+        if (kept !== undefined && kept.rev === rev && kept.createdAt === createdAt) {
+          histories.delete(id)
+          histories.set(id, kept)
+          return { rev, artifacts: resumeFrom(kept, from) }
+        }
         const anchor = from === undefined
           ? []
-          : yield* sql<{ created_rev: number }>`SELECT created_rev FROM artifacts WHERE session_id = ${id} AND seq = ${from}`
-        if (from === undefined || anchor[0] === undefined) {
-          const rows = yield* sql<ArtifactRow>`SELECT seq, kind, fields, created_at, updated_at FROM artifacts
-            WHERE session_id = ${id} ORDER BY seq`
+          : yield* sql<{ created_rev: number; last: number }>`SELECT created_rev,
+              (SELECT max(seq) FROM artifacts WHERE session_id = ${id}) AS last
+            FROM artifacts WHERE session_id = ${id} AND seq = ${from}`
+        // A resume from the first half reads at most twice what it needs, and keeps the whole
+        // history for the next readers at this rev; one near the end reads only its tail.
+        if (from === undefined || anchor[0] === undefined || from - 1 < Number(anchor[0].last) / 2) {
+          const rows = yield* sql<ArtifactRow & { created_rev: number; updated_rev: number }>`SELECT seq, kind, fields,
+              created_at, updated_at, created_rev, updated_rev
+            FROM artifacts WHERE session_id = ${id} ORDER BY seq`
           const chunks = yield* sql<ChunkRow>`SELECT seq, field, text FROM artifact_chunks
             WHERE session_id = ${id} ORDER BY seq, field, n`
-          return { rev, artifacts: assemble(rows, chunks) }
+          let chars = 0
+          for (const c of chunks) chars += c.text.length
+          const history: History = {
+            rev,
+            createdAt,
+            artifacts: assemble(rows, chunks),
+            revs: rows.map((r) => ({ created: Number(r.created_rev), updated: Number(r.updated_rev) })),
+            chars
+          }
+          keep(id, history)
+          return { rev, artifacts: resumeFrom(history, from) }
         }
         const since = anchor[0].created_rev
         const rows = yield* sql<ArtifactRow>`SELECT seq, kind, fields, created_at, updated_at FROM artifacts
