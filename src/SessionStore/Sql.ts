@@ -784,11 +784,15 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           ORDER BY c.seq, c.field, c.n`
         return { rev, artifacts: assemble(rows, chunks) }
       }).pipe(transaction(sql), StoreError.refail),
-    hasIdempotencyKey: (id, key) =>
-      sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`.pipe(
-        Effect.map((rows) => rows.length > 0),
-        StoreError.refail
-      ),
+    hasIdempotencyKey: (id, key) => {
+      // Asked before every keyed batch: on SQLite, one synchronous read.
+      const viaClient = sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`
+      const rows = sync === undefined ? viaClient : Effect.flatMap(
+        sync.transaction((exec) => exec("SELECT 1 FROM idempotency_keys WHERE session_id = ? AND key = ?", [id, key])),
+        (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r)
+      )
+      return rows.pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
+    },
     ping: sql`SELECT 1`.pipe(Effect.asVoid, StoreError.refail)
   })
 })
