@@ -10,6 +10,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -26,7 +27,9 @@ import { type ArtifactRow, assemble, type ChunkRow, coalesce, noTail, type Plan,
 /** Sessions whose whole history the store keeps assembled for readers at the same rev. */
 const historySessions = 4
 /** Text the kept histories may hold in all (stored, escaped characters). */
-const historyCharsMax = 16 * 1024 * 1024
+const historyCharsMax = 8 * 1024 * 1024
+/** Milliseconds a history is kept at most: a resume storm is a burst. */
+const historyTtl = 30_000
 /** Artifacts one kept history may hold. */
 const historyArtifactsMax = 100_000
 
@@ -38,6 +41,8 @@ interface History {
   readonly revs: ReadonlyArray<{ readonly created: number; readonly updated: number }>
   /** The text it holds (stored, escaped characters). */
   readonly chars: number
+  /** When it was read. */
+  readonly at: number
 }
 
 /**
@@ -385,18 +390,31 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
    */
   const histories = new Map<string, History>()
   let historyChars = 0
-  const keep = (id: string, history: History) => {
-    if (history.chars > historyCharsMax / 2 || history.artifacts.length > historyArtifactsMax) return
-    const old = histories.get(id)
-    if (old !== undefined) historyChars -= old.chars
+  const forget = (id: string) => {
+    const h = histories.get(id)
+    if (h === undefined) return
     histories.delete(id)
+    historyChars -= h.chars
+  }
+  const keep = (id: string, history: History) => {
+    forget(id)
+    if (history.chars > historyCharsMax / 2 || history.artifacts.length > historyArtifactsMax) return
     histories.set(id, history)
     historyChars += history.chars
-    for (const [key, h] of histories) {
+    for (const key of histories.keys()) {
       if (histories.size <= historySessions && historyChars <= historyCharsMax) break
-      histories.delete(key)
-      historyChars -= h.chars
+      forget(key)
     }
+  }
+  /** The kept history of `id` at this rev, if any; histories kept longer than `historyTtl` go. */
+  const kept = (id: string, rev: number, createdAt: number, now: number): History | undefined => {
+    for (const [key, h] of histories) if (now - h.at > historyTtl) forget(key)
+    const h = histories.get(id)
+    if (h === undefined || h.rev !== rev || h.createdAt !== createdAt) return undefined
+    // Most recently used last: the oldest leave first.
+    histories.delete(id)
+    histories.set(id, h)
+    return h
   }
 
   /** The tails only the database knows, read on the transaction's connection. */
@@ -592,7 +610,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         transaction(sql),
         Effect.ensuring(Effect.sync(() => {
           tails.delete(id)
-          histories.delete(id)
+          forget(id)
         })),
         StoreError.refailExcept(StaleSession)
       ),
@@ -650,7 +668,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       let written: ReadonlyMap<string, Tail> | undefined
       const remember = Effect.onExit((exit: Exit.Exit<unknown, unknown>) =>
         Effect.sync(() => {
-          histories.delete(id)
+          forget(id)
           rememberTails(id, commit, known, Exit.isSuccess(exit) ? written : undefined)
         })
       )
@@ -744,12 +762,9 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         const session = yield* sql<{ rev: number; created_at: number }>`SELECT rev, created_at FROM sessions WHERE id = ${id}`
         const rev = Number(session[0]?.rev ?? 0)
         const createdAt = Number(session[0]?.created_at ?? 0)
-        const kept = histories.get(id)
-        if (kept !== undefined && kept.rev === rev && kept.createdAt === createdAt) {
-          histories.delete(id)
-          histories.set(id, kept)
-          return { rev, artifacts: resumeFrom(kept, from) }
-        }
+        const now = yield* Clock.currentTimeMillis
+        const history = kept(id, rev, createdAt, now)
+        if (history !== undefined) return { rev, artifacts: resumeFrom(history, from) }
         const anchor = from === undefined
           ? []
           : yield* sql<{ created_rev: number; last: number }>`SELECT created_rev,
@@ -765,15 +780,16 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
             WHERE session_id = ${id} ORDER BY seq, field, n`
           let chars = 0
           for (const c of chunks) chars += c.text.length
-          const history: History = {
+          const whole: History = {
             rev,
             createdAt,
+            at: now,
             artifacts: assemble(rows, chunks),
             revs: rows.map((r) => ({ created: Number(r.created_rev), updated: Number(r.updated_rev) })),
             chars
           }
-          keep(id, history)
-          return { rev, artifacts: resumeFrom(history, from) }
+          keep(id, whole)
+          return { rev, artifacts: resumeFrom(whole, from) }
         }
         const since = anchor[0].created_rev
         const rows = yield* sql<ArtifactRow>`SELECT seq, kind, fields, created_at, updated_at FROM artifacts
