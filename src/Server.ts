@@ -2,7 +2,6 @@
  * The server as Layers: the app (store, bus, reducer, sessions) and the HTTP
  * server on top. `createServer` and the CLI only build and run these.
  */
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -13,6 +12,7 @@ import type { StoreError } from "./Domain/Errors.js"
 import * as EventBus from "./EventBus.js"
 import * as NodeServer from "./Http/NodeServer.js"
 import * as Router from "./Http/Router.js"
+import * as Serve from "./Http/Serve.js"
 import * as Reducer from "./Reducer.js"
 import type { SessionStore } from "./SessionStore.js"
 import * as Pg from "./SessionStore/Pg.js"
@@ -140,7 +140,7 @@ export const layer = (
     return drain.pipe(
       Layer.provideMerge(layerHttp(o)),
       Layer.provideMerge(layerApp(o)),
-      Layer.provideMerge(NodeHttpServer.layerServer(() => node.server, { port: o.port, host: o.host })),
+      Layer.provideMerge(Serve.layer(node.server, { port: o.port, host: o.host })),
       Layer.provideMerge(closed),
       Layer.provideMerge(IdleGc.layer())
     )

@@ -3,10 +3,10 @@
  * strict UTF-8 JSON. The limit is enforced while reading, so an oversized
  * body is never held in memory.
  */
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Effect from "effect/Effect"
 import { InvalidInput, PayloadTooLarge } from "../Domain/Errors.js"
+import * as Serve from "./Serve.js"
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
@@ -14,7 +14,7 @@ const readRaw = (limit: number) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const declared = Number(request.headers["content-length"])
     if (declared > limit) return Effect.fail(new PayloadTooLarge({ limit }))
-    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+    const incoming = Serve.nodeRequest(request)
     return Effect.async<Buffer, PayloadTooLarge | InvalidInput>((resume) => {
       const chunks: Array<Buffer> = []
       let size = 0

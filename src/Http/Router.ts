@@ -2,7 +2,6 @@
  * The routes of docs/protocol.md. Each decodes its input and calls Sessions;
  * any route's failure becomes JSON in one place, `Errors.catchFailures`, at the router's end.
  */
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -19,6 +18,7 @@ import { type Feed, type SessionFilter, Sessions } from "../Sessions.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import { catchFailures, jsonError } from "./Errors.js"
+import * as Serve from "./Serve.js"
 import * as Sse from "./Sse.js"
 import * as Static from "./Static.js"
 
@@ -90,8 +90,8 @@ export const make = (options: RouterOptions) =>
       }
       const request = yield* HttpServerRequest.HttpServerRequest
       // A stream request's body is never read; draining it lets the socket report the client leaving.
-      NodeHttpServerRequest.toIncomingMessage(request).resume()
-      return yield* channels.open(limits, () => NodeHttpServerRequest.toServerResponse(request).destroy())
+      Serve.nodeRequest(request).resume()
+      return yield* channels.open(limits, () => Serve.nodeResponse(request).destroy())
     })
 
     /** Snapshots, `snapshot_complete`, then live notices: the shape of every hub stream. */
