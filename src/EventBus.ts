@@ -10,7 +10,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { CommittedChange } from "./Domain/Artifact.js"
 import type { Session, SessionFields } from "./Domain/Session.js"
@@ -126,13 +126,19 @@ class Topic<A> {
   readonly sinks = new Set<Sink<A>>()
 
   subscribe(sink: Sink<A>, onEmpty?: () => void): Effect.Effect<void, never, Scope.Scope> {
-    return Effect.acquireRelease(
-      Effect.sync(() => void this.sinks.add(sink)),
-      () =>
-        Effect.sync(() => {
-          this.sinks.delete(sink)
-          if (this.sinks.size === 0) onEmpty?.()
-        })
+    // On the scope itself rather than with acquireRelease, which would keep the subscribing fiber's
+    // refs (and through them its context) for the subscription's life: KiBs per open stream.
+    return Effect.scopeWith((scope) =>
+      Effect.suspend(() => {
+        this.sinks.add(sink)
+        return Scope.addFinalizer(
+          scope,
+          Effect.sync(() => {
+            this.sinks.delete(sink)
+            if (this.sinks.size === 0) onEmpty?.()
+          })
+        )
+      })
     )
   }
 

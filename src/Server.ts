@@ -118,8 +118,8 @@ export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never
     Effect.map(HttpServer.serve()),
     Layer.unwrapScoped,
     // A span per request costs memory for every open stream and time on every event; none is exported.
+    // (Http/Serve makes none anyway; this keeps the routes span-free on the platform's servers too.)
     HttpMiddleware.withTracerDisabledWhen(() => true),
-    // Ids may be 128 characters; the router's default cap on a path parameter is 100.
     // Ids may be 128 characters; the router's default cap on a path parameter is 100. Longer ones
     // must still reach the route, to be refused as 400 by the id rule rather than 404.
     Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 65_536 }))

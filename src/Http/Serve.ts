@@ -8,9 +8,10 @@
  *
  * Per request: one fiber, started from the runtime captured once by `serve`,
  * with the request and a scope in its context; no span, no logger. The answer
- * is written directly; a piped body (the SSE streams, `Sse.Channel`) is left
- * to `stream.pipeline`, and the request's scope (the stream's subscriptions)
- * is closed when the pipe ends, so an open stream holds no fiber. A client that
+ * is written directly; a body that writes itself (the SSE streams,
+ * `Sse.Channel`) is handed the response, a piped one is left to
+ * `stream.pipeline`, and the request's scope (the stream's subscriptions) is
+ * closed when the response closes, so an open stream holds no fiber. A client that
  * leaves before its answer ends interrupts the fiber, as the platform does.
  *
  * Anything reaching here failed past `Errors.catchFailures`, which turns every
@@ -158,10 +159,22 @@ const writeInternalError = (res: ServerResponse) => {
   res.end(internalError)
 }
 
+/**
+ * A body that writes to the node:http response itself, given it once its head is written
+ * (`Sse.Channel`): it ends the response, and the request's scope closes when the response does.
+ */
+export const writeTo: unique symbol = Symbol.for("@rein-ai/server/Http/Serve/writeTo")
+
+export interface Direct {
+  readonly [writeTo]: (res: ServerResponse) => void
+}
+
+const isDirect = (body: unknown): body is Direct => typeof body === "object" && body !== null && writeTo in body
+
 const isPipeable = (body: unknown): body is NodeJS.ReadableStream =>
   typeof body === "object" && body !== null && "pipe" in body && typeof body.pipe === "function"
 
-/** Closes the request's scope outside its fiber (which has ended), once its piped body is done. */
+/** Closes the request's scope outside its fiber (which has ended), once its body is done. */
 const closeLater = (runtime: Runtime.Runtime<never>, scope: Scope.CloseableScope) => (error: unknown) => {
   const exit = error ? Exit.interrupt(HttpServerError.clientAbortFiberId) : Exit.void
   Runtime.runFork(runtime, Scope.close(scope, exit))
@@ -198,6 +211,12 @@ const respond = (
         return Scope.close(scope, Exit.void)
       case "Raw":
         res.writeHead(response.status, headers)
+        if (isDirect(body.body)) {
+          const close = closeLater(runtime, scope)
+          res.on("close", () => close(!res.writableFinished))
+          body.body[writeTo](res)
+          return Effect.void
+        }
         if (isPipeable(body.body)) {
           // Destroys the body when the client leaves, as the platform's pipeline does.
           pipeline(body.body, res, closeLater(runtime, scope))

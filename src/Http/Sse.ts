@@ -1,18 +1,20 @@
 /**
  * Server-sent events: framing (`id:`, `event:`, one `data:` line, a blank
- * line), and the response body. A body is a Node Readable that frames are
- * pushed into as changes are published and that the platform pipes to the
- * socket: no fiber or queue per open stream, so thousands of idle streams
- * stay cheap, and a published frame is encoded once for all subscribers.
+ * line), and the response body. A body is a channel that writes frames to the
+ * node:http response itself as changes are published (Http/Serve hands it the
+ * response): no fiber, queue or stream pipe per open stream, so thousands of
+ * idle streams stay cheap, and a published frame is encoded once for all
+ * subscribers.
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
-import { Readable } from "node:stream"
+import * as Scope from "effect/Scope"
+import type { ServerResponse } from "node:http"
 import { type Artifact, updatedPayload } from "../Domain/Artifact.js"
 import type { SandboxCommand } from "../Domain/Command.js"
 import type { Session } from "../Domain/Session.js"
 import type { ArtifactNotice, EndReason, SessionNotice, Sink } from "../EventBus.js"
+import { type Direct, writeTo } from "./Serve.js"
 
 /** One frame. JSON never contains a raw newline, so `data` is always one line. */
 export const frame = (event: string, data: unknown, id?: number): Buffer =>
@@ -73,9 +75,12 @@ const chunkBytes = 64 * 1024
  * together, one write per stream per flush: with hundreds of subscribers, a
  * write (a syscall) per frame per subscriber is what fills the core.
  */
-export class Channel {
-  readonly body = new Readable({ read() {} })
-  /** Bytes accepted so far: pushed to the body, or waiting in `pending`. */
+export class Channel implements Direct {
+  /** The response, once the server hands it over; what is written before waits in `early`. */
+  private res: ServerResponse | undefined
+  private early: Array<Buffer> = []
+  private earlyBytes = 0
+  /** Bytes accepted so far: written to the response (or `early`), or waiting in `pending`. */
   private pushed = 0
   /** Live frames not yet pushed, and their size. */
   private pending: Array<Buffer> = []
@@ -97,7 +102,15 @@ export class Channel {
     if (this.done) return
     this.flush()
     this.pushed += bytes.length
-    this.body.push(bytes)
+    this.out(bytes)
+  }
+
+  private out(bytes: Buffer): void {
+    if (this.res !== undefined) this.res.write(bytes)
+    else {
+      this.early.push(bytes)
+      this.earlyBytes += bytes.length
+    }
   }
 
   /** Frames in chunks of up to `chunkBytes`: a snapshot of thousands of frames is a few pushes and writes. */
@@ -135,11 +148,12 @@ export class Channel {
     const bytes = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes)
     this.pending = []
     this.pendingBytes = 0
-    if (!this.done) this.body.push(bytes)
+    if (!this.done) this.out(bytes)
   }
 
+  /** What the client has not taken yet: buffered by the response (or not handed to it yet), or pending. */
   private unread(): number {
-    return this.body.readableLength + this.pendingBytes
+    return (this.res === undefined ? this.earlyBytes : this.res.writableLength) + this.pendingBytes
   }
 
   private backlog(): number {
@@ -161,13 +175,33 @@ export class Channel {
     if (reason === "overflow") {
       this.done = true
       this.pending = []
-      this.body.destroy()
+      this.early = []
       this.onSlow()
     } else {
       this.flush()
       this.done = true
-      this.body.push(null)
+      this.res?.end()
     }
+  }
+
+  /** Takes the response (its head written): what waits goes out at once, then every frame as it comes. */
+  [writeTo](res: ServerResponse): void {
+    this.res = res
+    // The client left (or the response ended): nothing more is written.
+    res.on("close", () => {
+      this.done = true
+      this.pending = []
+      this.pendingBytes = 0
+    })
+    const early = this.early
+    this.early = []
+    this.earlyBytes = 0
+    // Corked: the snapshot's frames leave in as few writes as the socket takes.
+    res.cork()
+    for (const bytes of early) res.write(bytes)
+    res.uncork()
+    // Ended before the response was handed over.
+    if (this.done) res.end()
   }
 
   /** The sink for live notices; everything written before it is history. */
@@ -178,7 +212,7 @@ export class Channel {
   }
 
   response(): HttpServerResponse.HttpServerResponse {
-    return HttpServerResponse.raw(this.body, {
+    return HttpServerResponse.raw(this, {
       contentType: "text/event-stream",
       // A stream holds its connection for its whole life; closing it with the stream lets shutdown finish at once.
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "close" }
@@ -220,13 +254,13 @@ export const makeRegistry = (interval: number) =>
     return {
       /** A channel registered for the scope's life (the request's). */
       open: (limits: Limits, onSlow: () => void): Effect.Effect<Channel, never, Scope.Scope> =>
-        Effect.acquireRelease(
-          Effect.sync(() => {
+        // On the scope itself, as EventBus subscriptions are: acquireRelease would keep the fiber's refs.
+        Effect.scopeWith((scope) =>
+          Effect.suspend(() => {
             const c = new Channel(limits, onSlow, markDirty)
             channels.add(c)
-            return c
-          }),
-          (c) => Effect.sync(() => channels.delete(c))
+            return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => channels.delete(c))), c)
+          })
         ),
       size: () => channels.size
     }
