@@ -91,7 +91,8 @@ export const make = (options: RouterOptions) =>
       const request = yield* HttpServerRequest.HttpServerRequest
       // A stream request's body is never read; draining it lets the socket report the client leaving.
       Serve.nodeRequest(request).resume()
-      return yield* channels.open(limits, () => Serve.nodeResponse(request).destroy())
+      const res = Serve.nodeResponse(request)
+      return yield* channels.open(limits, () => res.destroy())
     })
 
     /** Snapshots, `snapshot_complete`, then live notices: the shape of every hub stream. */

@@ -67,7 +67,10 @@ class ServerRequest implements HttpServerRequest.HttpServerRequest {
     private readonly remoteAddressOverride?: string
   ) {}
 
-  private readonly onError = (cause: unknown) => new HttpServerError.RequestError({ request: this, reason: "Decode", cause })
+  // A closure made when a body is read, not for every request.
+  private get onError() {
+    return (cause: unknown) => new HttpServerError.RequestError({ request: this, reason: "Decode", cause })
+  }
 
   get originalUrl(): string {
     return this.source.url!

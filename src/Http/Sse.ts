@@ -186,13 +186,9 @@ export class Channel implements Direct {
 
   /** Takes the response (its head written): what waits goes out at once, then every frame as it comes. */
   [writeTo](res: ServerResponse): void {
+    // No listener for the client leaving: the request's scope closes then, which unsubscribes the
+    // channel from everything that writes to it (and a write to a closed response is dropped).
     this.res = res
-    // The client left (or the response ended): nothing more is written.
-    res.on("close", () => {
-      this.done = true
-      this.pending = []
-      this.pendingBytes = 0
-    })
     const early = this.early
     this.early = []
     this.earlyBytes = 0
