@@ -809,6 +809,10 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       )
       return rows.pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
     },
-    ping: sql`SELECT 1`.pipe(Effect.asVoid, StoreError.refail)
+    // The health check's: on SQLite synchronous, so a probe costs no turn of the client's lock.
+    ping: (sync === undefined
+      ? sql`SELECT 1`
+      : Effect.flatMap(sync.transaction((exec) => exec("SELECT 1", [])), (r) => r === SqliteConnection.busy ? sql`SELECT 1` : Effect.void))
+      .pipe(Effect.asVoid, StoreError.refail)
   })
 })
