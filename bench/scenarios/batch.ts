@@ -39,7 +39,7 @@ export const batch: Scenario = {
     }
   },
   checks: (get) => [
-    { label: ">= 100 000 events/s", ok: atLeast(get("events_per_s").rein, 100_000) },
+    { label: ">= 400 000 events/s", ok: atLeast(get("events_per_s").rein, 400_000) },
     { label: ">= 0.5 x floor request rate", ok: atLeast(get("rps").ratio, 0.5) },
     { label: "no error", ok: get("errors").rein === 0 }
   ]

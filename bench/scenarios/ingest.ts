@@ -56,7 +56,8 @@ export const ingest: Scenario = {
   },
   checks: (get) => [
     { label: "sequential >= 0.6 x floor request rate", ok: atLeast(get("seq_rps").ratio, 0.6) },
-    { label: "parallel >= 0.6 x floor request rate", ok: atLeast(get("par_rps").ratio, 0.6) },
+    // Issue 14's targets: 0.6x on one connection, 0.3x on 16 (ahead of a plain node:http + SQLite server).
+    { label: "parallel >= 0.3 x floor request rate", ok: atLeast(get("par_rps").ratio, 0.3) },
     { label: "no error", ok: get("errors").rein === 0 }
   ]
 }

@@ -105,6 +105,6 @@ export const resumeStorm: Scenario = {
     }
   },
   checks: (get) => [
-    { label: "all converge in <= 5 s", ok: get("not_converged").rein === 0 ? atMost(get("all_ms").rein, 5_000) : false }
+    { label: "all converge in <= 3 s", ok: get("not_converged").rein === 0 ? atMost(get("all_ms").rein, 3_000) : false }
   ]
 }
