@@ -10,6 +10,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -417,6 +418,15 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     return h
   }
 
+  /**
+   * `body` in one synchronous transaction on SQLite; `viaClient` on PostgreSQL, or while one of the
+   * client's own transactions is open on SQLite's connection.
+   */
+  const syncOr = <A, E>(body: (exec: SqliteConnection.Exec) => A, viaClient: Effect.Effect<A, E>): Effect.Effect<A, E | SqlError> =>
+    sync === undefined
+      ? viaClient
+      : Effect.flatMap(sync.transaction(body), (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r))
+
   /** The tails only the database knows, read on the transaction's connection. */
   function* readTails(id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>): Steps<Map<string, Tail>> {
     const read = new Map<string, Tail>()
@@ -741,10 +751,7 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
         return yield* drive(steps, (query, params) => connection.execute(dialect.placeholders(query), params, undefined))
       }).pipe(transaction(sql))
-      const outcome = sync === undefined
-        ? viaClient
-        : Effect.flatMap(sync.transaction((exec) => driveSync(steps(), exec)), (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r))
-      return outcome.pipe(
+      return syncOr((exec) => driveSync(steps(), exec), viaClient).pipe(
         Effect.flatMap((r) =>
           r === "stale"
             ? Effect.fail(new StaleSession({ id }))
@@ -802,17 +809,12 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       }).pipe(transaction(sql), StoreError.refail),
     hasIdempotencyKey: (id, key) => {
       // Asked before every keyed batch: on SQLite, one synchronous read.
-      const viaClient = sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`
-      const rows = sync === undefined ? viaClient : Effect.flatMap(
-        sync.transaction((exec) => exec("SELECT 1 FROM idempotency_keys WHERE session_id = ? AND key = ?", [id, key])),
-        (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r)
-      )
-      return rows.pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
+      return syncOr(
+        (exec) => exec("SELECT 1 FROM idempotency_keys WHERE session_id = ? AND key = ?", [id, key]),
+        sql`SELECT 1 FROM idempotency_keys WHERE session_id = ${id} AND key = ${key}`
+      ).pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
     },
     // The health check's: on SQLite synchronous, so a probe costs no turn of the client's lock.
-    ping: (sync === undefined
-      ? sql`SELECT 1`
-      : Effect.flatMap(sync.transaction((exec) => exec("SELECT 1", [])), (r) => r === SqliteConnection.busy ? sql`SELECT 1` : Effect.void))
-      .pipe(Effect.asVoid, StoreError.refail)
+    ping: syncOr((exec) => exec("SELECT 1", []), sql`SELECT 1`).pipe(Effect.asVoid, StoreError.refail)
   })
 })

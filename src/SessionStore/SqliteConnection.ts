@@ -82,22 +82,20 @@ const make = (options: Options) =>
       }
       return statement
     }
+    /** A reader's rows; a writer's run result (`raw`) or no rows. */
+    const execute = (sql: string, params: ReadonlyArray<unknown>, raw: boolean): ReadonlyArray<any> | unknown => {
+      const statement = prepared(sql)
+      if (statement.reader) return statement.all(...params)
+      const result = statement.run(...params)
+      return raw ? result : []
+    }
+    const exec: Exec = (sql, params) => execute(sql, params, false) as ReadonlyArray<any>
     const run = (sql: string, params: ReadonlyArray<unknown>, raw: boolean) =>
       Effect.try({
-        try: (): ReadonlyArray<any> | unknown => {
-          const statement = prepared(sql)
-          if (statement.reader) return statement.all(...params)
-          const result = statement.run(...params)
-          return raw ? result : []
-        },
+        try: () => execute(sql, params, raw),
         catch: (cause) => new SqlError({ cause, message: "Failed to execute statement" })
       })
     const rows = (sql: string, params: ReadonlyArray<unknown>) => run(sql, params, false) as Effect.Effect<ReadonlyArray<any>, SqlError>
-
-    const exec: Exec = (sql, params) => {
-      const statement = prepared(sql)
-      return statement.reader ? statement.all(...params) : (statement.run(...params), [])
-    }
     const [begin, commit, rollback] = ["BEGIN", "COMMIT", "ROLLBACK"].map((sql) => db.prepare(sql))
     const sync = Sync.of({
       transaction: (body) =>
