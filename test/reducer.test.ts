@@ -11,7 +11,7 @@ import * as fc from "effect/FastCheck"
 import type * as Layer from "effect/Layer"
 import { type Artifact, type ArtifactChange, applyChange, type CommittedChange } from "../src/Domain/Artifact.js"
 import { InvalidInput, PermissionConflict } from "../src/Domain/Errors.js"
-import { noUsage, type SessionStatus } from "../src/Domain/Session.js"
+import { newSession, noUsage, type SessionStatus } from "../src/Domain/Session.js"
 import { completeReply, follow, fromArtifacts, initial, type Input, reduce, type Reduction, type ReducerState, turnOf } from "../src/Reducer.js"
 import { layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
@@ -1018,17 +1018,7 @@ const play = (steps: ReadonlyArray<ReadonlyArray<Input>>) =>
   Effect.gen(function*() {
     const store = yield* SessionStore
     const id = "prop"
-    yield* store.create({
-      id,
-      status: "live",
-      summary: null,
-      project: null,
-      createdAt: NOW,
-      lastHeartbeat: NOW,
-      pendingPermissions: 0,
-      usage: noUsage,
-      lastStopReason: null
-    })
+    yield* store.create({ ...newSession(id, null, NOW), status: "live" })
     let state = initial
     let status: SessionStatus = "live"
     let summary: string | null = null

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { describe, expect, it } from "vitest"
-import { noUsage } from "../src/Domain/Session.js"
+import { newSession } from "../src/Domain/Session.js"
 import { SessionStore } from "../src/SessionStore.js"
 import * as Sql from "../src/SessionStore/Sql.js"
 import * as SqliteConnection from "../src/SessionStore/SqliteConnection.js"
@@ -23,17 +23,6 @@ const layer = Layer.effect(SessionStore, Sql.make(Sql.sqlite)).pipe(
 const run = <A>(effect: Effect.Effect<A, unknown, SessionStore | SqlClient.SqlClient | SqliteConnection.Sync>) =>
   Effect.runPromise(Effect.provide(effect, layer))
 
-const newSession = (id: string) => ({
-  id,
-  status: "live" as const,
-  summary: null,
-  project: null,
-  createdAt: NOW,
-  lastHeartbeat: NOW,
-  pendingPermissions: 0,
-  usage: noUsage,
-  lastStopReason: null
-})
 
 describe("SQLite synchronous transactions", () => {
   it("answers busy while a client transaction is open, and runs once it has ended", () =>
@@ -74,7 +63,7 @@ describe("SQLite synchronous transactions", () => {
     run(Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const store = yield* SessionStore
-      yield* store.create(newSession("s"))
+      yield* store.create({ ...newSession("s", null, NOW), status: "live" })
       const opened = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const order: Array<string> = []

@@ -14,7 +14,7 @@ import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Artifact, CommittedChange } from "../src/Domain/Artifact.js"
-import { noUsage, type Session } from "../src/Domain/Session.js"
+import { newSession, type Session } from "../src/Domain/Session.js"
 import { type Commit, idempotencyWindow, layerMemory, SessionStore } from "../src/SessionStore.js"
 import * as Pg from "../src/SessionStore/Pg.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
@@ -60,17 +60,7 @@ const places: ReadonlyArray<readonly [string, boolean, () => Promise<Place>]> = 
 
 const NOW = 1_764_000_000_000
 
-const session = (id: string, createdAt = NOW, project: string | null = null): Session => ({
-  id,
-  status: "bootstrapping",
-  summary: null,
-  project,
-  createdAt,
-  lastHeartbeat: createdAt,
-  pendingPermissions: 0,
-  usage: noUsage,
-  lastStopReason: null
-})
+const session = (id: string, createdAt = NOW, project: string | null = null): Session => newSession(id, project, createdAt)
 
 const textArtifact = (seq: number, text: string, at = NOW): Artifact => ({ seq, kind: "text", text, createdAt: at, updatedAt: at })
 

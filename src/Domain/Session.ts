@@ -43,6 +43,19 @@ export interface Session {
   readonly lastStopReason: string | null
 }
 
+/** A session as it is created: waiting for its sandbox, nothing asked, nothing spent. */
+export const newSession = (id: string, project: string | null, now: number): Session => ({
+  id,
+  status: "bootstrapping",
+  summary: null,
+  project,
+  createdAt: now,
+  lastHeartbeat: now,
+  pendingPermissions: 0,
+  usage: noUsage,
+  lastStopReason: null
+})
+
 /** The fields whose change is broadcast as `session_updated`. */
 export interface SessionFields {
   readonly status?: SessionStatus

@@ -6,7 +6,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { SessionExists } from "../Domain/Errors.js"
-import { noUsage, type Session } from "../Domain/Session.js"
+import { newSession } from "../Domain/Session.js"
 import type { Reducer } from "../Reducer.js"
 import type { SessionStore } from "../SessionStore.js"
 import type { Deadlines } from "./Deadlines.js"
@@ -35,17 +35,7 @@ export const make = ({ bootstrapTimeout, peers, reducer, registry, sandboxes, st
     Effect.gen(function*() {
       if (entries.has(id)) return yield* new SessionExists({ id })
       const now = yield* Clock.currentTimeMillis
-      const session: Session = {
-        id,
-        status: "bootstrapping",
-        summary: null,
-        project,
-        createdAt: now,
-        lastHeartbeat: now,
-        pendingPermissions: 0,
-        usage: noUsage,
-        lastStopReason: null
-      }
+      const session = newSession(id, project, now)
       // Once stored, the session must reach memory, watchers and its timer whatever happens.
       return yield* Effect.uninterruptible(Effect.gen(function*() {
         yield* store.create(session, sandboxTokenHash)
