@@ -31,15 +31,21 @@ const rowsOfHunks = (hunks: ReadonlyArray<StructuredPatchHunk>): Array<DiffRow> 
   return rows
 }
 
-/** The rows of a unified patch; undefined when the text is not one (it is then shown as it is). */
-export const rowsOfPatch = (patch: string): Array<DiffRow> | undefined => {
+/** A patch's rows and the files it changes; undefined when it does not parse or changes nothing. */
+const readPatch = (patch: string): { readonly files: Array<string>; readonly rows: Array<DiffRow> } | undefined => {
   try {
-    const hunks = parsePatch(patch).flatMap((p) => p.hunks)
-    return hunks.length === 0 ? undefined : rowsOfHunks(hunks)
+    const parsed = parsePatch(patch)
+    const hunks = parsed.flatMap((p) => p.hunks)
+    if (hunks.length === 0) return undefined
+    const files = parsed.map((p) => (p.newFileName ?? "").replace(/^b\//, "")).filter((n) => n !== "")
+    return { files, rows: rowsOfHunks(hunks) }
   } catch {
     return undefined
   }
 }
+
+/** The rows of a unified patch; undefined when the text is not one (it is then shown as it is). */
+export const rowsOfPatch = (patch: string): Array<DiffRow> | undefined => readPatch(patch)?.rows
 
 /** The rows of the change from `oldText` to `newText`, with three lines of context. */
 export const rowsOfTexts = (oldText: string, newText: string): Array<DiffRow> =>
@@ -83,15 +89,9 @@ export const toolCallDiff = (input: unknown): { readonly path: string | undefine
 export const permissionDiff = (diff: unknown): { readonly path: string | undefined; readonly rows: Array<DiffRow> } | undefined => {
   const patch = str(diff)
   if (patch === undefined || patch === "") return undefined
-  const rows = rowsOfPatch(patch)
-  if (rows === undefined) return undefined
-  let files: Array<string> = []
-  try {
-    files = parsePatch(patch).map((p) => (p.newFileName ?? "").replace(/^b\//, "")).filter((n) => n !== "")
-  } catch {
-    // rowsOfPatch read it: this cannot fail after it, and a name is only a label.
-  }
-  return { path: files.length === 1 ? files[0] : undefined, rows }
+  const read = readPatch(patch)
+  if (read === undefined) return undefined
+  return { path: read.files.length === 1 ? read.files[0] : undefined, rows: read.rows }
 }
 
 const signs: Record<DiffRow["kind"], string> = { add: "+", del: "-", ctx: " ", hunk: "", note: "" }
