@@ -102,7 +102,12 @@ export const FileChange = ev("file_change", {
   action: Schema.Literal("create", "modify", "delete"),
   diff: OptStr
 })
-export const ErrorEvent = ev("error", { message: Str, code: Schema.optional(Schema.Union(Str, Schema.Number)) })
+/** `fatal`: the agent died or could not start; the session needs someone until an agent starts again. */
+export const ErrorEvent = ev("error", {
+  message: Str,
+  code: Schema.optional(Schema.Union(Str, Schema.Number)),
+  fatal: Schema.optional(Schema.Boolean)
+})
 export const Usage = ev("usage", {
   inputTokens: TokenCount,
   outputTokens: TokenCount,
@@ -124,7 +129,9 @@ export const Agent = ev("agent", {
   version: OptStr,
   commands: Schema.optional(Schema.Array(AgentCommand)),
   modes: Schema.optional(Schema.Array(AgentMode)),
-  currentModeId: Schema.optional(Schema.NullOr(Str))
+  currentModeId: Schema.optional(Schema.NullOr(Str)),
+  /** Sent once the agent has started a session: clears what a fatal `error` left. */
+  started: Schema.optional(Schema.Boolean)
 })
 /** A user message the sandbox reports (e.g. replayed history), recorded as a prompt is. */
 export const UserMessage = ev("user_message", { text: Str })

@@ -24,6 +24,19 @@ export { mergeDeltas, SandboxConnection, type SandboxConnectionOptions } from ".
 export type { ConnectionState, ConnectionStatus } from "./stream.js"
 export type { Fetch, RetryOptions } from "./util.js"
 export { Watch, type WatchState } from "./watch.js"
+export {
+  compareSessions,
+  formatCost,
+  type Group,
+  groupOf,
+  groups,
+  lastActivity,
+  orderSessions,
+  type SessionState,
+  type StateKey,
+  stateOf,
+  totalCost
+} from "./sessionState.js"
 export type { Artifact, ArtifactKind } from "../Domain/Artifact.js"
 export type { Command, Decision, PermissionReplyDelivered, SandboxCommand } from "../Domain/Command.js"
 export type {
