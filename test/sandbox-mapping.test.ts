@@ -71,6 +71,18 @@ describe("tool calls", () => {
     expect([a, b, c].map((e) => (e as { name: string }).name)).toEqual(["Bash", "Edit", "search"])
   })
 
+  it("Qwen Code's _meta.toolName names the tool too", () => {
+    const [e] = mapper().map({
+      sessionUpdate: "tool_call",
+      toolCallId: "call_1",
+      title: "Writing to a.txt",
+      kind: "edit",
+      status: "pending",
+      _meta: { toolName: "write_file" }
+    })
+    expect((e as { name: string }).name).toBe("write_file")
+  })
+
   it("a non-final update replaces fields; in_progress is running; content text streams as output", () => {
     const m = mapper()
     m.map({ sessionUpdate: "tool_call", toolCallId: "t1", title: "Edit", rawInput: {}, status: "pending" })
@@ -133,6 +145,50 @@ describe("tool calls", () => {
     expect(change.action).toBe("create")
     expect(change.diff).toBe("--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,2 @@\n+hello\n+world\n")
     expect(applyPatch("", change.diff)).toBe("hello\nworld\n")
+  })
+
+  it("a diff whose oldText is \"\" (Qwen Code's new file) is a create, in the permission's diff too", () => {
+    const m = mapper()
+    m.map({
+      sessionUpdate: "tool_call",
+      toolCallId: "t1",
+      title: "Write new.txt",
+      kind: "edit",
+      status: "pending",
+      content: [{ type: "diff", path: "/work/project/new.txt", oldText: "", newText: "hi\n" }]
+    })
+    expect(m.proposedDiff("t1")).toBe("--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,1 @@\n+hi\n")
+    const done = m.map({ sessionUpdate: "tool_call_update", toolCallId: "t1", status: "completed" })
+    expect(done[1]).toMatchObject({ type: "file_change", path: "new.txt", action: "create" })
+  })
+
+  it("one edit is one file_change: a write through fs/* and the call's diff of the same result count once", () => {
+    const m = mapper()
+    const diff = { type: "diff", path: "/work/project/a.txt", oldText: "one\n", newText: "1\n" }
+    // Gemini CLI: the write first, then the completed call carrying the diff.
+    expect(m.claimEdit("/work/project/a.txt", "1\n")).toBe(true)
+    m.map({ sessionUpdate: "tool_call_update", toolCallId: "t1", title: "a.txt", kind: "edit", content: [diff] })
+    expect(m.map({ sessionUpdate: "tool_call_update", toolCallId: "t1", status: "completed", content: [diff] }).map((e) => e.type))
+      .toEqual(["tool_call_end"])
+    // The other order: the call completes first, the write is then no news.
+    m.map({ sessionUpdate: "tool_call", toolCallId: "t2", title: "b", kind: "edit", status: "in_progress" })
+    const b = { type: "diff", path: "b.txt", oldText: null, newText: "b\n" }
+    expect(m.map({ sessionUpdate: "tool_call_update", toolCallId: "t2", status: "completed", content: [b] }).map((e) => e.type))
+      .toEqual(["tool_call_end", "file_change"])
+    expect(m.claimEdit("/work/project/b.txt", "b\n")).toBe(false)
+    // Another result of the same file is another edit; so is the same result written again later.
+    expect(m.claimEdit("/work/project/a.txt", "2\n")).toBe(true)
+    expect(m.claimEdit("/work/project/b.txt", "b\n")).toBe(true)
+  })
+
+  it("edits are matched within the turn: after newTurn, a diff of an earlier write is reported", () => {
+    const m = mapper()
+    expect(m.claimEdit("/work/project/a.txt", "1\n")).toBe(true)
+    m.newTurn()
+    m.map({ sessionUpdate: "tool_call", toolCallId: "t1", title: "a", kind: "edit", status: "in_progress" })
+    const diff = { type: "diff", path: "/work/project/a.txt", oldText: "one\n", newText: "1\n" }
+    expect(m.map({ sessionUpdate: "tool_call_update", toolCallId: "t1", status: "completed", content: [diff] }).map((e) => e.type))
+      .toEqual(["tool_call_end", "file_change"])
   })
 
   it("terminal content puts the terminal's output into the call's output", () => {
@@ -210,13 +266,20 @@ describe("plans, agent, usage and the rest", () => {
   it("unknown and future variants are passed on whole as custom acp.<variant>", () => {
     const m = mapper()
     for (const update of [
-      { sessionUpdate: "session_info_update", title: "Fixing the build" },
+      { sessionUpdate: "session_info_update", title: null },
       { sessionUpdate: "config_option_update", configOptions: [] },
       { sessionUpdate: "something_new", x: 1 }
     ]) {
       expect(m.map(update)).toEqual([{ type: "custom", name: `acp.${update.sessionUpdate}`, data: update }])
     }
     expect(m.map("garbage")).toEqual([{ type: "custom", name: "acp.unknown", data: "garbage" }])
+  })
+
+  it("session_info_update with a title is the session's summary", () => {
+    expect(mapper().map({ sessionUpdate: "session_info_update", title: "Fixing the build", updatedAt: "2026-12-08T02:00:00Z" }))
+      .toEqual([{ type: "summary", text: "Fixing the build" }])
+    // PostgreSQL text cannot hold NUL: the server would refuse the summary.
+    expect(mapper().map({ sessionUpdate: "session_info_update", title: "a\u0000b" })).toEqual([{ type: "summary", text: "ab" }])
   })
 
   it("displayPath is relative inside the working directory and absolute outside", () => {

@@ -233,7 +233,8 @@ export class Bridge {
       readTextFile: (params) => this.fs.read(params),
       writeTextFile: async (params) => {
         const change = await this.fs.write(params)
-        this.send(change)
+        // Unless a tool call's diff already reported this very edit (one edit, one file_change).
+        if (this.mapper.claimEdit(params.path, params.content)) this.send(change)
         return {}
       },
       createTerminal: (params) => this.terminals.create(params),
@@ -355,6 +356,7 @@ export class Bridge {
     const conn = this.acpConn!
     const turn = { cancelled: false }
     this.turn = turn
+    this.mapper.newTurn()
     this.send({ type: "turn_start" })
     let stopReason: "end_turn" | "max_tokens" | "max_turn_requests" | "refusal" | "cancelled" | "error"
     try {

@@ -2,15 +2,20 @@
  * ACP `session/update` notifications -> Rein events. Deterministic and free
  * of I/O: an `UpdateMapper` keeps only what a faithful mapping needs to
  * remember between updates (the tool calls it has seen, their diffs and
- * terminals until they complete, the last cumulative cost), so the same
- * updates always give the same events.
+ * terminals until they complete, the last cumulative cost, the turn's edits
+ * reported so far), so the same updates always give the same events.
+ *
+ * One edit is one `file_change`: an agent that writes through
+ * `fs/write_text_file` and also shows the edit as a tool call's `diff` (Gemini
+ * CLI, Qwen Code) describes it twice; `claimEdit` matches the two by path and
+ * resulting content within the turn, so only the first is reported.
  *
  * Updates arrive through a lenient parser (see Acp.ts), so every field is
  * checked here before it is used; whatever does not fit a Rein event is
  * passed on whole as `custom {name: "acp.<sessionUpdate>"}`, never dropped.
  */
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from "diff"
-import { isAbsolute, relative, sep } from "node:path"
+import { isAbsolute, relative, resolve, sep } from "node:path"
 import type { Event, Location, PermissionOption, PlanEntry, ToolKind } from "../Domain/Event.js"
 
 type Json = Record<string, unknown>
@@ -98,6 +103,7 @@ const blockText = (block: unknown): string | undefined => {
 
 interface Diff {
   readonly path: string
+  /** null: a new file (ACP's `null`, or Qwen Code's `""`). */
   readonly oldText: string | null
   readonly newText: string
 }
@@ -149,6 +155,11 @@ export class UpdateMapper {
   private readonly toolCalls = new Map<string, ToolCallState>()
   /** The session's cumulative cost in USD as last reported; Rein's `usage.costUsd` adds up deltas. */
   private costUsd = 0
+  /**
+   * This turn's edits reported by one source and not yet matched by the other, as counts per
+   * `path NUL content`: `fs` for writes through `fs/write_text_file`, `diff` for completed diffs.
+   */
+  private readonly edits = { fs: new Map<string, number>(), diff: new Map<string, number>() }
 
   constructor(options: MapperOptions) {
     this.options = options
@@ -162,6 +173,35 @@ export class UpdateMapper {
   /** The call's latest title, if it has one. */
   titleOf(toolCallId: string): string | undefined {
     return this.toolCalls.get(toolCallId)?.title
+  }
+
+  /** A turn starts: edits are matched within one turn. */
+  newTurn(): void {
+    this.edits.fs.clear()
+    this.edits.diff.clear()
+  }
+
+  /**
+   * Whether a write of `content` to `path` through `fs/write_text_file` is news: false when a
+   * completed tool call's diff of this turn already reported the same result for that file (the
+   * match is used up). When it is news, it is remembered, so the diff reporting it later is not.
+   */
+  claimEdit(path: string, content: string): boolean {
+    return this.claim("fs", path, content)
+  }
+
+  private claim(source: "fs" | "diff", path: string, content: string): boolean {
+    const key = `${resolve(this.options.cwd, path)}\u0000${content}`
+    const other = this.edits[source === "fs" ? "diff" : "fs"]
+    const matched = other.get(key) ?? 0
+    if (matched > 0) {
+      if (matched === 1) other.delete(key)
+      else other.set(key, matched - 1)
+      return false
+    }
+    const own = this.edits[source]
+    own.set(key, (own.get(key) ?? 0) + 1)
+    return true
   }
 
   /** One `session/update`'s `update` -> the Rein events that say the same, in order. */
@@ -206,6 +246,11 @@ export class UpdateMapper {
       }
       case "usage_update":
         return this.usage(update)
+      case "session_info_update": {
+        // The agent's title for the session is what Rein calls its summary (PostgreSQL text holds no NUL).
+        const title = str(update.title)?.replace(/\u0000/g, "").trim()
+        return title === undefined || title === "" ? custom() : [{ type: "summary", text: title }]
+      }
       default:
         return custom()
     }
@@ -250,8 +295,10 @@ export class UpdateMapper {
       state = { diffs: [], terminals: [], texts: [], rawOutput: undefined, title: undefined, ended: false }
       state.title = title
       this.toolCalls.set(id, state)
-      const meta = isRecord(u._meta) && isRecord(u._meta.claudeCode) ? u._meta.claudeCode : undefined
-      const name = str(u.name) ?? str(meta?.toolName) ?? kind ?? title ?? "tool"
+      // Claude's adapter names the tool in `_meta.claudeCode.toolName`, Qwen Code in `_meta.toolName`.
+      const meta = isRecord(u._meta) ? u._meta : undefined
+      const claude = isRecord(meta?.claudeCode) ? meta.claudeCode : undefined
+      const name = str(u.name) ?? str(claude?.toolName) ?? str(meta?.toolName) ?? kind ?? title ?? "tool"
       out.push({
         type: "tool_call_start",
         toolCallId: id,
@@ -290,7 +337,12 @@ export class UpdateMapper {
       const failed = u.status === "failed"
       out.push({ type: "tool_call_end", toolCallId: id, ...(output !== undefined ? { output } : {}), ...(failed ? { isError: true } : {}) })
       // A diff becomes a file change only once the call succeeded: until then the edit may be refused.
-      if (!failed) for (const d of state.diffs) out.push(fileChange(this.options.cwd, d.path, d.oldText, d.newText))
+      // An edit the agent also wrote through fs/* was reported then (see claimEdit).
+      if (!failed) {
+        for (const d of state.diffs) {
+          if (this.claim("diff", d.path, d.newText)) out.push(fileChange(this.options.cwd, d.path, d.oldText, d.newText))
+        }
+      }
       state.diffs = []
     }
     return out
@@ -321,7 +373,9 @@ export class UpdateMapper {
       for (const c of u.content) {
         if (!isRecord(c)) continue
         if (c.type === "diff" && typeof c.path === "string" && typeof c.newText === "string") {
-          state.diffs.push({ path: c.path, oldText: typeof c.oldText === "string" ? c.oldText : null, newText: c.newText })
+          // A new file's `oldText` is null (ACP) or "" (Qwen Code): both are a create.
+          const oldText = typeof c.oldText === "string" && c.oldText !== "" ? c.oldText : null
+          state.diffs.push({ path: c.path, oldText, newText: c.newText })
         } else if (c.type === "terminal" && typeof c.terminalId === "string") {
           state.terminals.push(c.terminalId)
         } else if (c.type === "content") {
