@@ -11,6 +11,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -99,6 +100,23 @@ const redactUrl = (url: string) => {
   }
 }
 
+/** The port could not be bound: the system's error code, in words. */
+class CannotListen extends Data.TaggedError("CannotListen")<{ readonly host: string; readonly port: number; readonly cause: unknown }> {
+  override get message() {
+    const error = this.cause as { code?: unknown; message?: unknown } | undefined
+    const code = typeof error?.code === "string" ? error.code : ""
+    const reason = listenErrors[code] ?? (typeof error?.message === "string" ? error.message : code || "unknown error")
+    const hint = code === "EADDRINUSE" ? `\nIs another rein-server running there? Pick another port with --port (or REIN_PORT).` : ""
+    return `Could not start the server on ${this.host}:${this.port}: ${reason}${hint}`
+  }
+}
+const listenErrors: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EACCES: "permission denied (ports below 1024 need privileges)",
+  EADDRNOTAVAIL: "address not available on this machine",
+  ENOTFOUND: "no such host"
+}
+
 const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
 
 const command = Command.make("rein-server", {
@@ -137,19 +155,22 @@ const command = Command.make("rein-server", {
         )
       }
     }))
-    return Layer.launch(announce.pipe(Layer.provide(server)))
+    return Layer.launch(announce.pipe(Layer.provide(server))).pipe(
+      Effect.catchTag("ServeError", (e) => Effect.fail(new CannotListen({ host: o.host, port: o.port, cause: e.cause })))
+    )
   })
 )
 
 const cli = Command.run(command, { name: "rein-server", version })
 
-// Invalid flags were already explained by the CLI; anything else is printed once, then exit 1.
+// Invalid flags were already explained by the CLI; a port that cannot be bound is said in words;
+// anything else is printed once, then exit 1.
 cli(process.argv).pipe(
   Effect.tapErrorCause((cause) => {
     const failure = Cause.failureOption(cause)
-    return Option.isSome(failure) && ValidationError.isValidationError(failure.value)
-      ? Effect.void
-      : Console.error(`rein-server failed: ${Cause.pretty(cause)}`)
+    if (Option.isSome(failure) && ValidationError.isValidationError(failure.value)) return Effect.void
+    if (Option.isSome(failure) && failure.value instanceof CannotListen) return Console.error(failure.value.message)
+    return Console.error(`rein-server failed: ${Cause.pretty(cause)}`)
   }),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({ disableErrorReporting: true })

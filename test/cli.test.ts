@@ -254,6 +254,18 @@ describe("rein-server CLI", () => {
     expect(cli.output()).not.toMatch(/listening on/)
   })
 
+  it("a port in use: says so in words (address already in use), exit 1", async () => {
+    const occupied = createNetServer()
+    await new Promise<void>((resolve) => occupied.listen(0, "127.0.0.1", resolve))
+    cleanups.push(() => void occupied.close())
+    const port = (occupied.address() as { port: number }).port
+    const cli = run(["--port", String(port), "--db", ":memory:"])
+    const { code } = await within(cli.exited, 20_000, "exit on a port in use")
+    expect(code).toBe(1)
+    expect(cli.stderr()).toMatch(new RegExp(`^Could not start the server on 127\\.0\\.0\\.1:${port}: address already in use\n`))
+    expect(cli.output()).not.toMatch(/An error has occurred|ServeError|listening on/)
+  })
+
   it("the default database is ./rein.db in the working directory", async () => {
     const dir = tmp()
     const cli = run(["--port", "0"], { cwd: dir })
