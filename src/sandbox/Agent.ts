@@ -2,7 +2,8 @@
  * The agent process: spawned in its own process group with stdio piped, so
  * that stopping it stops everything it started. Its stderr goes on to ours
  * (it is the user's agent: its messages are theirs to see) and the last few
- * KiB are kept for the `error` event if it dies.
+ * KiB are kept for the `error` event if it dies: the agent's lines as they
+ * were written, without what `npx` says about itself (see `stderrLines`).
  */
 import { type ChildProcess, spawn } from "node:child_process"
 
@@ -16,7 +17,7 @@ export interface AgentProcess {
   readonly pid: number
   /** Resolves once the process exited (never rejects). */
   readonly exited: Promise<AgentExit>
-  /** The last bytes of its stderr. */
+  /** The last lines of its stderr, cleaned by `stderrLines`. */
   readonly stderrTail: () => string
   /**
    * SIGTERM to the whole process group, SIGKILL to what is left of it once
@@ -26,6 +27,31 @@ export interface AgentProcess {
 }
 
 const tailBytes = 4096
+
+/**
+ * npm's own lines when the agent runs through `npx` (`npm notice New major version of npm
+ * available!`, `npm warn exec The following package was not found and will be installed`):
+ * they are not the agent's, and they would fill the tail that should say why it died.
+ * npm's `npm error` / `npm ERR!` lines stay: when npm itself fails, they are the cause.
+ */
+const npmNoise = /^npm (notice|warn|WARN)(\s|$)/
+
+/**
+ * The agent's stderr as people should read it: its line breaks kept, colour codes and
+ * terminal redraws (a line rewritten after `\r`) resolved, npm's notices dropped.
+ * `truncated`: the text starts mid-line (a tail), so its first, partial line is dropped.
+ */
+export const stderrLines = (text: string, truncated = false): string => {
+  // eslint-disable-next-line no-control-regex
+  const plain = text.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r\n/g, "\n")
+  const lines = plain.split("\n")
+  if (truncated) lines.shift()
+  return lines
+    .map((line) => line.slice(line.lastIndexOf("\r") + 1).trimEnd())
+    .filter((line) => !npmNoise.test(line))
+    .join("\n")
+    .replace(/^\n+|\n+$/g, "")
+}
 
 export class AgentSpawnError extends Error {
   override readonly name = "AgentSpawnError"
@@ -63,9 +89,15 @@ export const spawnAgent = (
       detached: true
     })
     let tail = ""
-    child.stderr!.on("data", (d: Buffer) => {
+    let truncated = false
+    child.stderr!.setEncoding("utf8")
+    child.stderr!.on("data", (d: string) => {
       if (options.echoStderr !== false) process.stderr.write(d)
-      tail = (tail + d.toString("utf8")).slice(-tailBytes)
+      tail += d
+      if (tail.length > tailBytes) {
+        tail = tail.slice(-tailBytes)
+        truncated = true
+      }
     })
     const exited = new Promise<AgentExit>((r) => child.once("exit", (code, signal) => r({ code, signal })))
     child.once("error", (e) => reject(new AgentSpawnError(`cannot start the agent "${command}": ${e.message}`)))
@@ -76,7 +108,7 @@ export const spawnAgent = (
         child,
         pid,
         exited,
-        stderrTail: () => tail,
+        stderrTail: () => stderrLines(tail, truncated),
         stop: (graceMs) =>
           stopping ??= (async () => {
             killGroup(pid, "SIGTERM")

@@ -16,6 +16,9 @@
  *   command stream is held until the session is deleted (exit 0), the agent
  *   dies (`error` event, exit 1), the stream is refused (exit 1), or `stop()`
  *   (SIGINT/SIGTERM: exit 0). Stopping stops the agent's whole process group.
+ *   The `error` that says the agent died, could not be started or did not
+ *   start an ACP session is `fatal: true` (the session needs someone); the
+ *   `agent` event sent once its ACP session exists is `started: true`.
  */
 import * as acp from "@agentclientprotocol/sdk"
 import { randomUUID } from "node:crypto"
@@ -168,7 +171,7 @@ export class Bridge {
       this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: this.agentEnv })
     } catch (e) {
       const message = (e as Error).message
-      this.send({ type: "error", message })
+      this.send({ type: "error", message, fatal: true })
       await this.conn.close().catch(() => {})
       return { code: 1, reason: "startup_failed", message }
     }
@@ -206,7 +209,7 @@ export class Bridge {
       const message = `the agent did not start an ACP session: ${errorText(started)}` +
         (exit !== undefined ? `; it ${describeExit(exit)}` : "") +
         (tail !== "" ? `; its stderr ended with:\n${tail}` : "")
-      this.send({ type: "error", message })
+      this.send({ type: "error", message, fatal: true })
       void this.finish({ code: 1, reason: "startup_failed", message })
     }
     if (this.ending === undefined) void this.pump()
@@ -264,6 +267,8 @@ export class Bridge {
     const modes = session.modes
     this.send({
       type: "agent",
+      // The agent runs: whatever a fatal error of an earlier agent left is over.
+      started: true,
       ...(info ? { name: info.title ?? info.name, version: info.version } : {}),
       ...(modes
         ? {
@@ -448,7 +453,7 @@ export class Bridge {
     if (this.ending !== undefined) return
     const tail = this.agent.stderrTail().trim()
     const message = `the agent ${describeExit(exit)}${tail !== "" ? `; its stderr ended with:\n${tail}` : ""}`
-    this.send({ type: "error", message, code: exit.code ?? exit.signal ?? "exited" })
+    this.send({ type: "error", message, code: exit.code ?? exit.signal ?? "exited", fatal: true })
     void this.finish({ code: 1, reason: "agent_exited", message })
   }
 
