@@ -209,7 +209,7 @@ export const follow = (start: ReducerState, changes: ReadonlyArray<ArtifactChang
  */
 export const reduce = (
   start: ReducerState,
-  record: Pick<Session, "status" | "usage">,
+  record: Pick<Session, "status" | "usage"> & { readonly summary?: string | null | undefined },
   inputs: ReadonlyArray<Input>,
   now: number
 ): Either.Either<Reduction, InvalidInput | PermissionConflict> => {
@@ -237,6 +237,14 @@ export const reduce = (
       session.status = to
     }
   }
+  // Sessions must be told apart though most agents never post a summary: until one does,
+  // the first prompt (shortened) stands in.
+  let summary = record.summary
+  const promptSummary = (text: string) => {
+    if (summary !== null || session.summary !== undefined) return
+    const short = shorten(text)
+    if (short !== "") summary = session.summary = short
+  }
   const endTurn = () => {
     state = { ...state, turnPlan: null, turnUsage: null }
   }
@@ -244,10 +252,9 @@ export const reduce = (
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i]!
     const where = inputs.length > 1 ? `[${i}].` : ""
-    // A delta artifact without partId stays open until an event of another type arrives.
-    const sameType = (input.type === "text_delta" || input.type === "reasoning_delta") &&
-      state.open !== null && kindOfDelta(input.type) === state.open.kind
-    if (state.open !== null && !sameType) {
+    // A delta artifact without partId stays open until something of the transcript's flow
+    // arrives; metadata (agent, usage, summary, ...) sent mid-reply must not split the reply.
+    if (state.open !== null && endsOpenDelta(input, state)) {
       state = { ...state, open: null }
     }
     switch (input.type) {
@@ -320,18 +327,20 @@ export const reduce = (
         if (HashMap.has(state.permissions, input.requestId)) {
           return Either.left(new InvalidInput({ message: `${where}requestId: permission request ${input.requestId} already exists` }))
         }
+        // The same order for every agent, so the first button always means the same.
+        const options = input.options === undefined ? null : sortOptions(input.options)
         const seq = create("permission", {
           requestId: input.requestId,
           toolCallId: input.toolCallId ?? null,
           title: input.title,
-          options: input.options ?? null,
+          options,
           diff: input.diff ?? null,
           decision: null,
           optionId: null
         })
         state = {
           ...state,
-          permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false, options: input.options ?? null }),
+          permissions: HashMap.set(state.permissions, input.requestId, { seq, answered: false, options }),
           pending: state.pending + 1
         }
         break
@@ -361,7 +370,9 @@ export const reduce = (
         create("file_change", { path: input.path, action: input.action, diff: input.diff ?? null })
         break
       case "error":
-        create("error", { message: input.message, code: input.code ?? null })
+        create("error", { message: input.message, code: input.code ?? null, ...(input.fatal === true && { fatal: true }) })
+        // The agent is gone: someone is needed, as after a turn that ended in an error.
+        if (input.fatal === true) session.lastStopReason = "error"
         break
       case "usage": {
         usage = {
@@ -411,6 +422,8 @@ export const reduce = (
         } else {
           for (const [field, value] of Object.entries(fields)) set(state.agent, field, value)
         }
+        // A started agent clears what a crashed one left: no turn has ended since.
+        if (input.started === true) session.lastStopReason = null
         break
       }
       case "summary":
@@ -439,6 +452,8 @@ export const reduce = (
             pending: state.pending - 1
           }
         }
+        // A stopped turn says so in the transcript, where its reply ends.
+        if (input.stopReason === "cancelled") create("turn_stopped", { stopReason: "cancelled" })
         session.lastStopReason = input.stopReason ?? null
         if (currentStatus === "live") setStatus("idle")
         endTurn()
@@ -451,10 +466,12 @@ export const reduce = (
         break
       case "prompt":
         create("user_message", { text: input.text })
+        promptSummary(input.text)
         if (currentStatus === "idle") setStatus("live")
         break
       case "user_message":
         create("user_message", { text: input.text })
+        promptSummary(input.text)
         break
     }
   }
@@ -463,6 +480,44 @@ export const reduce = (
 }
 
 const kindOfDelta = (type: string): "text" | "reasoning" => type === "text_delta" ? "text" : "reasoning"
+
+/**
+ * Whether `input` ends the open delta artifact: a delta of the other kind, or an event that puts
+ * something new in the transcript's flow. Metadata (agent, usage, context, summary, heartbeat,
+ * custom) and updates of earlier artifacts do not.
+ */
+const endsOpenDelta = (input: Input, state: ReducerState): boolean => {
+  switch (input.type) {
+    case "text_delta":
+    case "reasoning_delta":
+      return kindOfDelta(input.type) !== state.open?.kind
+    case "plan":
+      return state.turnPlan === null
+    case "tool_call_start":
+    case "permission_request":
+    case "file_change":
+    case "error":
+    case "turn_start":
+    case "turn_end":
+    case "prompt":
+    case "user_message":
+      return true
+    default:
+      return false
+  }
+}
+
+const optionRank: Record<PermissionOptionKind, number> = { allow_once: 0, allow_always: 1, reject_once: 2, reject_always: 3 }
+
+/** Allow once, allow always, reject once, reject always; an agent's own order within a kind. */
+const sortOptions = (options: ReadonlyArray<PermissionOption>): Array<PermissionOption> =>
+  options.map((o, i) => ({ o, i })).sort((a, b) => optionRank[a.o.kind] - optionRank[b.o.kind] || a.i - b.i).map(({ o }) => o)
+
+/** The first line of a prompt, whitespace collapsed, at most 80 characters. */
+const shorten = (text: string): string => {
+  const line = text.trim().split("\n")[0]!.replace(/\s+/g, " ").trim()
+  return line.length <= 80 ? line : `${line.slice(0, 79).trimEnd()}…`
+}
 
 /**
  * The Reducer as a service, so programs can swap or wrap it; the default

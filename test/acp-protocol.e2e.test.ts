@@ -61,6 +61,8 @@ const options = [
   { optionId: "never", name: "Never", kind: "reject_always" as const },
   { optionId: "no", name: "Reject", kind: "reject_once" as const }
 ]
+/** How the server keeps them: by kind (issue 21). */
+const byKind = [options[0], options[1], options[3], options[2]]
 
 describe("issue 13 events", () => {
   it("every new event and field is stored, streamed and served alike", async () => {
@@ -119,7 +121,7 @@ describe("issue 13 events", () => {
     // A late update of an ended call sets its fields, and does not re-open it.
     expect(t2).toMatchObject({ title: "List files", toolKind: "execute", input: "{\"cmd\":\"ls\"}", output: "a.ts", status: "done" })
     // Unanswered when the turn ended: nobody reads an answer now.
-    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "t1", options, decision: "cancelled", optionId: null })
+    expect(permission).toMatchObject({ requestId: "r1", toolCallId: "t1", options: byKind, decision: "cancelled", optionId: null })
     expect(usage).toMatchObject({ inputTokens: 10, outputTokens: 2, costUsd: null, context: { used: 1200, size: 200000 } })
     // The session did not turn live from the replayed user message, only from turn_start; it is idle again.
     expect((await server.request("GET", "/sessions/e1")).body.status).toBe("idle")
@@ -242,7 +244,8 @@ describe("issue 13 permission replies", () => {
       ["wait", "cancelled", undefined],
       ["done", "done", undefined],
       ["open", "cancelled", null],
-      ["answered", "allow_once", null]
+      ["answered", "allow_once", null],
+      [undefined, undefined, undefined] // turn_stopped
     ])
     const late = await command(server, "c1", { type: "permission_reply", requestId: "open", optionId: "allow" })
     expect(late.status).toBe(409)
@@ -391,7 +394,7 @@ describe("issue 13 across a restart (SQLite file)", () => {
     ]))
     await expectAccepted(post(second, "r1", { type: "turn_end", stopReason: "cancelled" }))
     const after = await artifacts(second, "r1")
-    expect(after.map((a) => a.kind)).toEqual(["agent", "tool_call", "permission", "permission", "usage", "permission"])
+    expect(after.map((a) => a.kind)).toEqual(["agent", "tool_call", "permission", "permission", "usage", "permission", "turn_stopped"])
     expect(after[0]).toMatchObject({ seq: 1, name: "gemini", currentModeId: null })
     expect(after[1]).toMatchObject({ input: "short", status: "cancelled" })
     expect(after.filter((a) => a.kind === "permission").map((a) => [a.requestId, a.decision, a.optionId])).toEqual([

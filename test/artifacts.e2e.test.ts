@@ -277,7 +277,8 @@ describe("artifacts: a realistic turn", () => {
 
     await send(server, "c1", { type: "turn_end", stopReason: "cancelled" })
     stored = await converged(server, "c1", () => client.events)
-    expect(stored.map((a) => [a.toolCallId, a.status])).toEqual([["running", "cancelled"], ["ok", "done"], ["bad", "error"]])
+    expect(stored.map((a) => [a.toolCallId, a.status])).toEqual([["running", "cancelled"], ["ok", "done"], ["bad", "error"], [undefined, undefined]])
+    expect(stored[3]).toMatchObject({ kind: "turn_stopped", stopReason: "cancelled" })
     expect(stored[0].output).toBeNull()
     // The cancellation reached the client as a status update of the running call only.
     const statusSets = client.events.filter((e) => e.event === "artifact_updated" && e.data.field === "status")

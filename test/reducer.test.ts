@@ -93,34 +93,54 @@ describe("Reducer: deltas", () => {
   })
 
   it.each([
-    { type: "heartbeat" },
-    { type: "summary", text: "s" },
     { type: "turn_start" },
     { type: "turn_end" },
     { type: "plan", entries: [] },
-    { type: "usage", inputTokens: 1, outputTokens: 1 },
     { type: "error", message: "x" },
-    { type: "custom", name: "n", data: 1 },
     { type: "file_change", path: "a", action: "create" },
     { type: "tool_call_start", toolCallId: "t1", name: "bash" },
     { type: "permission_request", requestId: "r1", title: "t" },
     { type: "reasoning_delta", delta: "r" },
     { type: "user_message", text: "u" },
-    { type: "prompt", text: "u" },
-    { type: "context", used: 1, size: 2 },
-    { type: "agent", name: "a" }
-  ] as ReadonlyArray<Input>)("an event of another type ($type) closes the open text artifact", (other) => {
+    { type: "prompt", text: "u" }
+  ] as ReadonlyArray<Input>)("an event of the transcript's flow ($type) closes the open text artifact", (other) => {
     const r = ok(run([{ type: "text_delta", delta: "a" }, other, { type: "text_delta", delta: "b" }]))
     const texts = sorted(fold(r.changes)).filter((a) => a.kind === "text")
     expect(texts.map((a) => a.text)).toEqual(["a", "b"])
+  })
+
+  // Codex and Qwen send their command list mid-reply, with no messageId: one reply stays one artifact (issue 21).
+  it.each([
+    { type: "heartbeat" },
+    { type: "summary", text: "s" },
+    { type: "usage", inputTokens: 1, outputTokens: 1 },
+    { type: "custom", name: "n", data: 1 },
+    { type: "context", used: 1, size: 2 },
+    { type: "agent", name: "a" },
+    { type: "agent", commands: [{ name: "init" }] }
+  ] as ReadonlyArray<Input>)("metadata ($type) does not end the open text artifact", (other) => {
+    const r = ok(run([{ type: "text_delta", delta: "Hello from the " }, other, { type: "text_delta", delta: "fake model!" }]))
+    const texts = sorted(fold(r.changes)).filter((a) => a.kind === "text")
+    expect(texts.map((a) => a.text)).toEqual(["Hello from the fake model!"])
+  })
+
+  it("a plan's update does not end the open text artifact, its first appearance does", () => {
+    const r = ok(run([
+      { type: "plan", entries: [] },
+      { type: "text_delta", delta: "a" },
+      { type: "plan", entries: [{ content: "x", status: "pending" }] },
+      { type: "text_delta", delta: "b" }
+    ]))
+    expect(sorted(fold(r.changes)).filter((a) => a.kind === "text").map((a) => a.text)).toEqual(["ab"])
   })
 
   it("a closing event in one reduction closes the open artifact for the next reduction", () => {
     const first = ok(run([{ type: "text_delta", delta: "a" }]))
     const hb = ok(run([{ type: "heartbeat" }], { state: first.state }))
     expect(hb.changes).toEqual([])
-    const next = ok(run([{ type: "text_delta", delta: "b" }], { state: hb.state }))
-    expect(next.changes).toEqual([created(2, "text", { text: "b" })])
+    const fc = ok(run([{ type: "file_change", path: "a", action: "create" }], { state: hb.state }))
+    const next = ok(run([{ type: "text_delta", delta: "b" }], { state: fc.state }))
+    expect(next.changes).toEqual([created(3, "text", { text: "b" })])
   })
 
   it("text after reasoning (and reasoning after text) starts a new artifact", () => {
@@ -287,9 +307,22 @@ describe("Reducer: permissions", () => {
       })
     ])
     const withOptions = ok(run([{ type: "permission_request", requestId: "r2", title: "t", options, diff: "--- a/x\n+++ b/x\n" }]))
+    // Sorted by kind: allow once, allow always, reject once, reject always (issue 21).
+    const byKind = [options[0], options[1], options[3], options[2]]
     expect(withOptions.changes).toEqual([
-      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options, diff: "--- a/x\n+++ b/x\n", decision: null, optionId: null })
+      created(1, "permission", { requestId: "r2", toolCallId: null, title: "t", options: byKind, diff: "--- a/x\n+++ b/x\n", decision: null, optionId: null })
     ])
+  })
+
+  it("options come in the same order for every agent: Claude's \"Always Allow\" first is moved after allow once", () => {
+    const claude = [
+      { optionId: "allow_always", name: "Always Allow", kind: "allow_always" },
+      { optionId: "allow", name: "Allow", kind: "allow_once" },
+      { optionId: "reject", name: "Reject", kind: "reject_once" }
+    ] as const
+    const r = ok(run([{ type: "permission_request", requestId: "r", title: "t", options: claude }]))
+    const [a] = fold(r.changes).values()
+    expect((a!.options as ReadonlyArray<{ optionId: string }>).map((o) => o.optionId)).toEqual(["allow", "allow_always", "reject"])
   })
 
   it("the first decision sets decision; a second one is PermissionConflict answered", () => {
@@ -362,7 +395,8 @@ describe("Reducer: ACP extensions (issue 13)", () => {
   it("a pending tool call is unfinished: a cancelled turn ends it, tool_call_end ends it", () => {
     const pending = ok(run([{ type: "tool_call_update", toolCallId: "t1", status: "pending" }], { state: started().state }))
     expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: pending.state })).changes).toEqual([
-      setTo(1, "status", "cancelled")
+      setTo(1, "status", "cancelled"),
+      created(2, "turn_stopped", { stopReason: "cancelled" })
     ])
     expect(ok(run([{ type: "tool_call_end", toolCallId: "t1" }], { state: pending.state })).changes).toEqual([
       setTo(1, "status", "done")
@@ -373,8 +407,8 @@ describe("Reducer: ACP extensions (issue 13)", () => {
     const ended = ok(run([{ type: "tool_call_end", toolCallId: "t1", output: "ok" }], { state: started().state }))
     const late = ok(run([{ type: "tool_call_update", toolCallId: "t1", title: "Edited", status: "running" }], { state: ended.state }))
     expect(late.changes).toEqual([setTo(1, "title", "Edited")])
-    // still ended: a cancelled turn leaves it alone
-    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: late.state })).changes).toEqual([])
+    // still ended: a cancelled turn leaves it alone (and only says the turn stopped)
+    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: late.state })).changes).toEqual([created(2, "turn_stopped", { stopReason: "cancelled" })])
   })
 
   it("tool_call_update of an unknown toolCallId is InvalidInput naming toolCallId", () => {
@@ -451,8 +485,10 @@ describe("Reducer: ACP extensions (issue 13)", () => {
       { type: "permission_request", requestId: "r3", title: "c" }
     ]))
     const end = ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: two.state }))
-    expect(end.changes).toHaveLength(2)
-    expect(end.changes).toEqual(expect.arrayContaining([setTo(1, "decision", "cancelled"), setTo(3, "decision", "cancelled")]))
+    expect(end.changes).toHaveLength(3)
+    expect(end.changes).toEqual(
+      expect.arrayContaining([setTo(1, "decision", "cancelled"), setTo(3, "decision", "cancelled"), created(4, "turn_stopped", { stopReason: "cancelled" })])
+    )
     // answered now: a late reply conflicts
     expect(fail(run([{ type: "permission_decision", requestId: "r1", optionId: "once" }], { state: end.state }))).toEqual(
       new PermissionConflict({ requestId: "r1", reason: "answered" })
@@ -522,9 +558,10 @@ describe("Reducer: ACP extensions (issue 13)", () => {
       { type: "permission_request", requestId: "r4", title: "d", options }
     ]])
     const state = fromArtifacts(history.artifacts)
+    // seq 4 says the cancelled turn stopped
     expect(ok(run([{ type: "permission_decision", requestId: "r4", optionId: "no-forever" }], { state })).changes).toEqual([
-      setTo(4, "decision", "reject"),
-      setTo(4, "optionId", "no-forever")
+      setTo(5, "decision", "reject"),
+      setTo(5, "optionId", "no-forever")
     ])
     for (const requestId of ["r1", "r2", "r3"]) {
       expect(fail(run([{ type: "permission_decision", requestId, decision: "reject" }], { state }))).toEqual(
@@ -674,11 +711,13 @@ describe("Reducer: session fields", () => {
       { type: "tool_call_end", toolCallId: "t2" }
     ]))
     const end = ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: start.state }))
-    expect(end.changes).toHaveLength(2)
-    expect(end.changes).toEqual(expect.arrayContaining([setTo(1, "status", "cancelled"), setTo(3, "status", "cancelled")]))
+    expect(end.changes).toHaveLength(3)
+    expect(end.changes).toEqual(
+      expect.arrayContaining([setTo(1, "status", "cancelled"), setTo(3, "status", "cancelled"), created(4, "turn_stopped", { stopReason: "cancelled" })])
+    )
     expect(end.session).toEqual({ status: "idle", lastStopReason: "cancelled" })
-    // They are no longer running: a second cancel changes nothing.
-    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: end.state })).changes).toEqual([])
+    // They are no longer running: a second cancel changes nothing but says so.
+    expect(ok(run([{ type: "turn_end", stopReason: "cancelled" }], { state: end.state })).changes).toEqual([created(5, "turn_stopped", { stopReason: "cancelled" })])
   })
 
   it.each(["end_turn", "max_tokens", "refusal", "error", undefined] as const)(
@@ -811,7 +850,8 @@ describe("Reducer: fromArtifacts", () => {
       // the open delta is not carried over a restart
       created(8, "text", { text: "new" }, later),
       // only the running tool call is cancelled
-      setTo(3, "status", "cancelled", later)
+      setTo(3, "status", "cancelled", later),
+      created(9, "turn_stopped", { stopReason: "cancelled" }, later)
     ])
 
     expect(fail(reduce(state, live, [{ type: "permission_decision", requestId: "answered", decision: "allow_once" }], later)))
@@ -1163,4 +1203,41 @@ describe("Reducer: follow (another instance's reductions)", () => {
       }),
       { numRuns: 200 }
     ))
+})
+
+describe("Reducer: what a person needs to know (issue 21)", () => {
+  const fresh = { status: "live" as const, usage: noUsage, summary: null }
+
+  it("a fatal error (the agent died or could not start) leaves lastStopReason error; a started agent clears it", () => {
+    const died = ok(reduce(initial, fresh, [{ type: "error", message: "the agent was killed by SIGKILL", fatal: true }], NOW))
+    expect(died.session.lastStopReason).toBe("error")
+    expect(died.changes).toEqual([created(1, "error", { message: "the agent was killed by SIGKILL", code: null, fatal: true })])
+    // a plain error (a failed tool, a refused mode change) is no reason to call someone
+    expect(ok(reduce(initial, fresh, [{ type: "error", message: "x" }], NOW)).session.lastStopReason).toBeUndefined()
+    const back = ok(reduce(died.state, fresh, [{ type: "agent", name: "claude", started: true }], NOW))
+    expect(back.session.lastStopReason).toBeNull()
+    expect(ok(reduce(died.state, fresh, [{ type: "agent", commands: [] }], NOW)).session.lastStopReason).toBeUndefined()
+  })
+
+  it("without a summary, the first prompt (its first line, at most 80 characters) stands in; a summary replaces it", () => {
+    const first = ok(reduce(initial, fresh, [{ type: "prompt", text: "  fix the   login bug\nand add a test" }], NOW))
+    expect(first.session.summary).toBe("fix the login bug")
+    const long = "x".repeat(200)
+    expect(ok(reduce(initial, fresh, [{ type: "user_message", text: long }], NOW)).session.summary).toBe(`${"x".repeat(79)}…`)
+    // a second prompt keeps the first's
+    expect(ok(reduce(first.state, { ...fresh, summary: "fix the login bug" }, [{ type: "prompt", text: "now" }], NOW)).session.summary)
+      .toBeUndefined()
+    expect(ok(reduce(initial, fresh, [{ type: "prompt", text: "a" }, { type: "prompt", text: "b" }], NOW)).session.summary).toBe("a")
+    // the agent's own summary wins, in the same batch or later
+    expect(ok(reduce(initial, fresh, [{ type: "summary", text: "Login fix" }, { type: "prompt", text: "a" }], NOW)).session.summary)
+      .toBe("Login fix")
+    expect(ok(reduce(first.state, { ...fresh, summary: "fix the login bug" }, [{ type: "summary", text: "Login fix" }], NOW)).session.summary)
+      .toBe("Login fix")
+  })
+
+  it("a turn ended by Abort says so in the transcript; other stop reasons add nothing", () => {
+    const stopped = ok(reduce(initial, fresh, [{ type: "turn_start" }, { type: "turn_end", stopReason: "cancelled" }], NOW))
+    expect(stopped.changes).toEqual([created(1, "turn_stopped", { stopReason: "cancelled" })])
+    expect(ok(reduce(initial, fresh, [{ type: "turn_start" }, { type: "turn_end", stopReason: "end_turn" }], NOW)).changes).toEqual([])
+  })
 })

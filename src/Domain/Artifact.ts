@@ -15,6 +15,7 @@ export type ArtifactKind =
   | "custom"
   | "user_message"
   | "agent"
+  | "turn_stopped"
 
 export interface Artifact {
   readonly seq: number
