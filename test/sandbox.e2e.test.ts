@@ -1,27 +1,25 @@
 /**
  * `rein-sandbox` end to end: a real Rein server on a socket, the real
- * `rein-sandbox` process (dist/sandbox/bin.js), and a scripted ACP agent
+ * `rein-sandbox` process (src/sandbox/bin.ts, built by sandboxBuild.ts), and a scripted ACP agent
  * (test/fixtures/acp-agent.ts) over real stdio. Driven over HTTP, as a
  * dashboard or curl would.
  */
 import { applyPatch } from "diff"
-import { buildSync } from "esbuild"
-import { type ChildProcess, execSync, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer as createNetServer } from "node:net"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { createServer, type ReinServer } from "../src/createServer.js"
 import { request, start, tempDir, type TestServer } from "./helpers.js"
+import { buildAgent, buildSandboxBin } from "./sandboxBuild.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const bin = join(root, "dist", "sandbox", "bin.js")
-const agentJs = join(root, "dist-test", "acp-agent.js")
+let bin: string
+let agentJs: string
 
 beforeAll(() => {
-  execSync("npx tsc -p tsconfig.build.json", { cwd: root, stdio: "pipe", timeout: 120_000 })
-  buildSync({ entryPoints: [join(root, "test/fixtures/acp-agent.ts")], outfile: agentJs, format: "esm", platform: "node", target: "node20" })
+  bin = buildSandboxBin()
+  agentJs = buildAgent("acp-agent")
   expect(existsSync(bin)).toBe(true)
 }, 180_000)
 
@@ -606,7 +604,7 @@ describe("rein-sandbox flags", () => {
     expect(c.stderr()).toContain("--project needs --create")
   })
 
-  it("a server not there yet is waited for; SIGTERM meanwhile is a clean stop (exit 0)", async () => {
+  it("a server not there yet is waited for, said as rein says it; SIGTERM meanwhile is a clean stop (exit 0)", async () => {
     const port = await freePort()
     const s = run(["--url", `http://127.0.0.1:${port}`, "--session", "x", "--", "true"])
     const deadline = Date.now() + 20_000
@@ -614,8 +612,28 @@ describe("rein-sandbox flags", () => {
       if (Date.now() > deadline) throw new Error(`no reconnect: ${s.stderr()}`)
       await new Promise((r) => setTimeout(r, 20))
     }
+    expect(s.stderr()).toContain(`rein-sandbox: cannot reach the Rein server at http://127.0.0.1:${port}: ECONNREFUSED; reconnecting`)
+    expect(s.stderr()).not.toContain("fetch failed")
     s.child.kill("SIGTERM")
     expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(0)
     expect(s.stderr()).toContain("rein-sandbox: stopped")
+  })
+
+  it("--create with no server: cannot reach the Rein server at <url>, exit 1", async () => {
+    const port = await freePort()
+    const s = run(["--url", `http://127.0.0.1:${port}`, "--session", "x", "--create", "--", "true"])
+    expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(1)
+    expect(s.stderr()).toContain(`rein-sandbox: cannot reach the Rein server at http://127.0.0.1:${port}: ECONNREFUSED`)
+    expect(s.stderr()).not.toContain("fetch failed")
+  })
+
+  it("a session that does not exist (no --create): not found, exit 1, no agent started", async () => {
+    const server = await start()
+    cleanups.push(() => server.close())
+    const s = run(["--url", server.url, "--session", "missing", "--", process.execPath, agentJs])
+    expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(1)
+    expect(s.stderr()).toContain(`rein-sandbox: session missing not found at ${server.url}`)
+    expect(s.stderr()).not.toContain("was deleted")
+    expect(s.stderr()).not.toContain("ACP session")
   })
 })

@@ -13,7 +13,8 @@
  *   it is posted in order, batched, retried and never applied twice.
  * - Lifecycle: `initialize` (answered before anything else), `authenticate`
  *   when the agent asks for a key the user has set, `session/new`, then the
- *   command stream is held until the session is deleted (exit 0), the agent
+ *   command stream is held (a session that is not there at all: exit 1)
+ *   until the session is deleted (exit 0), the agent
  *   dies (`error` event, exit 1), the stream is refused (exit 1), or `stop()`
  *   (SIGINT/SIGTERM: exit 0). Stopping stops the agent's whole process group.
  *   The `error` that says the agent died, could not be started or did not
@@ -60,7 +61,7 @@ export interface BridgeOptions {
 /** How a bridge ended: the process's exit code and why. */
 export interface BridgeExit {
   readonly code: number
-  readonly reason: "removed" | "stopped" | "agent_exited" | "refused" | "startup_failed"
+  readonly reason: "removed" | "not_found" | "stopped" | "agent_exited" | "refused" | "startup_failed"
   readonly message: string
 }
 
@@ -130,7 +131,8 @@ export class Bridge {
         this.log(`created session ${o.sessionId}`)
       } catch (e) {
         if (!(e instanceof ReinError && e.status === 409)) {
-          return { code: 1, reason: "startup_failed", message: `cannot create session ${o.sessionId}: ${(e as Error).message}` }
+          const message = unreachable(e, o.url) ?? `cannot create session ${o.sessionId}: ${(e as Error).message}`
+          return { code: 1, reason: "startup_failed", message }
         }
       }
     }
@@ -431,16 +433,24 @@ export class Bridge {
 
   // --- endings -------------------------------------------------------------
 
+  /** Whether the command stream was ever open: a session missing from the start was never there. */
+  private opened = false
+
   private onStreamState(s: ConnectionState): void {
     const status = s.status
-    // `removed`: the command stream said `session_removed`; `gone`: a reconnect found no session (404).
-    if (status === "removed" || status === "gone") {
+    if (status === "gone" && !this.opened) {
+      const o = this.options
+      void this.finish({ code: 1, reason: "not_found", message: `session ${o.sessionId} not found at ${o.url} (--create creates it)` })
+    } else if (status === "removed" || status === "gone") {
+      // `removed`: the command stream said `session_removed`; `gone`: a reconnect found no session (404).
       void this.finish({ code: 0, reason: "removed", message: `session ${this.options.sessionId} was deleted` })
     } else if (status === "failed") {
       void this.finish({ code: 1, reason: "refused", message: `cannot hold session ${this.options.sessionId}'s command stream: ${s.error?.message ?? "refused"}` })
     } else if (status === "reconnecting" && s.attempt === 1) {
-      this.log(`rein: command stream lost (${s.error?.message ?? "dropped"}), reconnecting`)
+      const cause = unreachable(s.error, this.options.url)
+      this.log(cause !== undefined ? `${cause}; reconnecting` : `rein: command stream lost (${s.error?.message ?? "dropped"}), reconnecting`)
     } else if (status === "open") {
+      this.opened = true
       this.log("rein: command stream open")
     }
   }
@@ -461,7 +471,7 @@ export class Bridge {
   private async finish(exit: BridgeExit): Promise<void> {
     if (this.ending !== undefined) return
     this.ending = exit
-    const sessionExists = exit.reason !== "removed" && exit.reason !== "refused"
+    const sessionExists = exit.reason !== "removed" && exit.reason !== "not_found" && exit.reason !== "refused"
     if (this.turn !== undefined && sessionExists) {
       this.send({ type: "turn_end", stopReason: exit.reason === "stopped" ? "cancelled" : "error" })
     }
@@ -488,6 +498,17 @@ export class Bridge {
     await Promise.race([this.conn.close(), new Promise((r) => setTimeout(r, 2_000).unref())]).catch(() => {})
     this.resolveEnd(exit)
   }
+}
+
+/**
+ * A request that got no answer at all, said as `rein` says it: `cannot reach the Rein server at
+ * <url>: ECONNREFUSED` (the system's code, not fetch's "fetch failed"); undefined for anything else.
+ */
+const unreachable = (e: unknown, url: string): string | undefined => {
+  if (!(e instanceof ReinError) || e.status !== 0) return undefined
+  const cause = (e as { cause?: { cause?: { code?: unknown; message?: unknown } } }).cause?.cause
+  const why = typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : e.message
+  return `cannot reach the Rein server at ${url}: ${why}`
 }
 
 const errorText = (e: unknown): string =>
