@@ -57,13 +57,14 @@ const ProfileEntry = Schema.Struct({
   )
 )
 
-const ProfileId = Schema.String.pipe(
-  Schema.filter((s) => ProfileIdPattern.test(s) || `agent id "${s}" must match ${ProfileIdPattern.source}`)
-)
-
 /** The file: `{ "agents": { "<id>": {...} } }`; unknown fields are errors (a typo must not pass). */
 export const ProfilesFile = Schema.Struct({
-  agents: Schema.Record({ key: ProfileId, value: ProfileEntry })
+  agents: Schema.Record({ key: Schema.String, value: ProfileEntry }).pipe(
+    Schema.filter((agents) => {
+      const bad = Object.keys(agents).find((id) => !ProfileIdPattern.test(id))
+      return bad === undefined || { path: [bad], message: `agent id "${bad}" must match ${ProfileIdPattern.source}` }
+    })
+  )
 })
 
 /** How to start one agent. */
