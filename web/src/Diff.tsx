@@ -13,10 +13,31 @@ export interface DiffRow {
   readonly text: string
 }
 
+/**
+ * A hunk's header as a unified diff writes it. jsdiff counts an empty side (a new file's old side,
+ * a deleted file's new side) as starting at line 1 (its `parsePatch` adds one to the written 0);
+ * the header says 0, the line before the first, as `diff -u` and git do.
+ */
+export const hunkHeader = (h: Pick<StructuredPatchHunk, "oldStart" | "oldLines" | "newStart" | "newLines">): string => {
+  const range = (start: number, lines: number) => `${lines === 0 ? Math.max(0, start - 1) : start},${lines}`
+  return `@@ -${range(h.oldStart, h.oldLines)} +${range(h.newStart, h.newLines)} @@`
+}
+
+/**
+ * The file a patch's `---`/`+++` line names: without git's `a/`/`b/` prefix, and an absolute path
+ * kept absolute (`b//tmp/x` and `/tmp/x` are both `/tmp/x`); undefined for `/dev/null`.
+ */
+export const patchFileName = (name: string | undefined): string | undefined => {
+  if (name === undefined) return undefined
+  const n = name.trim()
+  if (n === "" || n === "/dev/null") return undefined
+  return n.replace(/^[ab]\//, "")
+}
+
 const rowsOfHunks = (hunks: ReadonlyArray<StructuredPatchHunk>): Array<DiffRow> => {
   const rows: Array<DiffRow> = []
   for (const h of hunks) {
-    rows.push({ kind: "hunk", text: `@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@` })
+    rows.push({ kind: "hunk", text: hunkHeader(h) })
     let o = h.oldStart
     let n = h.newStart
     for (const line of h.lines) {
@@ -37,7 +58,7 @@ const readPatch = (patch: string): { readonly files: Array<string>; readonly row
     const parsed = parsePatch(patch)
     const hunks = parsed.flatMap((p) => p.hunks)
     if (hunks.length === 0) return undefined
-    const files = parsed.map((p) => (p.newFileName ?? "").replace(/^b\//, "")).filter((n) => n !== "")
+    const files = parsed.map((p) => patchFileName(p.newFileName) ?? patchFileName(p.oldFileName)).filter((n): n is string => n !== undefined)
     return { files, rows: rowsOfHunks(hunks) }
   } catch {
     return undefined
