@@ -78,9 +78,11 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard in Chromium", () =>
 
   it("creates a session, shows the agent's streamed turn, and takes Allow on a permission request", async () => {
     const page = await newPage(server.url + "/")
-    await page.getByLabel("Session id").fill("b1")
-    await page.getByLabel("Project", { exact: true }).first().fill("web")
-    await page.getByRole("button", { name: "Create session" }).click()
+    await page.getByRole("button", { name: "New session" }).click()
+    const dialog = page.getByRole("dialog", { name: "New session" })
+    await dialog.getByLabel("Session id").fill("b1")
+    await dialog.getByLabel("Project", { exact: true }).fill("web")
+    await dialog.getByRole("button", { name: "Create session" }).click()
     await expect.poll(() => page.evaluate(() => (globalThis as unknown as { location: { hash: string } }).location.hash), { timeout: T }).toBe("#/sessions/b1")
     await page.locator('.session-item[data-session="b1"]').waitFor()
     expect(await sessionBadge(page, "b1").textContent()).toBe("starting")

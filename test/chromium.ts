@@ -31,8 +31,18 @@ export const ensureDashboardBuilt = () => {
   })
 }
 
-export const launch = () =>
+/** Headless Chromium; `extraArgs` for a test's own flags (e.g. `--host-resolver-rules` for a LAN name). */
+export const launch = (extraArgs: ReadonlyArray<string> = []) =>
   chromium.launch({
     executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      ...extraArgs
+    ]
   })

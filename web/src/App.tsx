@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from "preact/hooks"
-import { ReinClient, type SessionsState } from "../../src/client/index.js"
-import { formatCost, needsApproval, titleFor, totalCost } from "./attention.js"
+import { formatCost, ReinClient, type SessionsState, totalCost } from "../../src/client/index.js"
+import { needsYou, titleFor } from "./attention.js"
 import { useWatch } from "./hooks.js"
 import { useNotifications } from "./notify.js"
 import { navigate, readToken, saveToken, useRoute } from "./route.js"
@@ -65,8 +65,8 @@ export const App = () => {
   const session = sessions?.sessions.find((s) => s.id === selected)
   const listStatus = sessions?.connection.status
   const all = sessions?.sessions ?? []
-  const waiting = all.filter(needsApproval).length
-  const total = totalCost(all)
+  const waiting = all.filter(needsYou).length
+  const total = formatCost(totalCost(all))
   const notifications = useNotifications(sessions, selected)
 
   useEffect(() => {
@@ -99,22 +99,30 @@ export const App = () => {
         </header>
         <div class="overview">
           <span class={`waiting${waiting > 0 ? " has-waiting" : ""}`} data-waiting={waiting}>
-            {waiting > 0 ? `${waiting} need${waiting === 1 ? "s" : ""} approval` : "Nothing needs you"}
+            {waiting > 0 ? `${waiting} need${waiting === 1 ? "s" : ""} you` : "Nothing needs you"}
           </span>
-          <span class="total-cost" data-total={total ?? ""} title="What every session's turns cost, summed">
-            total {formatCost(total)}
-          </span>
+          {total !== null
+            ? (
+              <span class="total-cost" data-total={total} title="What every session's turns cost, summed">
+                total {total}
+              </span>
+            )
+            : <span class="total-cost" />}
           {notifications.supported && (
             <button
               type="button"
               class={`button small ${notifications.enabled ? "primary" : ""} notify-toggle`}
               aria-pressed={notifications.enabled}
-              disabled={notifications.denied && !notifications.enabled}
-              title={notifications.denied ? "Notifications are blocked for this site in the browser's settings" : undefined}
+              aria-describedby={notifications.blocked !== undefined ? "notify-blocked" : undefined}
+              disabled={notifications.blocked !== undefined && !notifications.enabled}
+              title={notifications.blocked}
               onClick={() => void notifications.toggle()}
             >
               {notifications.enabled ? "Notifying" : "Notify me"}
             </button>
+          )}
+          {notifications.blocked !== undefined && !notifications.enabled && (
+            <span id="notify-blocked" class="notify-blocked muted">{notifications.blocked}</span>
           )}
         </div>
         {sessions && (sessions.connection.status === "failed" || sessions.connection.status === "gone") && <TokenPrompt state={sessions} />}

@@ -29,6 +29,57 @@ interface Location {
 const locationsOf = (u: unknown): Array<Location> =>
   Array.isArray(u) ? u.filter((l): l is Location => typeof l === "object" && l !== null && typeof l.path === "string") : []
 
+type Segment = { readonly text: string } | { readonly code: string; readonly lang: string }
+
+/**
+ * Tool output split at its Markdown code fences (```lang … ``` or ~~~): agents (Claude's adapter)
+ * wrap a command's output in one. Only fences are read; the text between them stays as it is.
+ * An unclosed fence runs to the end, as in Markdown.
+ */
+export const fencedSegments = (output: string): Array<Segment> => {
+  const segments: Array<Segment> = []
+  const lines = output.split("\n")
+  let text: Array<string> = []
+  let i = 0
+  const flushText = () => {
+    const t = text.join("\n")
+    if (t.trim() !== "") segments.push({ text: t.replace(/^\n+|\n+$/g, "") })
+    text = []
+  }
+  while (i < lines.length) {
+    const open = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)[^`]*$/.exec(lines[i]!)
+    if (open === null) {
+      text.push(lines[i]!)
+      i++
+      continue
+    }
+    flushText()
+    const fence = open[1]!
+    const code: Array<string> = []
+    i++
+    while (i < lines.length && !new RegExp(`^ {0,3}${fence[0] === "`" ? "`" : "~"}{${fence.length},}\\s*$`).test(lines[i]!)) code.push(lines[i++]!)
+    i++
+    segments.push({ code: code.join("\n"), lang: open[2] ?? "" })
+  }
+  flushText()
+  return segments
+}
+
+const ToolOutput = ({ output, error }: { output: string; error: boolean }) => {
+  const segments = useMemo(() => fencedSegments(output), [output])
+  const cls = `tool-output${error ? " is-error" : ""}`
+  if (!segments.some((s) => "code" in s)) return <pre class={cls}>{output}</pre>
+  return (
+    <div class={`${cls} fenced`}>
+      {segments.map((s) =>
+        "code" in s
+          ? <pre class="code-block" data-lang={s.lang || undefined}><code>{s.code}</code></pre>
+          : <p class="plain">{s.text}</p>
+      )}
+    </div>
+  )
+}
+
 const ToolCall = ({ a }: { a: Artifact }) => {
   const input = prettyJson(a.input)
   const output = str(a.output)
@@ -57,7 +108,7 @@ const ToolCall = ({ a }: { a: Artifact }) => {
       {a.output !== null && a.output !== undefined && (
         <div class="io">
           <div class="io-label">Output</div>
-          <pre class={`tool-output${a.status === "error" ? " is-error" : ""}`}>{output}</pre>
+          <ToolOutput output={output} error={a.status === "error"} />
         </div>
       )}
     </section>
@@ -92,6 +143,21 @@ const typedOptions = (u: unknown): Array<PermissionOption> =>
 
 const decisions = Object.keys(decisionLabels) as Array<PermissionDecision>
 
+/**
+ * A button's look by the option's kind: allowing once is the primary action, rejecting once the
+ * danger one; the "always" options are secondary (plain), so the big blue button means the same
+ * for every agent. The server sorts the options (allow once, allow always, reject once, reject
+ * always); they are shown in the order given.
+ */
+const optionClass = (kind: string): string =>
+  kind === "allow_once"
+    ? "primary"
+    : kind === "reject_once" || kind === "reject"
+    ? "danger"
+    : kind === "reject_always"
+    ? "secondary danger-text"
+    : "secondary"
+
 /** The answers a pending permission request offers, as buttons; also on the session list's rows. */
 export const PermissionActions = ({ a, client, sessionId }: { a: Artifact; client: ReinClient; sessionId: string }) => {
   const [busy, setBusy] = useState(false)
@@ -116,8 +182,9 @@ export const PermissionActions = ({ a, client, sessionId }: { a: Artifact; clien
             {options.map((o) => (
               <button
                 type="button"
-                class={`button ${o.kind.startsWith("reject") ? "danger" : "primary"}`}
+                class={`button ${optionClass(o.kind)}`}
                 data-option-id={o.optionId}
+                data-option-kind={o.kind}
                 disabled={busy}
                 onClick={() => answer({ optionId: o.optionId })}
               >
@@ -129,7 +196,7 @@ export const PermissionActions = ({ a, client, sessionId }: { a: Artifact; clien
         : (
           <div class="actions">
             {decisions.map((d) => (
-              <button type="button" class={`button ${d === "reject" ? "danger" : "primary"}`} disabled={busy} onClick={() => answer(d)}>
+              <button type="button" class={`button ${optionClass(d)}`} data-option-kind={d} disabled={busy} onClick={() => answer(d)}>
                 {decisionLabels[d]}
               </button>
             ))}
@@ -185,14 +252,16 @@ const Permission = ({ a, client, sessionId, toolCall }: { a: Artifact; client: R
 const planIcons: Record<string, string> = { pending: "○", in_progress: "◐", completed: "●" }
 const planLabels: Record<string, string> = { pending: "pending", in_progress: "in progress", completed: "done" }
 
-const Plan = ({ a }: { a: Artifact }) => {
+/** A plan; `stopped`: its turn was stopped before it was finished (it is not running any more). */
+const Plan = ({ a, stopped }: { a: Artifact; stopped: boolean }) => {
   const entries = Array.isArray(a.entries) ? (a.entries as Array<{ content: string; status: string }>) : []
   const done = entries.filter((e) => e.status === "completed").length
+  const halted = stopped && done < entries.length
   return (
-    <section class="card plan" aria-label="Plan">
+    <section class={`card plan${halted ? " stopped" : ""}`} aria-label="Plan">
       <header>
         <span class="card-kind">Plan</span>
-        <span class="muted">{done}/{entries.length} done</span>
+        <span class="muted plan-progress">{halted ? `stopped at ${done}/${entries.length}` : `${done}/${entries.length} done`}</span>
       </header>
       <ul class="checklist">
         {entries.map((e) => (
@@ -309,7 +378,7 @@ const Agent = ({ a, client, sessionId }: { a: Artifact; client: ReinClient; sess
   )
 }
 
-const Body = ({ a, client, sessionId, toolCall }: Props) => {
+const Body = ({ a, client, sessionId, toolCall, stopped }: Props) => {
   switch (a.kind) {
     case "user_message":
       return (
@@ -337,15 +406,25 @@ const Body = ({ a, client, sessionId, toolCall }: Props) => {
     case "permission":
       return <Permission a={a} client={client} sessionId={sessionId} toolCall={toolCall} />
     case "plan":
-      return <Plan a={a} />
+      return <Plan a={a} stopped={stopped === true} />
     case "file_change":
       return <FileChange a={a} />
     case "error":
+      // The message keeps its line breaks: an agent that crashed reports its stderr's last lines.
       return (
         <div class="card agent-error">
-          <strong>Error</strong> {str(a.message)}
-          {a.code !== null && a.code !== undefined && <code class="error-code">{str(a.code)}</code>}
+          <header>
+            <strong>Error</strong>
+            {a.code !== null && a.code !== undefined && <code class="error-code">{str(a.code)}</code>}
+          </header>
+          <div class="error-message">{str(a.message)}</div>
         </div>
+      )
+    case "turn_stopped":
+      return (
+        <p class="turn-stopped" role="note">
+          <span aria-hidden="true">■</span> Turn stopped
+        </p>
       )
     case "usage":
       return <Usage a={a} />
@@ -369,6 +448,8 @@ interface Props {
   readonly sessionId: string
   /** For a permission: the tool call it guards, to tell when it expired. */
   readonly toolCall?: Artifact | undefined
+  /** For a plan: its turn was stopped (a `turn_stopped` follows it in the same turn). */
+  readonly stopped?: boolean | undefined
 }
 
 /** Re-renders only when its artifact (or the guarded tool call) changed. */

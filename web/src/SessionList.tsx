@@ -1,20 +1,26 @@
 /**
- * The session list, live from `/sessions/stream`: each session's state as a person reads it
- * (needs approval, working, done, error, disconnected), its cost, summary, project and times;
- * the sessions that need approval first (a toggle), answered from their row; a project filter;
- * create and delete.
+ * The session list, live from `/sessions/stream`, one compact row a session: its state as a person
+ * reads it (needs approval, error, working, stopped, done, disconnected), its cost when one was
+ * reported, summary, project and last activity. Ordered by the shared rule (needs you, then
+ * working, then the rest by last activity); filtered by status and by project; a pending request
+ * answered from its row; "New session" (a dialog) and delete.
  */
 import { useEffect, useRef, useState } from "preact/hooks"
 import type { Artifact, ReinClient, Session, SessionsState } from "../../src/client/index.js"
 import { ReinError } from "../../src/client/index.js"
-import { formatCost, ordered, stateOf, stored } from "./attention.js"
+import { formatCost, type Group, groupOf, groups, lastActivity, orderSessions, stateOf } from "../../src/client/index.js"
 import { PermissionActions } from "./ArtifactView.js"
-import { clockTime, fullTime, relativeTime } from "./format.js"
+import { fullTime, relativeTime } from "./format.js"
 import { useNow } from "./hooks.js"
-import { navigate, sessionHref } from "./route.js"
+import { NewSession } from "./NewSession.js"
+import { sessionHref } from "./route.js"
 
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
-const APPROVAL_FIRST_KEY = "rein.approvalFirst"
+const groupLabels: Record<Group, string> = {
+  "needs-you": "Needs you",
+  working: "Working",
+  idle: "Idle",
+  disconnected: "Disconnected"
+}
 
 /** The session's state in words; `data-status` keeps the record's own status. */
 export const SessionStateBadge = ({ s }: { s: Session }) => {
@@ -57,48 +63,6 @@ const RowApproval = ({ client, session }: { client: ReinClient; session: Session
   )
 }
 
-const CreateForm = ({ client }: { client: ReinClient }) => {
-  const [id, setId] = useState("")
-  const [project, setProject] = useState("")
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | undefined>()
-  const submit = async (e: Event) => {
-    e.preventDefault()
-    const trimmed = id.trim()
-    if (!ID_PATTERN.test(trimmed) || trimmed === "stream") {
-      setError("Use letters, digits and . _ : - (starting with a letter or digit); \"stream\" is reserved.")
-      return
-    }
-    setBusy(true)
-    setError(undefined)
-    try {
-      await client.createSession(trimmed, project.trim() ? { project: project.trim() } : {})
-      setId("")
-      navigate(sessionHref(trimmed))
-    } catch (err) {
-      setError(err instanceof ReinError ? err.message : String(err))
-    } finally {
-      setBusy(false)
-    }
-  }
-  return (
-    <form class="create-form" onSubmit={submit} aria-label="Create a session">
-      <div class="field-row">
-        <label>
-          <span class="label">Session id</span>
-          <input name="id" value={id} required placeholder="e.g. fix-login" onInput={(e) => setId((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          <span class="label">Project</span>
-          <input name="project" value={project} placeholder="optional" onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
-        </label>
-      </div>
-      <button type="submit" class="button primary" disabled={busy}>Create session</button>
-      {error && <p class="inline-error" role="alert">{error}</p>}
-    </form>
-  )
-}
-
 const DeleteButton = ({ client, id }: { client: ReinClient; id: string }) => {
   const [armed, setArmed] = useState(false)
   const [error, setError] = useState<string | undefined>()
@@ -137,57 +101,74 @@ export const SessionList = (
   }
 ) => {
   const [project, setProject] = useState("")
-  const [approvalFirst, setApprovalFirst] = useState(() => stored.get(APPROVAL_FIRST_KEY) !== "off")
+  const [group, setGroup] = useState<Group | undefined>(undefined)
   const now = useNow(1000)
   const sessions = state?.sessions ?? []
   const projects = [...new Set(sessions.map((s) => s.project).filter((p): p is string => p !== null))].sort()
-  const shown = project === "" ? sessions : sessions.filter((s) => s.project === project)
-  const toggleApprovalFirst = (on: boolean) => {
-    setApprovalFirst(on)
-    stored.set(APPROVAL_FIRST_KEY, on ? "on" : "off")
-  }
-  const heartbeat = (s: Session) => Math.max(s.lastHeartbeat, heartbeats.get(s.id) ?? 0)
+  const inProject = project === "" ? sessions : sessions.filter((s) => s.project === project)
+  const shown = orderSessions(inProject, group)
+  const counts = new Map<Group, number>(groups.map((g) => [g, 0]))
+  for (const s of inProject) counts.set(groupOf(s), (counts.get(groupOf(s)) ?? 0) + 1)
+  const active = (s: Session) => Math.max(lastActivity(s), heartbeats.get(s.id) ?? 0)
+  const filters: Array<[Group | undefined, string, number]> = [
+    [undefined, "All", inProject.length],
+    ...groups.map((g): [Group, string, number] => [g, groupLabels[g], counts.get(g) ?? 0])
+  ]
 
   return (
     <section class="session-list" aria-label="Sessions">
-      <CreateForm client={client} />
       <div class="list-toolbar">
-        <label>
-          <span class="label">Project</span>
-          <select value={project} onChange={(e) => setProject((e.target as HTMLSelectElement).value)} aria-label="Filter by project">
-            <option value="">All projects</option>
-            {projects.map((p) => <option value={p}>{p}</option>)}
-          </select>
-        </label>
-        <label class="check">
-          <input type="checkbox" checked={approvalFirst} onChange={(e) => toggleApprovalFirst((e.target as HTMLInputElement).checked)} />
-          <span>Needs approval first</span>
-        </label>
+        <NewSession client={client} />
+        <select value={project} onChange={(e) => setProject((e.target as HTMLSelectElement).value)} aria-label="Filter by project">
+          <option value="">All projects</option>
+          {projects.map((p) => <option value={p}>{p}</option>)}
+        </select>
         <span class="muted count">{shown.length} of {sessions.length}</span>
       </div>
-      {state?.synced && sessions.length === 0 && <p class="empty">No sessions yet. Create one above, or run <code>npm run demo</code>.</p>}
+      <div class="status-filter" role="group" aria-label="Filter by status">
+        {filters.map(([g, label, n]) => (
+          <button
+            type="button"
+            class={`chip${g === group ? " on" : ""}`}
+            aria-pressed={g === group}
+            data-group={g ?? "all"}
+            onClick={() => setGroup(g)}
+          >
+            {label}
+            {(g === undefined || n > 0) && <span class="chip-count">{n}</span>}
+          </button>
+        ))}
+      </div>
+      {state?.synced && sessions.length === 0 && <p class="empty">No sessions yet. Start one with New session, or run <code>npm run demo</code>.</p>}
+      {state?.synced && sessions.length > 0 && shown.length === 0 && <p class="empty">No session here.</p>}
       <ul class="sessions">
-        {ordered(shown, approvalFirst).map((s) => (
-          <li class={`session-item state-${stateOf(s).key}${s.id === selectedId ? " selected" : ""}`} data-session={s.id}>
+        {shown.map((s) => (
+          <li class={`session-item state-${stateOf(s).key}${s.id === selectedId ? " selected" : ""}`} data-session={s.id} data-group={groupOf(s)}>
             <a href={sessionHref(s.id)} class="session-link" aria-current={s.id === selectedId ? "page" : undefined}>
               <span class="session-line">
                 <strong class="session-id">{s.id}</strong>
                 <SessionStateBadge s={s} />
+              </span>
+              <span class="session-line second">
+                <span class="session-summary">{s.summary ?? <span class="muted">No summary</span>}</span>
+                {s.project && <span class="project muted">{s.project}</span>}
+              </span>
+            </a>
+            <span class="session-side">
+              {formatCost(s.usage.costUsd) !== null && (
                 <span class="session-cost" title={`${s.usage.inputTokens} input, ${s.usage.outputTokens} output tokens`}>
                   {formatCost(s.usage.costUsd)}
                 </span>
-              </span>
-              <span class="session-summary">{s.summary ?? <span class="muted">No summary</span>}</span>
-              <span class="session-times muted">
-                {s.project && <span class="project">{s.project} · </span>}
-                <time dateTime={new Date(s.createdAt).toISOString()} title={fullTime(s.createdAt)}>created {clockTime(s.createdAt)}</time>
-                {" · "}
-                <time dateTime={new Date(heartbeat(s)).toISOString()} title={`last heartbeat ${fullTime(heartbeat(s))}`}>
-                  heartbeat {relativeTime(heartbeat(s), now)}
-                </time>
-              </span>
-            </a>
-            <DeleteButton client={client} id={s.id} />
+              )}
+              <time
+                class="session-time muted"
+                dateTime={new Date(active(s)).toISOString()}
+                title={`created ${fullTime(s.createdAt)}; last activity ${fullTime(active(s))}`}
+              >
+                {relativeTime(active(s), now)}
+              </time>
+              <DeleteButton client={client} id={s.id} />
+            </span>
             {s.pendingPermissions > 0 && <RowApproval client={client} session={s} />}
           </li>
         ))}

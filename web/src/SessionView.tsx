@@ -5,8 +5,7 @@
  */
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks"
 import type { Artifact, ArtifactsState, ReinClient, Session } from "../../src/client/index.js"
-import { ReinError } from "../../src/client/index.js"
-import { formatCost } from "./attention.js"
+import { formatCost, ReinError } from "../../src/client/index.js"
 import { ArtifactView } from "./ArtifactView.js"
 import { changedFiles, FilesView } from "./Files.js"
 import { fullTime } from "./format.js"
@@ -43,6 +42,14 @@ const commandError = (e: unknown): string => {
 
 const NEAR_BOTTOM_PX = 48
 
+/**
+ * A phone or tablet: a touch screen without a hover pointer. Focusing the prompt there opens the
+ * on-screen keyboard, which covers what the session is asking (a permission request), so the
+ * prompt box is focused on opening a session only where a keyboard does not cover anything.
+ */
+const touchOnly = () =>
+  typeof matchMedia === "function" && (matchMedia("(hover: none) and (pointer: coarse)").matches || matchMedia("(max-width: 760px)").matches)
+
 export const SessionView = ({ client, sessionId, session }: { client: ReinClient; sessionId: string; session: Session | undefined }) => {
   const state = useWatch(() => client.watchSession(sessionId), [client, sessionId])
   const artifacts = state?.artifacts ?? []
@@ -57,6 +64,21 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
   const promptBox = useRef<HTMLTextAreaElement>(null)
   const [tab, setTab] = useState<"transcript" | "files">("transcript")
   const files = useMemo(() => changedFiles(artifacts), [artifacts])
+
+  // Plans whose turn was stopped: a `turn_stopped` comes after them before the next prompt.
+  const stoppedPlans = useMemo(() => {
+    const stopped = new Set<number>()
+    let open: Array<number> = []
+    for (const a of artifacts) {
+      if (a.kind === "plan") open.push(a.seq)
+      else if (a.kind === "user_message") open = []
+      else if (a.kind === "turn_stopped") {
+        for (const seq of open) stopped.add(seq)
+        open = []
+      }
+    }
+    return stopped
+  }, [artifacts])
 
   const toolCalls = useMemo(() => {
     const m = new Map<string, Artifact>()
@@ -90,7 +112,7 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
     follow.current = true
     setUnseen(false)
     setError(undefined)
-    promptBox.current?.focus()
+    if (!touchOnly()) promptBox.current?.focus()
   }, [sessionId])
 
   // Only the reader scrolling up stops following: growth below the view must not count as leaving the bottom.
@@ -161,9 +183,11 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
             {session.summary ? <span class="summary">{session.summary}</span> : <span class="muted">No summary yet</span>}
             {session.project && <span class="project">project {session.project}</span>}
             <span class="muted">created {fullTime(session.createdAt)}</span>
-            <span class="session-cost" title={`${session.usage.inputTokens} input, ${session.usage.outputTokens} output tokens`}>
-              cost {formatCost(session.usage.costUsd)}
-            </span>
+            {formatCost(session.usage.costUsd) !== null && (
+              <span class="session-cost" title={`${session.usage.inputTokens} input, ${session.usage.outputTokens} output tokens`}>
+                cost {formatCost(session.usage.costUsd)}
+              </span>
+            )}
           </p>
         )}
         <div class="tabs" role="tablist" aria-label="Session views">
@@ -201,6 +225,7 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
               client={client}
               sessionId={sessionId}
               toolCall={a.kind === "permission" && a.toolCallId ? toolCalls.get(String(a.toolCallId)) : undefined}
+              stopped={a.kind === "plan" ? stoppedPlans.has(a.seq) : undefined}
             />
           ))}
         </div>
