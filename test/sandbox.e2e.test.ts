@@ -211,7 +211,8 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     const pending = await until(server.url, s.id, (arts) => expect(kinds(arts, "permission")).toHaveLength(1))
     const permission = kinds(pending, "permission")[0]
     expect(permission.title).toBe("Ready to code?")
-    expect(permission.options.map((o: any) => o.optionId)).toEqual(["auto", "manual", "bypass", "plan"])
+    // As the agent gave them, sorted by kind by the server (allow once first).
+    expect(permission.options.map((o: any) => o.optionId)).toEqual(["manual", "auto", "bypass", "plan"])
     await s.command({ type: "permission_reply", requestId: permission.requestId, optionId: "bypass" })
     await until(server.url, s.id, (arts) => expect(texts(arts)).toEqual(["chose bypass"]))
   })
