@@ -146,6 +146,9 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard in Chromium", () =>
     expect(await cancelled.getByRole("button").count()).toBe(0)
     await sessionBadge(page, "b1").and(page.locator('[data-status="idle"]')).waitFor()
     expect(await page.getByRole("button", { name: "Abort" }).isDisabled()).toBe(true)
+    // It reads "stopped", not "done", and the transcript says where the turn was stopped.
+    expect(await sessionBadge(page, "b1").textContent()).toBe("stopped")
+    await page.locator(".kind-turn_stopped", { hasText: "Turn stopped" }).last().waitFor()
 
     const stored = await expectConverged(page, "b1")
     const added = stored.slice(before.length)
