@@ -301,6 +301,13 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     ])
   })
 
+  it("the agent's title for the session (session_info_update) is the session's summary", async () => {
+    const s = await session(server)
+    await s.prompt("title Fixing the flaky build")
+    await waitStatus(server.url, s.id, "idle")
+    expect((await request(server.url, "GET", `/sessions/${s.id}`)).body.summary).toBe("Fixing the flaky build")
+  })
+
   it("set_mode is session/set_mode; the agent artifact follows the current mode", async () => {
     const s = await session(server)
     await s.command({ type: "set_mode", modeId: "code" })
@@ -324,7 +331,7 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     expect(exit.code).toBe(1)
     const arts = await until(server.url, s.id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
     expect(kinds(arts, "error")[0].message).toMatch(/exited with code 3[\s\S]*boom: the scripted agent crashes on purpose/)
-    expect(kinds(arts, "error")[0].code).toBe(3)
+    expect(kinds(arts, "error")[0]).toMatchObject({ code: 3, fatal: true })
     expect(texts(arts)).toEqual(["about to crash"])
     // The turn was ended (the session is not left "live"), and the sandbox is gone.
     await waitStatus(server.url, s.id, "disconnected")
@@ -356,6 +363,31 @@ describe("rein-sandbox with a scripted ACP agent", () => {
     expect(kinds(arts, "error")[0].message).toMatch(
       /did not start an ACP session: .*; it exited with code 5; its stderr ended with:\nscripted agent: no configuration, giving up/
     )
+    expect(kinds(arts, "error")[0].fatal).toBe(true)
+    // No turn ever ran, and still the session needs someone: its agent could not start.
+    const attention = async () => ((await request(server.url, "GET", "/sessions?attention=1")).body as Array<any>).map((r) => r.id)
+    expect((await request(server.url, "GET", `/sessions/${id}`)).body.lastStopReason).toBe("error")
+    expect(await attention()).toContain(id)
+    // An agent that starts on it again clears that.
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const again = runSandbox(["--url", server.url, "--session", id, "--cwd", dir])
+    await until(server.url, id, (arts) => expect(kinds(arts, "agent")[0]?.name).toBe("Scripted Agent"))
+    const deadline = Date.now() + 20_000
+    while ((await attention()).includes(id)) {
+      if (Date.now() > deadline) throw new Error(`still needs attention: ${again.stderr()}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    expect((await request(server.url, "GET", `/sessions/${id}`)).body.lastStopReason).toBeNull()
+  })
+
+  it("an agent that cannot be spawned (ENOENT): a fatal error, the session needs someone, exit 1", async () => {
+    const id = `enoent-${process.pid}`
+    const s = runSandbox(["--url", server.url, "--session", id, "--create"], [], {}, ["/nonexistent/agent"])
+    expect((await withTimeout(s.exited, 20_000, "rein-sandbox to exit")).code).toBe(1)
+    const arts = await until(server.url, id, (arts) => expect(kinds(arts, "error")).toHaveLength(1))
+    expect(kinds(arts, "error")[0]).toMatchObject({ fatal: true, message: expect.stringMatching(/cannot start the agent "\/nonexistent\/agent": .*ENOENT/) })
+    expect(((await request(server.url, "GET", "/sessions?attention=1")).body as Array<any>).map((r) => r.id)).toContain(id)
   })
 
   it("a program that never answers initialize: an error naming it after --start-timeout, the program stopped, exit 1", async () => {
