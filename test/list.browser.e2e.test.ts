@@ -306,7 +306,7 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: a list you can tru
     for (const id of ["st-1", "st-2"]) await client.deleteSession(id)
   })
 
-  it("permission options in the order given, \"always\" secondary; diff headers and absolute paths; fences in tool output", async () => {
+  it("permission options in the order given, \"always\" secondary; diff headers and absolute paths; fences in tool output; a turn's cost", async () => {
     const s = await session("pd-1")
     await s.post(
       { type: "turn_start" },
@@ -331,7 +331,8 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: a list you can tru
         ],
         diff: ["--- /dev/null", "+++ b//tmp/new.txt", "@@ -0,0 +1,7 @@", ...[1, 2, 3, 4, 5, 6, 7].map((n) => `+line ${n}`)].join("\n") + "\n"
       },
-      { type: "file_change", path: "/tmp/gone.txt", action: "delete", diff: ["--- a//tmp/gone.txt", "+++ /dev/null", "@@ -1,2 +0,0 @@", "-a", "-b"].join("\n") + "\n" }
+      { type: "file_change", path: "/tmp/gone.txt", action: "delete", diff: ["--- a//tmp/gone.txt", "+++ /dev/null", "@@ -1,2 +0,0 @@", "-a", "-b"].join("\n") + "\n" },
+      { type: "usage", inputTokens: 100, outputTokens: 20, costUsd: 0.0042 }
     )
     const page = await newPage(await newContext(), `${server.url}/#/sessions/pd-1`)
     const permission = page.locator(".kind-permission")
@@ -368,6 +369,9 @@ describe.skipIf(!haveChromium && !process.env.CI)("dashboard: a list you can tru
     expect(await output.innerText()).not.toContain("```")
     expect(await output.innerText()).toContain("Ran it:")
     expect(await output.innerText()).toContain("exit 0")
+    // A turn's cost by the same rule as the list's (exact in its title).
+    expect(await page.locator(".kind-usage .usage-cost").textContent()).toBe("<$0.01")
+    expect(await page.locator(".kind-usage .usage-cost").getAttribute("title")).toBe("$0.0042")
     await client.deleteSession("pd-1")
   })
 

@@ -6,7 +6,7 @@
 import { memo } from "preact/compat"
 import { useMemo, useState } from "preact/hooks"
 import type { Artifact, PermissionDecision, ReinClient } from "../../src/client/index.js"
-import { ReinError } from "../../src/client/index.js"
+import { formatCost, ReinError } from "../../src/client/index.js"
 import { DiffView, PatchView, permissionDiff, toolCallDiff } from "./Diff.js"
 import { integer, prettyJson } from "./format.js"
 import { renderMarkdown } from "./markdown.js"
@@ -300,7 +300,7 @@ const Usage = ({ a }: { a: Artifact }) => {
   return (
     <p class="usage">
       <span class="card-kind">Usage</span> {integer(a.inputTokens)} input tokens · {integer(a.outputTokens)} output tokens
-      {typeof a.costUsd === "number" && <> · ${a.costUsd.toFixed(4)}</>}
+      {typeof a.costUsd === "number" && <> · <span class="usage-cost" title={`$${a.costUsd.toFixed(4)}`}>{formatCost(a.costUsd)}</span></>}
       {context !== undefined && (
         <span class="context">
           {" "}· context {integer(context.used)} / {integer(context.size)}
