@@ -625,6 +625,15 @@ describe("rein-sandbox flags", () => {
     }
   })
 
+  it("--help says what is confined to --cwd (what rein-sandbox serves) and what is not (the agent's own tools)", async () => {
+    const s = run(["--help"])
+    expect((await withTimeout(s.exited, 20_000, "exit")).code).toBe(0)
+    const help = s.stderr().replace(/\u001b\[[0-9;]*m/g, "").replace(/\s+/g, " ")
+    expect(help).not.toContain("its file and terminal access is confined to it")
+    expect(help).toContain("(ACP fs/*) and the terminals (ACP terminal/*) that rein-sandbox serves the agent are confined to --cwd")
+    expect(help).toContain("The agent's own tools are not")
+  })
+
   it("no agent command, a bad --url, or --project without --create: a non-zero exit that says so", async () => {
     const a = run(["--url", "http://127.0.0.1:1", "--session", "x"])
     expect((await withTimeout(a.exited, 20_000, "exit")).code).toBe(1)

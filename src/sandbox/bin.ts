@@ -37,7 +37,10 @@ const token = Options.text("token").pipe(
   Options.optional
 )
 const cwd = Options.directory("cwd", { exists: "yes" }).pipe(
-  Options.withDescription("the agent's working directory; its file and terminal access is confined to it (default: the current directory)"),
+  Options.withDescription(
+    "the agent's working directory (default: the current directory). What rein-sandbox serves the agent (ACP fs/* and terminal/*) " +
+      "is confined to it; the agent's own tools are not: they can read and write wherever the agent's process can"
+  ),
   Options.optional
 )
 const create = Options.boolean("create").pipe(Options.withDescription("create the session first (an existing one is joined)"))
@@ -58,6 +61,17 @@ const agent = Args.text({ name: "agent command" }).pipe(
   Args.withDescription("after --: the ACP agent to run over stdio, and its arguments"),
   Args.atLeast(1)
 )
+
+/** What is confined to --cwd and what is not, said where people look first. */
+const description = [
+  "Runs an ACP agent (JSON-RPC over stdio) as the sandbox of a Rein session: prompts, aborts, modes and permission",
+  "replies go to the agent; what it does comes back as events.",
+  "",
+  "Confinement: the file reads and writes (ACP fs/*) and the terminals (ACP terminal/*) that rein-sandbox serves the",
+  "agent are confined to --cwd. The agent's own tools are not: an agent that writes files or runs commands itself",
+  "(Claude's Write and Bash tools, Codex) can reach everything its process can. rein-sandbox is not a sandbox in the",
+  "security sense: to confine the agent, run it (and rein-sandbox) in a container or as a user that can reach only --cwd."
+].join("\n")
 
 const command = Command.make("rein-sandbox", { url, session, token, cwd, create, project, grace, startTimeout, agent }, (o) =>
   Effect.gen(function*() {
@@ -91,12 +105,12 @@ const command = Command.make("rein-sandbox", { url, session, token, cwd, create,
     yield* Console.error(`rein-sandbox: ${exit.message}`)
     return exit.code
   })
-)
+).pipe(Command.withDescription(description))
 
 const cli = Command.run(command, { name: "rein-sandbox", version })
 
-// The exit code is the bridge's: 0 when the session was deleted or on SIGINT/SIGTERM, 1 when the agent died
-// or the server refused us (so a supervisor restarts it). Invalid flags were explained by the CLI.
+// The exit code is the bridge's: 0 when the session was deleted or on SIGINT/SIGTERM, 1 when the agent died,
+// the server refused us or the session is not there (so a supervisor restarts it). Invalid flags were explained by the CLI.
 cli(process.argv).pipe(
   Effect.tapErrorCause((cause) => {
     const failure = Cause.failureOption(cause)
