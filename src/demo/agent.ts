@@ -6,14 +6,39 @@
  * permission request before a pretend write (nothing touches the disk), a
  * diff, usage, a summary and `turn_end`. An abort ends the turn at once with
  * `turn_end {stopReason: "cancelled"}`.
+ *
+ * What it says is script.ts, shared with the same agent speaking ACP over stdio (AcpAgent.ts).
  */
-import type { Dirent } from "node:fs"
-import { readdir } from "node:fs/promises"
 import type { SandboxCommand } from "../Domain/Command.js"
 import type { Event, PlanEntry } from "../Domain/Event.js"
 import type { ReinError } from "../client/errors.js"
 import { SandboxConnection } from "../client/SandboxConnection.js"
 import { isFinal } from "../client/stream.js"
+import {
+  chunkPause,
+  chunks,
+  doneText,
+  emptyListing,
+  errorMessage,
+  estimateTokens,
+  findings,
+  type Listing,
+  listDirectory,
+  note,
+  notePath,
+  plan as planSteps,
+  pretendWritten,
+  reasoning,
+  rejectedOutput,
+  rejectedText,
+  short,
+  summary,
+  wantsError,
+  writeOptions,
+  writeTitle
+} from "./script.js"
+
+export { listDirectory } from "./script.js"
 
 export interface DemoAgentOptions {
   readonly baseUrl: string
@@ -44,67 +69,13 @@ type Decision = "allow_once" | "allow_always" | "reject"
 
 class Aborted extends Error {}
 
-/** Splits text into small chunks that keep their whitespace, like a model's tokens. */
-const chunks = (text: string): Array<string> => {
-  const words = text.match(/\s*\S+\s*/g) ?? [text]
-  const out: Array<string> = []
-  for (let i = 0; i < words.length; i += 2) out.push(words.slice(i, i + 2).join(""))
-  return out
-}
-
-const short = (text: string, max = 60) => {
-  const one = text.replace(/\s+/g, " ").trim()
-  return one.length > max ? `${one.slice(0, max - 1)}…` : one
-}
-
-interface Listing {
-  readonly text: string
-  readonly dirs: number
-  readonly files: number
-  readonly names: ReadonlyArray<string>
-}
-
-const MAX_LISTED = 60
-
-/** The real `list_directory` tool. */
-export const listDirectory = async (dir: string): Promise<Listing> => {
-  const entries: Array<Dirent> = await readdir(dir, { withFileTypes: true })
-  const names = entries
-    .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
-    .sort((a, b) => Number(b.endsWith("/")) - Number(a.endsWith("/")) || a.localeCompare(b))
-  const dirs = names.filter((n) => n.endsWith("/")).length
-  const shown = names.slice(0, MAX_LISTED)
-  const more = names.length > MAX_LISTED ? `\n… and ${names.length - MAX_LISTED} more` : ""
-  return { text: (shown.join("\n") || "(empty directory)") + more, dirs, files: names.length - dirs, names }
-}
-
-const plan = (step: number, rejected = false): Array<PlanEntry> => {
-  const entries = ["Read the request", "List the working directory", "Explain what I found", "Write a note (pretend)", "Summarise"]
-  return entries.map((content, i) => ({
-    content: i === 3 && rejected ? "Write a note (pretend): rejected" : content,
-    status: i < step ? "completed" : i === step ? "in_progress" : "pending"
-  }))
-}
-
-const note = (prompt: string, cwd: string, listing: Listing) =>
-  [
-    "# Demo note",
-    "",
-    `Prompt: ${short(prompt, 200)}`,
-    "",
-    `\`${cwd}\` holds ${listing.dirs} folders and ${listing.files} files.`,
-    "",
-    "This file was never written: the demo agent is a simulation.",
-    ""
-  ].join("\n")
+const plan = (step: number, rejected = false): Array<PlanEntry> => planSteps(step, rejected)
 
 const diffOf = (path: string, content: string) => {
   const lines = content.split("\n")
   if (lines[lines.length - 1] === "") lines.pop()
   return [`--- /dev/null`, `+++ b/${path}`, `@@ -0,0 +1,${lines.length} @@`, ...lines.map((l) => `+${l}`)].join("\n")
 }
-
-const estimateTokens = (text: string) => Math.max(1, Math.round(text.length / 4))
 
 export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAgent> => {
   const pace = options.pace ?? 1
@@ -173,7 +144,7 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
       output += text
       for (const delta of chunks(text)) {
         send({ type, delta })
-        await pause(25 + Math.random() * 35)
+        await pause(chunkPause())
       }
     }
     const permission = (requestId: string) =>
@@ -193,11 +164,7 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
 
     try {
       send({ type: "turn_start" })
-      await stream(
-        "reasoning_delta",
-        `The prompt is "${short(prompt)}". I am a scripted demo, not a model, so I follow my script: ` +
-          `list the working directory, describe it, and ask before (pretending to) write a note about it.`
-      )
+      await stream("reasoning_delta", reasoning(prompt))
       send({ type: "plan", entries: plan(1) })
       await pause(300)
       const listId = `ls-${n}`
@@ -208,22 +175,12 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
         listing = await listDirectory(cwd)
         send({ type: "tool_call_end", toolCallId: listId, output: listing.text })
       } catch (e) {
-        listing = { text: "", dirs: 0, files: 0, names: [] }
+        listing = emptyListing
         send({ type: "tool_call_end", toolCallId: listId, output: String(e), isError: true })
       }
       send({ type: "plan", entries: plan(2) })
-      const examples = listing.names.slice(0, 6).map((name) => `\`${name}\``).join(", ")
-      const path = `notes/demo-${n}.md`
-      await stream(
-        "text_delta",
-        `**Heads-up: I am a simulated agent, not a model.** I answer every prompt with the same script, ` +
-          `so you can see everything the dashboard shows.\n\n` +
-          `You asked:\n\n${prompt.split("\n").map((l) => `> ${l}`).join("\n")}\n\n` +
-          `I listed \`${cwd}\`: **${listing.dirs}** folders and **${listing.files}** files` +
-          (examples ? `, among them ${examples}.` : ".") +
-          `\n\nNext I would like to write a short note to \`${path}\`. That is a write, so I ask first ` +
-          `(and even if you allow it, nothing is written: it is pretend).`
-      )
+      const path = notePath(n)
+      await stream("text_delta", findings(prompt, cwd, listing, path))
       send({ type: "plan", entries: plan(3) })
       const writeId = `write-${n}`
       const content = note(prompt, cwd, listing)
@@ -241,42 +198,33 @@ export const startDemoAgent = async (options: DemoAgentOptions): Promise<DemoAge
           type: "permission_request",
           requestId,
           toolCallId: writeId,
-          title: `Write ${path}? (pretend: nothing is written to disk)`,
-          options: [
-            { optionId: "allow", name: "Allow", kind: "allow_once" },
-            { optionId: "always", name: "Always allow", kind: "allow_always" },
-            { optionId: "reject", name: "Reject", kind: "reject_once" }
-          ]
+          title: writeTitle(path),
+          options: [...writeOptions]
         })
         await connection.flush()
         decision = await answer
       }
       if (decision === "reject") {
-        send({ type: "tool_call_end", toolCallId: writeId, output: "Rejected by the user: nothing written.", isError: true })
+        send({ type: "tool_call_end", toolCallId: writeId, output: rejectedOutput, isError: true })
         send({ type: "plan", entries: plan(4, true) })
-        await stream("text_delta", "Understood: I will not write the note. Nothing changed.")
+        await stream("text_delta", rejectedText)
       } else {
         if (decision === "allow_always") alwaysAllow = true
         send({
           type: "tool_call_end",
           toolCallId: writeId,
-          output: `Pretend write of ${path} (${content.split("\n").length - 1} lines). Nothing was written to disk: this agent is a simulation.`
+          output: pretendWritten(path, content)
         })
         send({ type: "file_change", path, action: "create", diff: diffOf(path, content) })
         send({ type: "plan", entries: plan(4) })
-        await stream(
-          "text_delta",
-          `Done: the diff above is the note I *would* have written` +
-            (decision === "allow_always" ? " (and I will not ask again in this session)" : "") +
-            `. Send another prompt, or press **Abort** while I am working to stop a turn.`
-        )
+        await stream("text_delta", doneText(decision === "allow_always"))
       }
-      if (/\berror\b/i.test(prompt)) {
-        send({ type: "error", message: "Simulated error: the prompt asked for one, so here it is.", code: "demo_error" })
+      if (wantsError(prompt)) {
+        send({ type: "error", message: errorMessage, code: "demo_error" })
       }
       send({ type: "plan", entries: plan(5) })
       send({ type: "usage", inputTokens: 1200 + estimateTokens(prompt), outputTokens: estimateTokens(output + input), costUsd: 0 })
-      send({ type: "summary", text: `Demo: ${short(prompt)}` })
+      send({ type: "summary", text: summary(prompt) })
       send({ type: "turn_end", stopReason: "end_turn" })
       await connection.flush()
     } catch (e) {
