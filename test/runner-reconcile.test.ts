@@ -3,10 +3,11 @@
  * time, never a recycled pid), worktrees of deleted sessions removed unless that loses work,
  * sessions that still exist reported without an agent. Real repositories and real processes.
  */
+import { spawn } from "node:child_process"
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { processStartTime } from "../src/runner/Processes.js"
+import { processGroup, processStartTime } from "../src/runner/Processes.js"
 import { reconcile } from "../src/runner/Reconcile.js"
 import { createWorktree, readMarker, recordProcesses } from "../src/runner/Worktrees.js"
 import { alive, cleanup, commitAll, git, makeRepo, spawnIdle, tempDir } from "./runner-helpers.js"
@@ -81,6 +82,25 @@ describe("reconcile", () => {
     expect(report.stopped).toEqual([])
     expect(alive(stranger.pid)).toBe(true)
     expect(report.withoutAgent.map((w) => w.sessionId)).toEqual(["s1"])
+  })
+
+  it("a recorded process that leads no group of its own is stopped alone", async () => {
+    const repo = makeRepo()
+    const root = tempDir()
+    const wt = await createWorktree({ repo, sessionId: "s1", root })
+    // Not detached: in this test process's group, which must survive.
+    const child = spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], { stdio: "ignore" })
+    try {
+      await new Promise((r) => child.once("spawn", r))
+      expect(await processGroup(child.pid!)).not.toBe(child.pid)
+      await recordProcesses(wt.path, [{ pid: child.pid!, startTime: (await processStartTime(child.pid!))! }])
+      const report = await reconcile({ root, sessionExists: async () => true, graceMs: 1000 })
+      expect(report.stopped).toMatchObject([{ sessionId: "s1", pid: child.pid, how: "leader", outcome: "terminated" }])
+      expect(alive(child.pid!)).toBe(false)
+      expect(alive(process.pid)).toBe(true)
+    } finally {
+      child.kill("SIGKILL")
+    }
   })
 
   it("stops what an agent that died left in its process group", async () => {

@@ -109,12 +109,19 @@ describe("createWorktree", () => {
     expect(readFileSync(join(wt.path, "work.txt"), "utf8")).toBe("in progress\n")
   })
 
-  it("two sessions at once in one repository", async () => {
+  it("several sessions at once in one repository, made and removed concurrently", async () => {
     const repo = makeRepo()
     const root = tempDir()
-    const made = await Promise.all(["p1", "p2", "p3"].map((sessionId) => createWorktree({ repo, sessionId, root })))
-    expect(made.map((w) => w.branch)).toEqual(["rein/p1", "rein/p2", "rein/p3"])
-    expect(branches(repo)).toEqual(["main", "rein/p1", "rein/p2", "rein/p3"])
+    const ids = ["p1", "p2", "p3", "p4", "p5", "p6"]
+    const made = await Promise.all(ids.map((sessionId) => createWorktree({ repo, sessionId, root })))
+    expect(made.map((w) => w.branch)).toEqual(ids.map((id) => `rein/${id}`))
+    expect(branches(repo)).toEqual(["main", ...ids.map((id) => `rein/${id}`)])
+    const more = ["q1", "q2", "q3"]
+    await Promise.all([
+      ...made.map((w) => removeWorktree({ path: w.path })),
+      ...more.map((sessionId) => createWorktree({ repo, sessionId, root }))
+    ])
+    expect(branches(repo)).toEqual(["main", ...more.map((id) => `rein/${id}`)])
   })
 
   it("a session id git refuses in a branch name gets a branch it accepts", async () => {

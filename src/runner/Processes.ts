@@ -55,6 +55,9 @@ export const isSameProcess = async (pid: number, startTime: number): Promise<boo
   return stat !== undefined && stat.startTime === startTime && stat.state !== "Z"
 }
 
+/** The process group `pid` is in (field 5 of /proc/<pid>/stat), or undefined when it is gone. */
+export const processGroup = async (pid: number): Promise<number | undefined> => (await readStat(pid))?.pgrp
+
 /**
  * The live (not zombie) processes of process group `pgid`, with their start times, from a scan
  * of /proc. Empty when the group is gone.
@@ -76,51 +79,70 @@ export const groupMembers = async (pgid: number): Promise<Array<ProcessId>> => {
   return members
 }
 
-/** Signals the group `pgid`; a group that is already gone is fine. */
-const signalGroup = (pgid: number, signal: NodeJS.Signals | 0): boolean => {
+/** Signals a process (`target` > 0) or a group (`target` < 0); one that is already gone is fine. */
+const signal = (target: number, sig: NodeJS.Signals | 0): boolean => {
   try {
-    process.kill(-pgid, signal)
+    process.kill(target, sig)
     return true
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ESRCH") return false
-    if ((e as NodeJS.ErrnoException).code === "EPERM") return signal === 0
+    if ((e as NodeJS.ErrnoException).code === "EPERM") return sig === 0
     throw e
   }
 }
 
 /** Whether some process of group `pgid` exists (zombies included: they still hold the group). */
-export const groupExists = (pgid: number): boolean => signalGroup(pgid, 0)
+export const groupExists = (pgid: number): boolean => signal(-pgid, 0)
 
 /** Whether a group has live members; zombies awaiting a reap do not count. */
 const groupAlive = async (pgid: number): Promise<boolean> =>
   groupExists(pgid) && (process.platform !== "linux" || (await groupMembers(pgid)).length > 0)
 
+/** Whether a process is there and not a zombie. */
+const processAlive = async (pid: number): Promise<boolean> =>
+  signal(pid, 0) && (process.platform !== "linux" || ((await readStat(pid))?.state ?? "Z") !== "Z")
+
 export type KillOutcome =
-  /** Nothing of the group was there to signal. */
+  /** Nothing was there to signal. */
   | "gone"
-  /** Every process of the group exited within the grace period after SIGTERM. */
+  /** Everything exited within the grace period after SIGTERM. */
   | "terminated"
   /** Something was left after the grace period and got SIGKILL. */
   | "killed"
 
-/**
- * Stops the process group `pgid` (an agent and everything it started): SIGTERM to the group,
- * then, once `graceMs` passed with some process of it left, SIGKILL to the group. Resolves when
- * the group is gone (or, after SIGKILL, after at most 2 s more).
- */
-export const killGroup = async (pgid: number, graceMs: number): Promise<KillOutcome> => {
-  if (!Number.isSafeInteger(pgid) || pgid <= 1) throw new Error(`killGroup: ${pgid} is not a process group to stop`)
-  if (!signalGroup(pgid, "SIGTERM")) return "gone"
+/** SIGTERM, up to `graceMs` for everything to exit, then SIGKILL to what is left. */
+const stop = async (target: number, alive: () => Promise<boolean>, graceMs: number): Promise<KillOutcome> => {
+  if (!signal(target, "SIGTERM")) return "gone"
   const deadline = Date.now() + graceMs
   while (Date.now() < deadline) {
-    if (!(await groupAlive(pgid))) return "terminated"
-    await sleep(Math.min(25, Math.max(1, deadline - Date.now())))
+    if (!(await alive())) return "terminated"
+    await sleep(Math.min(50, Math.max(1, deadline - Date.now())))
   }
-  if (!(await groupAlive(pgid))) return "terminated"
-  signalGroup(pgid, "SIGKILL")
+  if (!(await alive())) return "terminated"
+  signal(target, "SIGKILL")
   const killDeadline = Date.now() + 2000
-  while ((await groupAlive(pgid)) && Date.now() < killDeadline) await sleep(10)
+  while ((await alive()) && Date.now() < killDeadline) await sleep(10)
   return "killed"
+}
+
+const checkTarget = (what: string, n: number) => {
+  if (!Number.isSafeInteger(n) || n <= 1) throw new Error(`${what}: ${n} is not a process to stop`)
+}
+
+/**
+ * Stops the process group `pgid` (an agent, which leads its group, and everything it started):
+ * SIGTERM to the group, then, once `graceMs` passed with some process of it left, SIGKILL to
+ * the group. Resolves when the group is gone (after SIGKILL, at most 2 s later).
+ */
+export const killGroup = async (pgid: number, graceMs: number): Promise<KillOutcome> => {
+  checkTarget("killGroup", pgid)
+  return await stop(-pgid, () => groupAlive(pgid), graceMs)
+}
+
+/** The same for one process that does not lead a group of its own. */
+export const killProcess = async (pid: number, graceMs: number): Promise<KillOutcome> => {
+  checkTarget("killProcess", pid)
+  return await stop(pid, () => processAlive(pid), graceMs)
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

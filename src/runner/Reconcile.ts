@@ -11,7 +11,17 @@
  *
  * Safe to run again at any time for the sessions a runner is not running (`active`).
  */
-import { groupExists, groupMembers, isSameProcess, type KillOutcome, killGroup, processStartTime, type ProcessId } from "./Processes.js"
+import {
+  groupExists,
+  groupMembers,
+  isSameProcess,
+  type KillOutcome,
+  killGroup,
+  killProcess,
+  processGroup,
+  processStartTime,
+  type ProcessId
+} from "./Processes.js"
 import { type KeptReason, listWorktrees, recordProcesses, removeWorktree, type WorktreeStatus } from "./Worktrees.js"
 
 export interface ReconcileOptions {
@@ -62,7 +72,11 @@ const message = (e: unknown) => e instanceof Error ? e.message : String(e)
 
 /** Stops what is left of a recorded process, if anything; undefined when nothing of it runs. */
 const stopRecorded = async (p: ProcessId, graceMs: number): Promise<Pick<StoppedProcess, "how" | "outcome"> | undefined> => {
-  if (await isSameProcess(p.pid, p.startTime)) return { how: "leader", outcome: await killGroup(p.pid, graceMs) }
+  if (await isSameProcess(p.pid, p.startTime)) {
+    // An agent leads its own group; a process recorded that does not is stopped alone.
+    const leads = (await processGroup(p.pid)) === p.pid
+    return { how: "leader", outcome: leads ? await killGroup(p.pid, graceMs) : await killProcess(p.pid, graceMs) }
+  }
   // The leader is gone. While any process still has it as its group id, the kernel does not
   // give the pid to a new process, so a group with that id and no leader is what it left.
   if ((await processStartTime(p.pid)) !== undefined || !groupExists(p.pid)) return undefined

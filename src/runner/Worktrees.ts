@@ -152,7 +152,11 @@ const writeMarker = async (marker: Worktree): Promise<void> => {
   await rename(tmp, file)
 }
 
-/** Operations on one worktree path run one after the other (within this process). */
+/**
+ * Changes to one repository's worktrees run one after the other (within this process): git's
+ * `worktree add` reads the other worktrees' admin directories and fails on one being made
+ * ("failed to read .git/worktrees/<id>/commondir"). Keyed by the repository's path.
+ */
 const locks = new Map<string, Promise<unknown>>()
 const serially = <A>(key: string, f: () => Promise<A>): Promise<A> => {
   const previous = locks.get(key) ?? Promise.resolve()
@@ -169,8 +173,8 @@ const serially = <A>(key: string, f: () => Promise<A>): Promise<A> => {
  * Records the processes started in the worktree (replacing what was recorded; `[]` clears), so a
  * runner restarted after a crash can stop them (`reconcile`).
  */
-export const recordProcesses = (path: string, processes: ReadonlyArray<ProcessId>): Promise<Worktree> =>
-  serially(resolve(path), async () => {
+export const recordProcesses = async (path: string, processes: ReadonlyArray<ProcessId>): Promise<Worktree> =>
+  serially((await readMarker(resolve(path)))?.repo ?? resolve(path), async () => {
     const marker = await readMarker(resolve(path))
     if (marker === undefined) throw new WorktreeError(`no worktree marker for ${path}`)
     const next: Worktree = { ...marker, processes: processes.map(({ pid, startTime }) => ({ pid, startTime })) }
@@ -229,7 +233,7 @@ export const createWorktree = async (options: CreateWorktreeOptions): Promise<Wo
   const repoName = basename(repo)
   await mkdir(options.root, { recursive: true })
   const path = join(await realpath(options.root), repoName, sessionId)
-  return serially(path, async () => {
+  return serially(repo, async () => {
     const branch = branchName(sessionId)
     const previous = await readMarker(path)
     if (previous !== undefined && previous.repo !== repo) {
@@ -240,13 +244,15 @@ export const createWorktree = async (options: CreateWorktreeOptions): Promise<Wo
     }
     const registered = (await registeredWorktrees(repo)).find((w) => w.path === path)
 
-    // Already made for this session: the same worktree again.
-    if (previous?.state === "ready" && registered !== undefined && registered.branch === previous.branch && (await exists(path))) {
-      return { ...previous, reused: true }
-    }
-    // Made for this session, then its directory was deleted: made again on the session's branch.
-    if (previous?.state === "ready" && !(await exists(path))) {
-      await git(repo, ["worktree", "prune"])
+    if (previous?.state === "ready") {
+      const present = await exists(path)
+      // Already made for this session: the same worktree again.
+      if (present && registered !== undefined) return { ...previous, reused: true }
+      if (present) {
+        throw new WorktreeError(`${path} was the worktree of session ${sessionId} but git no longer knows it; look at it and remove it`)
+      }
+      // Made for this session, then its directory was deleted: made again on the session's branch.
+      if (registered !== undefined) await git(repo, ["worktree", "remove", "--force", "--force", path])
       const own = await refExists(repo, `refs/heads/${previous.branch}`)
       const args = own ? [path, previous.branch] : ["-b", previous.branch, path, previous.baseCommit]
       const added = await run(repo, ["worktree", "add", "--quiet", ...args])
@@ -255,10 +261,7 @@ export const createWorktree = async (options: CreateWorktreeOptions): Promise<Wo
       await writeMarker(again)
       return { ...again, reused: false }
     }
-    // Anything else at this place must be an interrupted attempt of ours to be cleared.
-    if (previous?.state === "ready") {
-      throw new WorktreeError(`${path} was the worktree of session ${sessionId} but is broken (not registered with git); look at it and remove it`)
-    }
+    // Anything else at this place must be an interrupted attempt of ours (marker `creating`) to clear.
     if (previous === undefined && registered !== undefined) {
       throw new WorktreeError(`${path} is already a worktree of ${repo} that Rein did not make`)
     }
@@ -267,7 +270,6 @@ export const createWorktree = async (options: CreateWorktreeOptions): Promise<Wo
     }
     if (registered !== undefined) await git(repo, ["worktree", "remove", "--force", "--force", path])
     await rm(path, { recursive: true, force: true })
-    await git(repo, ["worktree", "prune"])
 
     // The branch: new, or left by an interrupted attempt (no commits of its own), else refused.
     let reset = false
@@ -314,7 +316,6 @@ const discard = async (marker: Worktree): Promise<void> => {
   const registered = (await registeredWorktrees(marker.repo).catch(() => [])).find((w) => w.path === marker.path)
   if (registered !== undefined) await run(marker.repo, ["worktree", "remove", "--force", "--force", marker.path])
   await rm(marker.path, { recursive: true, force: true })
-  await run(marker.repo, ["worktree", "prune"])
   await deleteBranchIfNoWork(marker)
   await dropMarker(marker.path)
 }
@@ -370,9 +371,9 @@ export type RemoveResult =
  * unreachable detached commits is kept and reported, unless `force`. Removing what is already
  * gone succeeds. Stop the processes working in it first.
  */
-export const removeWorktree = (options: { readonly path: string; readonly force?: boolean }): Promise<RemoveResult> => {
+export const removeWorktree = async (options: { readonly path: string; readonly force?: boolean }): Promise<RemoveResult> => {
   const path = resolve(options.path)
-  return serially(path, async (): Promise<RemoveResult> => {
+  return serially((await readMarker(path))?.repo ?? path, async (): Promise<RemoveResult> => {
     const marker = await readMarker(path)
     const present = await exists(path)
     if (marker === undefined) {
@@ -396,7 +397,6 @@ export const removeWorktree = (options: { readonly path: string; readonly force?
       await dropMarker(path)
       return { removed: true, path, branch: marker.branch, branchKept: false }
     }
-    await run(marker.repo, ["worktree", "prune"])
     const branch = await deleteBranchIfNoWork(marker)
     await dropMarker(path)
     return { removed: true, path, branch: marker.branch, branchKept: branch.kept, commits: branch.commits }
