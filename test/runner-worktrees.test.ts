@@ -4,7 +4,7 @@
  * diff for the Changes view, free disk.
  */
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import {
@@ -275,6 +275,25 @@ describe("removeWorktree", () => {
     // force: the user said so.
     expect(await removeWorktree({ path: join(root, "app", "modified"), force: true })).toMatchObject({ removed: true, branchKept: false })
     expect(existsSync(join(root, "app", "modified"))).toBe(false)
+  })
+
+  it("a root reached through a symbolic link: the real path is recorded, and either path removes it", async () => {
+    const repo = makeRepo()
+    const real = tempDir()
+    const link = join(tempDir(), "link")
+    symlinkSync(real, link)
+    const wt = await createWorktree({ repo, sessionId: "s1", root: link })
+    expect(wt.path).toBe(join(realpathSync(real), "app", "s1"))
+    git(wt.path, "mv", "README.md", "READ.md")
+    expect(await removeWorktree({ path: join(link, "app", "s1") })).toMatchObject({
+      removed: false,
+      kept: "uncommitted changes",
+      detail: "1 changed: READ.md"
+    })
+    git(wt.path, "mv", "READ.md", "README.md")
+    expect(await removeWorktree({ path: join(link, "app", "s1") })).toMatchObject({ removed: true, branchKept: false })
+    expect(git(repo, "worktree", "list", "--porcelain")).not.toContain("s1")
+    expect(branches(repo)).toEqual(["main"])
   })
 
   it("a directory without a marker is not touched", async () => {

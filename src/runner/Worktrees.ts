@@ -372,9 +372,11 @@ export type RemoveResult =
  * gone succeeds. Stop the processes working in it first.
  */
 export const removeWorktree = async (options: { readonly path: string; readonly force?: boolean }): Promise<RemoveResult> => {
-  const path = resolve(options.path)
-  return serially((await readMarker(path))?.repo ?? path, async (): Promise<RemoveResult> => {
-    const marker = await readMarker(path)
+  const asked = resolve(options.path)
+  return serially((await readMarker(asked))?.repo ?? asked, async (): Promise<RemoveResult> => {
+    const marker = await readMarker(asked)
+    // The marker's path is the one git registered (the root's real path).
+    const path = marker?.path ?? asked
     const present = await exists(path)
     if (marker === undefined) {
       if (!present) return { removed: true, path, branchKept: false }
@@ -407,7 +409,14 @@ export const removeWorktree = async (options: { readonly path: string; readonly 
 const whyKeep = async (path: string): Promise<{ kept: KeptReason; detail: string } | undefined> => {
   const status = await run(path, ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"])
   if (status.code !== 0) return { kept: "not a worktree", detail: status.stderr.trim() }
-  const changed = status.stdout.split("\0").filter((e) => e !== "")
+  const entries = status.stdout.split("\0")
+  const changed: Array<string> = []
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!
+    if (entry === "") continue
+    changed.push(entry)
+    if (entry[0] === "R" || entry[0] === "C") i++ // a rename or copy is followed by its source path
+  }
   if (changed.length > 0) {
     const shown = changed.slice(0, 10).map((e) => e.slice(3)).join(", ")
     return { kept: "uncommitted changes", detail: `${changed.length} changed: ${shown}${changed.length > 10 ? ", …" : ""}` }
