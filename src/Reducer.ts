@@ -41,6 +41,8 @@ export interface ReducerState {
   readonly pending: number
   /** The session's one `agent` artifact, once an `agent` event created it. */
   readonly agent: number | null
+  /** The session's one `changes` artifact (its worktree's diff), once a `changes` event created it. */
+  readonly changes: number | null
   readonly turnPlan: number | null
   readonly turnUsage: UsageRef | null
 }
@@ -73,6 +75,7 @@ export const initial: ReducerState = {
   permissions: HashMap.empty(),
   pending: 0,
   agent: null,
+  changes: null,
   turnPlan: null,
   turnUsage: null
 }
@@ -155,6 +158,8 @@ const learn = (state: ReducerState, a: Artifact): ReducerState => {
     }
   } else if (a.kind === "agent") {
     return { ...state, agent: a.seq }
+  } else if (a.kind === "changes") {
+    return { ...state, changes: a.seq }
   }
   return state
 }
@@ -429,6 +434,20 @@ export const reduce = (
       case "summary":
         session.summary = input.text
         break
+      case "workspace":
+        session.workspace = { repo: input.repo, path: input.path, branch: input.branch, baseRef: input.baseRef }
+        break
+      case "changes": {
+        const truncated = input.truncated === true
+        if (state.changes === null) {
+          const seq = create("changes", { diff: input.diff, truncated })
+          state = { ...state, changes: seq }
+        } else {
+          set(state.changes, "diff", input.diff)
+          set(state.changes, "truncated", truncated)
+        }
+        break
+      }
       case "turn_start":
         if (currentStatus === "idle") setStatus("live")
         endTurn()

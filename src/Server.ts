@@ -18,6 +18,8 @@ import type { SessionStore } from "./SessionStore.js"
 import * as Pg from "./SessionStore/Pg.js"
 import * as Sqlite from "./SessionStore/Sqlite.js"
 import * as IdleGc from "./IdleGc.js"
+import * as Embedded from "./runner/Embedded.js"
+import * as Runners from "./Runners.js"
 import * as Sessions from "./Sessions.js"
 
 export interface ServerOptions {
@@ -66,6 +68,11 @@ export interface ServerOptions {
    * when it also provides a `Cluster` (as `Pg.layer` does), the instance runs clustered.
    */
   readonly store?: Layer.Layer<SessionStore, StoreError>
+  /**
+   * The embedded runner (issue 20): starts agents for sessions created with an `agent`, on this
+   * machine. Off unless given (`rein-server` turns it on; `--no-runner` off).
+   */
+  readonly runner?: Embedded.EmbeddedRunnerOptions | undefined
 }
 
 export const defaults = {
@@ -88,8 +95,8 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
   return out as ResolvedOptions
 }
 
-/** Store, bus, reducer and sessions: everything but HTTP. */
-export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore, StoreError> => {
+/** Store, bus, reducer, sessions and runners: everything but HTTP. */
+export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore | Runners.Runners, StoreError> => {
   const o = resolve(options)
   const store = o.store ?? (o.pgUrl !== undefined ? Pg.layer({ url: o.pgUrl, leaseTtl: o.leaseTtl }) : Sqlite.layer({ filename: o.dbPath }))
   return Sessions.layer({
@@ -100,12 +107,15 @@ export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sess
   }).pipe(
     Layer.provide(EventBus.layer),
     Layer.provide(Reducer.layer),
+    Layer.merge(Runners.layer),
     Layer.provideMerge(store)
   )
 }
 
 /** The routes served on whatever `HttpServer` is provided. */
-export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never, HttpServer.HttpServer | Sessions.Sessions> => {
+export const layerHttp = (
+  options: ServerOptions = {}
+): Layer.Layer<never, never, HttpServer.HttpServer | Sessions.Sessions | Runners.Runners> => {
   const o = resolve(options)
   return Router.make({
     maxBodyBytes: o.maxBodyBytes,
@@ -129,7 +139,7 @@ export const layerHttp = (options: ServerOptions = {}): Layer.Layer<never, never
 /** The whole server listening on `host:port`; its output keeps `HttpServer` (for the address). */
 export const layer = (
   options: ServerOptions = {}
-): Layer.Layer<HttpServer.HttpServer | Sessions.Sessions | SessionStore, StoreError | ServeError> => {
+): Layer.Layer<HttpServer.HttpServer | Sessions.Sessions | SessionStore | Runners.Runners, StoreError | ServeError | Error> => {
   const o = resolve(options)
   return Layer.unwrapEffect(Effect.sync(() => {
     const node = NodeServer.make()
@@ -137,7 +147,10 @@ export const layer = (
     const drain = Layer.scopedDiscard(Effect.addFinalizer(() => node.drain(o.shutdownGrace)))
     // Built first, released last: the ended streams' final bytes reach their clients.
     const closed = Layer.scopedDiscard(Effect.addFinalizer(() => node.closed(o.shutdownGrace)))
-    return drain.pipe(
+    // The runner stops first (its agents' last events still reach the store), then the drain.
+    const runner = o.runner === undefined ? Layer.empty : Embedded.layer(o.runner)
+    return runner.pipe(
+      Layer.provideMerge(drain),
       Layer.provideMerge(layerHttp(o)),
       Layer.provideMerge(layerApp(o)),
       Layer.provideMerge(Serve.layer(node.server, { port: o.port, host: o.host })),

@@ -7,7 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { type Artifact, applyChange, type CommittedChange } from "./Domain/Artifact.js"
 import { SessionExists, StaleSession, type StoreError } from "./Domain/Errors.js"
-import type { Session, SessionStatus, Usage } from "./Domain/Session.js"
+import type { Session, SessionStatus, Usage, Workspace } from "./Domain/Session.js"
+import type { StoredRunner } from "./Domain/Runner.js"
 import type { Turn } from "./Domain/Turn.js"
 
 /** How many recent `Idempotency-Key`s a session remembers. */
@@ -44,6 +45,7 @@ export interface Commit {
   readonly pendingPermissions?: number
   readonly usage?: Usage
   readonly lastStopReason?: string | null
+  readonly workspace?: Workspace | null
   readonly changes: ReadonlyArray<CommittedChange>
   readonly idempotencyKey?: string | undefined
   /** Clustered: the reducer's turn state after this commit, logged for the other instances. */
@@ -83,6 +85,13 @@ export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<Se
   readonly hasIdempotencyKey: (id: string, key: string) => Effect.Effect<boolean, StoreError>
   /** Answers when the store is usable (for health checks). */
   readonly ping: Effect.Effect<void, StoreError>
+  /** Registered runners (`POST /runners`), oldest first; only their tokens' hashes. */
+  readonly runners: {
+    readonly list: Effect.Effect<ReadonlyArray<StoredRunner>, StoreError>
+    readonly create: (runner: StoredRunner) => Effect.Effect<void, StoreError>
+    /** False when there was no such runner. */
+    readonly remove: (id: string) => Effect.Effect<boolean, StoreError>
+  }
 }>() {}
 
 interface MemoryArtifact {
@@ -103,6 +112,7 @@ interface MemorySession {
 /** A pure in-memory store: nothing survives the process. */
 export const makeMemory = Effect.sync(() => {
   const sessions = new Map<string, MemorySession>()
+  const runners = new Map<string, StoredRunner>()
 
   const resume = (s: MemorySession, from: number | undefined): ReadonlyArray<Artifact> => {
     const anchor = from === undefined ? undefined : s.artifacts[from - 1]
@@ -176,7 +186,12 @@ export const makeMemory = Effect.sync(() => {
         return s === undefined ? { rev: 0, artifacts: [] } : { rev: s.rev, artifacts: resume(s, from) }
       }),
     hasIdempotencyKey: (id, key) => Effect.sync(() => sessions.get(id)?.keys.has(key) ?? false),
-    ping: Effect.void
+    ping: Effect.void,
+    runners: {
+      list: Effect.sync(() => [...runners.values()]),
+      create: (runner) => Effect.sync(() => void runners.set(runner.id, runner)),
+      remove: (id) => Effect.sync(() => runners.delete(id))
+    }
   })
 })
 

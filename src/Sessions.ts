@@ -79,7 +79,7 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
   readonly create: (
     id: string,
     project: string | null,
-    sandboxTokenHash?: string | null
+    options?: Lifecycle.CreateOptions
   ) => Effect.Effect<Session, SessionExists | StoreError>
   /** The hash of the session's sandbox token, if one was issued. */
   readonly sandboxTokenHash: (id: string) => Effect.Effect<string | null, SessionNotFound | StoreError>
@@ -123,6 +123,8 @@ export interface SandboxFeed {
   readonly commands: Queue.Dequeue<SandboxCommand>
   /** True once the session was removed (deleted, expired, or removed on another instance) while connected. */
   readonly removed: () => boolean
+  /** True once a newer sandbox connection (here or on another instance) took the session over. */
+  readonly superseded: () => boolean
 }
 
 export const make = (options: SessionsOptions) =>

@@ -278,16 +278,18 @@ describe("issue 13 set_mode and session_removed", () => {
     expect(commands.events.map((e) => e.event)).toEqual(["snapshot_complete", "session_removed"])
   })
 
-  it("a newer sandbox replacing an older one ends the older stream without session_removed", async () => {
+  it("a newer sandbox replacing an older one ends the older stream with superseded, not session_removed (issue 20)", async () => {
     const server = await boot()
     const older = await withSandbox(server, "n1")
     const newer = await open(`${server.url}/sessions/n1/commands`)
     await older.ended
-    expect(older.events.map((e) => e.event)).toEqual(["snapshot_complete"])
+    expect(older.events.map((e) => e.event)).toEqual(["snapshot_complete", "superseded"])
+    expect(older.events[1]!.data).toEqual({ id: "n1" })
     // The newer one is the one that learns of the deletion.
     expect((await server.request("DELETE", "/sessions/n1")).status).toBe(204)
     await newer.waitFor((e) => e.event === "session_removed")
-    expect(older.events.map((e) => e.event)).toEqual(["snapshot_complete"])
+    expect(newer.events.map((e) => e.event)).toEqual(["snapshot_complete", "session_removed"])
+    expect(older.events.map((e) => e.event)).toEqual(["snapshot_complete", "superseded"])
   })
 
   it("a server shutting down ends the command stream without session_removed", async () => {

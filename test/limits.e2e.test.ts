@@ -297,7 +297,8 @@ const switchableStore = () => {
         commit: (...a) => guard(`commit:${a[0]}`, () => s.commit(...a)),
         artifacts: (...a) => guard(`artifacts:${a[0]}`, () => s.artifacts(...a)),
         hasIdempotencyKey: (...a) => guard(`hasIdempotencyKey:${a[0]}`, () => s.hasIdempotencyKey(...a)),
-        ping: guard("ping", () => s.ping)
+        ping: guard("ping", () => s.ping),
+        runners: s.runners
       }))
   )
   return { state, layer }

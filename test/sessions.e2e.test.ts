@@ -666,7 +666,10 @@ describe("persistence across restart (SQLite file)", () => {
       lastHeartbeat: now - age,
       pendingPermissions: 0,
       usage: noUsage,
-      lastStopReason: null
+      lastStopReason: null,
+    agent: null,
+    runner: null,
+    workspace: null
     })
     await Effect.runPromise(
       Effect.provide(

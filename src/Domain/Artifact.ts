@@ -16,6 +16,7 @@ export type ArtifactKind =
   | "user_message"
   | "agent"
   | "turn_stopped"
+  | "changes"
 
 export interface Artifact {
   readonly seq: number

@@ -43,6 +43,19 @@ export class PermissionConflict extends Data.TaggedError("PermissionConflict")<{
   }
 }
 
+/** The request does not fit the resource's state; `message` says why. */
+export class Conflict extends Data.TaggedError("Conflict")<{ readonly message: string }> {}
+
+/** No runner can start the agent asked for; `message` says what is missing (none online, none offers it, ...). */
+export class NoRunner extends Data.TaggedError("NoRunner")<{ readonly message: string }> {}
+
+/** A runner id that is not registered. */
+export class RunnerNotFound extends Data.TaggedError("RunnerNotFound")<{ readonly id: string }> {
+  override get message() {
+    return `runner ${this.id} not found`
+  }
+}
+
 /** The store could not be read or written (disk full, locked, gone). */
 export class StoreError extends Data.TaggedError("StoreError")<{ readonly cause: unknown }> {
   override get message() {

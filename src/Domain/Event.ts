@@ -133,6 +133,10 @@ export const Agent = ev("agent", {
   /** Sent once the agent has started a session: clears what a fatal `error` left. */
   started: Schema.optional(Schema.Boolean)
 })
+/** Where a hub-started agent works (a runner posts it once the worktree exists): the session's `workspace`. */
+export const WorkspaceEvent = ev("workspace", { repo: NoNul, path: NoNul, branch: NoNul, baseRef: NoNul })
+/** The worktree's diff against its base, committed and uncommitted (a runner posts it at each turn's end). */
+export const Changes = ev("changes", { diff: Str, truncated: Schema.optional(Schema.Boolean) })
 /** A user message the sandbox reports (e.g. replayed history), recorded as a prompt is. */
 export const UserMessage = ev("user_message", { text: Str })
 
@@ -155,7 +159,9 @@ const members = {
   custom: Custom,
   context: Context,
   agent: Agent,
-  user_message: UserMessage
+  user_message: UserMessage,
+  workspace: WorkspaceEvent,
+  changes: Changes
 } as const
 
 export const Event = Schema.Union(...Object.values(members))

@@ -29,6 +29,17 @@ export interface Usage {
 
 export const noUsage: Usage = { inputTokens: 0, outputTokens: 0, costUsd: null }
 
+/**
+ * Where a hub-started agent works: a git worktree of `repo` on `branch`, made from `baseRef`.
+ * `path` is null (and `baseRef` may be) until the runner has made it and said where.
+ */
+export interface Workspace {
+  readonly repo: string
+  readonly path: string | null
+  readonly branch: string
+  readonly baseRef: string | null
+}
+
 export interface Session {
   readonly id: string
   readonly status: SessionStatus
@@ -41,10 +52,27 @@ export interface Session {
   readonly usage: Usage
   /** The `stopReason` of the session's last `turn_end` (null: none yet, or it gave none). */
   readonly lastStopReason: string | null
+  /** The agent profile a runner starts for it (null: its sandbox connects by itself). */
+  readonly agent: string | null
+  /** The runner that starts its agent (null: none). */
+  readonly runner: string | null
+  /** Its worktree, once the runner made it (null: none). */
+  readonly workspace: Workspace | null
 }
 
+/** What the hub starts for a session: the agent profile, on which runner, in which repository. */
+export interface Launch {
+  readonly agent: string
+  readonly runner: string
+  readonly repo: string
+  readonly baseRef: string | null
+}
+
+/** The branch a session's worktree is made on. */
+export const branchOf = (id: string): string => `rein/${id}`
+
 /** A session as it is created: waiting for its sandbox, nothing asked, nothing spent. */
-export const newSession = (id: string, project: string | null, now: number): Session => ({
+export const newSession = (id: string, project: string | null, now: number, launch?: Launch): Session => ({
   id,
   status: "bootstrapping",
   summary: null,
@@ -53,7 +81,10 @@ export const newSession = (id: string, project: string | null, now: number): Ses
   lastHeartbeat: now,
   pendingPermissions: 0,
   usage: noUsage,
-  lastStopReason: null
+  lastStopReason: null,
+  agent: launch?.agent ?? null,
+  runner: launch?.runner ?? null,
+  workspace: launch === undefined ? null : { repo: launch.repo, path: null, branch: branchOf(id), baseRef: launch.baseRef }
 })
 
 /** The fields whose change is broadcast as `session_updated`. */
@@ -63,6 +94,7 @@ export interface SessionFields {
   readonly pendingPermissions?: number
   readonly usage?: Usage
   readonly lastStopReason?: string | null
+  readonly workspace?: Workspace | null
 }
 
 /** The fields of `fields` whose value differs from `session`'s (undefined: none). */
@@ -82,6 +114,9 @@ export const changedFields = (session: Session, fields: SessionFields): SessionF
   if (fields.lastStopReason !== undefined && fields.lastStopReason !== session.lastStopReason) {
     out.lastStopReason = fields.lastStopReason
   }
+  if (fields.workspace !== undefined && JSON.stringify(fields.workspace) !== JSON.stringify(session.workspace)) {
+    out.workspace = fields.workspace
+  }
   return Object.keys(out).length === 0 ? undefined : out
 }
 
@@ -89,10 +124,23 @@ export const changedFields = (session: Session, fields: SessionFields): SessionF
 export const needsAttention = (s: Pick<Session, "pendingPermissions" | "lastStopReason">): boolean =>
   s.pendingPermissions > 0 || s.lastStopReason === "error"
 
-export const CreateSessionBody = Schema.Struct({
-  // Session fields are plain text columns, and PostgreSQL's cannot hold NUL.
-  project: Schema.optional(Schema.NullOr(Schema.String.pipe(
-    Schema.maxLength(256),
+// Session fields are plain text columns, and PostgreSQL's cannot hold NUL.
+const Text = (max: number) =>
+  Schema.String.pipe(
+    Schema.maxLength(max),
     Schema.filter((s) => !s.includes("\u0000") || "must not contain NUL (\\u0000) characters")
-  )))
+  )
+
+export const CreateSessionBody = Schema.Struct({
+  project: Schema.optional(Schema.NullOr(Text(256))),
+  /** An agent profile: a runner starts it for the session. */
+  agent: Schema.optional(Text(128).pipe(Schema.minLength(1))),
+  /** With `agent`: the repository (a path the runner serves) to make the session's worktree of. */
+  repo: Schema.optional(Text(4096).pipe(Schema.minLength(1))),
+  /** With `agent`: the commit, branch or tag the worktree starts from (default the repository's HEAD). */
+  baseRef: Schema.optional(Text(256).pipe(Schema.minLength(1))),
+  /** With `agent`: the first prompt, sent once the agent is ready. */
+  prompt: Schema.optional(Text(100_000).pipe(Schema.minLength(1))),
+  /** With `agent`: the runner (id or name) to use; default any online runner that can. */
+  runner: Schema.optional(Text(128).pipe(Schema.minLength(1)))
 })

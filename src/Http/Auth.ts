@@ -5,8 +5,10 @@
  */
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Effect from "effect/Effect"
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto"
 import { Forbidden, Unauthorized } from "../Domain/Errors.js"
+import type { Session } from "../Domain/Session.js"
+import { Runners } from "../Runners.js"
 import { Sessions } from "../Sessions.js"
 
 export const hashToken = (token: string): string => createHash("sha256").update(token).digest("hex")
@@ -18,6 +20,14 @@ const sameHash = (a: string, b: string) => timingSafeEqual(Buffer.from(a, "hex")
 
 export interface Guard {
   readonly enabled: boolean
+  /**
+   * The sandbox token of a session a runner starts: derived from the server token and the
+   * session (id and creation time), so a restart can send it again though only its hash is kept,
+   * and a session created again under the same id gets another. Null without auth.
+   */
+  readonly sandboxTokenFor: (session: Pick<Session, "id" | "createdAt">) => string | null
+  /** Routes of runner `id`: its runner token (or the client token). */
+  readonly runner: (id: string, options?: { readonly query?: boolean }) => Effect.Effect<void, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest | Runners>
   /** Routes for clients only. */
   readonly client: (options?: { readonly query?: boolean }) => Effect.Effect<void, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest>
   /** Sandbox routes of one session: the client token or that session's sandbox token. */
@@ -48,9 +58,11 @@ const presented = (query: boolean) =>
 
 export const make = (token: string | undefined): Guard => {
   if (token === undefined || token === "") {
-    return { enabled: false, client: () => Effect.void, sandbox: () => Effect.void }
+    return { enabled: false, client: () => Effect.void, sandbox: () => Effect.void, runner: () => Effect.void, sandboxTokenFor: () => null }
   }
   const clientHash = hashToken(token)
+  const sandboxTokenFor = (s: Pick<Session, "id" | "createdAt">) =>
+    `rst_${createHmac("sha256", token).update(`sandbox:${s.id}:${s.createdAt}`).digest("base64url")}`
   const check = <R = never>(query: boolean, sessionHash?: Effect.Effect<string | null, never, R>) =>
     Effect.gen(function*() {
       const given = yield* presented(query)
@@ -65,6 +77,16 @@ export const make = (token: string | undefined): Guard => {
     })
   return {
     enabled: true,
+    sandboxTokenFor,
+    runner: (id, options) =>
+      Effect.gen(function*() {
+        const given = yield* presented(options?.query ?? false)
+        if (given === undefined) return yield* new Unauthorized()
+        if (sameHash(hashToken(given), clientHash)) return
+        const runners = yield* Runners
+        if (yield* runners.authenticate(id, given)) return
+        return yield* new Forbidden()
+      }),
     client: (options) => check(options?.query ?? false),
     sandbox: (id, options) =>
       check(

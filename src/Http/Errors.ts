@@ -6,12 +6,15 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type {
+  Conflict,
   Forbidden,
   InvalidInput,
+  NoRunner,
   NoSandbox,
   Overloaded,
   PayloadTooLarge,
   PermissionConflict,
+  RunnerNotFound,
   SessionExists,
   SessionNotFound,
   StoreError,
@@ -24,6 +27,9 @@ export type AppError =
   | InvalidInput
   | PayloadTooLarge
   | NoSandbox
+  | Conflict
+  | NoRunner
+  | RunnerNotFound
   | PermissionConflict
   | StoreError
   | Unauthorized
@@ -41,6 +47,9 @@ const statusOf = {
   InvalidInput: [400, "bad_request"],
   PayloadTooLarge: [413, "payload_too_large"],
   NoSandbox: [409, "no_sandbox"],
+  NoRunner: [409, "no_runner"],
+  Conflict: [409, "conflict"],
+  RunnerNotFound: [404, "not_found"],
   PermissionConflict: [409, "conflict"],
   StoreError: [503, "store_unavailable"],
   Unauthorized: [401, "unauthorized"],

@@ -11,9 +11,11 @@ import * as Iterable from "effect/Iterable"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { decodeCommand } from "../Domain/Command.js"
-import { InvalidInput, Overloaded } from "../Domain/Errors.js"
+import { Conflict, InvalidInput, Overloaded, SessionNotFound } from "../Domain/Errors.js"
+import { CreateRunnerBody, type Job, RunnerOffer } from "../Domain/Runner.js"
 import { decodeEvents, formatParseError } from "../Domain/Event.js"
-import { CreateSessionBody, SessionId } from "../Domain/Session.js"
+import { CreateSessionBody, type Session, SessionId } from "../Domain/Session.js"
+import { Runners } from "../Runners.js"
 import { type Feed, type SessionFilter, Sessions } from "../Sessions.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
@@ -76,6 +78,26 @@ const idempotencyKey = Effect.flatMap(HttpServerRequest.HttpServerRequest, (req)
 
 const accepted = HttpServerResponse.empty({ status: 202 })
 
+const decodeCreateRunner = Schema.decodeUnknownEither(CreateRunnerBody)
+const decodeOffer = Schema.decodeUnknownEither(RunnerOffer)
+
+/** The runner that starts `session`'s agent; a session whose sandbox connects by itself has none. */
+const runnerOf = (session: Session) =>
+  session.runner === null || session.agent === null
+    ? Effect.fail(new Conflict({ message: `session ${session.id} has no agent a runner starts: its sandbox connects by itself` }))
+    : Effect.succeed(session.runner)
+
+const startJob = (session: Session, sandboxToken: string | null, prompt: string | null, restart: boolean): Job => ({
+  type: "start",
+  sessionId: session.id,
+  agent: session.agent!,
+  repo: session.workspace!.repo,
+  baseRef: session.workspace!.baseRef,
+  prompt,
+  sandboxToken,
+  restart
+})
+
 export const make = (options: RouterOptions) =>
   Effect.gen(function*() {
     const body = Body.json(options.maxBodyBytes)
@@ -102,6 +124,102 @@ export const make = (options: RouterOptions) =>
         c.write(Sse.complete)
         return Effect.as(opened.attach(c.sink(notice)), c.response())
       })
+
+    /** Starting agents from the hub (issue 20): runners, their job streams, a session's stop and start. */
+    const hub = HttpRouter.empty.pipe(
+      HttpRouter.post(
+        "/sessions/:id/stop",
+        Effect.gen(function*() {
+          yield* guard.client()
+          const session = yield* (yield* Sessions).get(yield* sessionId)
+          yield* (yield* Runners).dispatch(yield* runnerOf(session), { type: "stop", sessionId: session.id })
+          return accepted
+        })
+      ),
+      HttpRouter.post(
+        "/sessions/:id/start",
+        Effect.gen(function*() {
+          yield* guard.client()
+          const session = yield* (yield* Sessions).get(yield* sessionId)
+          const runner = yield* runnerOf(session)
+          if (session.status === "live" || session.status === "idle") {
+            return yield* new Conflict({ message: `session ${session.id}'s agent is running: stop it first` })
+          }
+          yield* (yield* Runners).dispatch(runner, startJob(session, guard.sandboxTokenFor(session), null, true))
+          return accepted
+        })
+      ),
+      HttpRouter.post(
+        "/runners",
+        Effect.gen(function*() {
+          yield* guard.client()
+          const { name } = yield* Either.mapLeft(
+            decodeCreateRunner((yield* body) ?? {}, { onExcessProperty: "ignore" }),
+            (e) => new InvalidInput({ message: formatParseError(e) })
+          )
+          return HttpServerResponse.unsafeJson(yield* (yield* Runners).register(name), { status: 201 })
+        })
+      ),
+      HttpRouter.get(
+        "/runners",
+        Effect.gen(function*() {
+          yield* guard.client()
+          return HttpServerResponse.unsafeJson(yield* (yield* Runners).list)
+        })
+      ),
+      HttpRouter.del(
+        "/runners/:id",
+        Effect.gen(function*() {
+          yield* guard.client()
+          yield* (yield* Runners).revoke(yield* rawId)
+          return HttpServerResponse.empty({ status: 204 })
+        })
+      ),
+      HttpRouter.put(
+        "/runners/:id/offer",
+        Effect.gen(function*() {
+          const id = yield* rawId
+          yield* guard.runner(id)
+          const offer = yield* Either.mapLeft(
+            decodeOffer((yield* body) ?? null, { onExcessProperty: "ignore" }),
+            (e) => new InvalidInput({ message: formatParseError(e) })
+          )
+          yield* (yield* Runners).setOffer(id, offer)
+          return HttpServerResponse.empty({ status: 204 })
+        })
+      ),
+      // A runner reconciling after a restart: is this session still one of its own?
+      HttpRouter.get(
+        "/runners/:id/sessions/:session",
+        Effect.gen(function*() {
+          const id = yield* rawId
+          yield* guard.runner(id)
+          const params = yield* HttpRouter.params
+          const session = yield* (yield* Sessions).get(params.session ?? "")
+          if (session.runner !== id) return yield* new SessionNotFound({ id: session.id })
+          return HttpServerResponse.unsafeJson({ id: session.id })
+        })
+      ),
+      HttpRouter.get(
+        "/runners/:id/jobs",
+        Effect.gen(function*() {
+          const id = yield* rawId
+          yield* guard.runner(id)
+          const feed = yield* (yield* Runners).connect(id)
+          const c = yield* channel
+          c.write(Sse.complete)
+          yield* Stream.fromQueue(feed.jobs).pipe(
+            Stream.runForEach((job) => Effect.sync(() => void c.offer(Sse.job(job)))),
+            Effect.ensuring(Effect.sync(() => {
+              if (feed.revoked()) c.write(Sse.runnerRevoked(id))
+              c.end("ended")
+            })),
+            Effect.forkScoped
+          )
+          return c.response()
+        })
+      )
+    )
 
     return HttpRouter.empty.pipe(
       HttpRouter.get(
@@ -144,17 +262,33 @@ export const make = (options: RouterOptions) =>
           const sessions = yield* Sessions
           const id = yield* sessionId
           const input = (yield* body) ?? {}
-          const { project } = yield* Either.mapLeft(
+          const create = yield* Either.mapLeft(
             decodeCreate(input, { onExcessProperty: "ignore" }),
             (e) => new InvalidInput({ message: formatParseError(e) })
           )
-          if (!guard.enabled) {
-            return HttpServerResponse.unsafeJson(yield* sessions.create(id, project ?? null), { status: 201 })
+          const project = create.project ?? null
+          if (create.agent === undefined) {
+            const stray = (["repo", "baseRef", "prompt", "runner"] as const).find((k) => create[k] !== undefined)
+            if (stray !== undefined) return yield* new InvalidInput({ message: `${stray}: needs agent` })
+            if (!guard.enabled) return HttpServerResponse.unsafeJson(yield* sessions.create(id, project), { status: 201 })
+            // With auth on, the sandbox token is shown once, here, and only its hash is kept.
+            const sandboxToken = Auth.newSandboxToken()
+            const session = yield* sessions.create(id, project, { sandboxTokenHash: Auth.hashToken(sandboxToken) })
+            return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
           }
-          // With auth on, the sandbox token is shown once, here, and only its hash is kept.
-          const sandboxToken = Auth.newSandboxToken()
-          const session = yield* sessions.create(id, project ?? null, Auth.hashToken(sandboxToken))
-          return HttpServerResponse.unsafeJson({ ...session, sandboxToken }, { status: 201 })
+          // A runner starts the agent: chosen first, so that nothing is created when none can.
+          const runners = yield* Runners
+          const { repo, runner } = yield* runners.pick({ agent: create.agent, repo: create.repo, runner: create.runner })
+          const session = yield* sessions.create(id, project, {
+            sandboxTokenHash: guard.enabled ? (s) => Auth.hashToken(guard.sandboxTokenFor(s)!) : null,
+            launch: { agent: create.agent, runner: runner.id, repo, baseRef: create.baseRef ?? null }
+          })
+          yield* runners.dispatch(runner.id, startJob(session, guard.sandboxTokenFor(session), create.prompt ?? null, false)).pipe(
+            // Gone in the instant between pick and dispatch: nothing may stay half-made.
+            Effect.tapError(() => Effect.ignore(sessions.remove(id)))
+          )
+          const sandboxToken = guard.sandboxTokenFor(session)
+          return HttpServerResponse.unsafeJson(sandboxToken === null ? session : { ...session, sandboxToken }, { status: 201 })
         })
       ),
       HttpRouter.del(
@@ -162,7 +296,11 @@ export const make = (options: RouterOptions) =>
         Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
-          yield* sessions.remove(yield* sessionId)
+          const id = yield* sessionId
+          const session = yield* sessions.get(id)
+          yield* sessions.remove(id)
+          // Its runner stops the agent and removes the worktree; an offline one does at its next start.
+          if (session.runner !== null) yield* Effect.ignore((yield* Runners).dispatch(session.runner, { type: "remove", sessionId: id }))
           return HttpServerResponse.empty({ status: 204 })
         })
       ),
@@ -199,6 +337,8 @@ export const make = (options: RouterOptions) =>
               // The session is gone (not replaced by a newer sandbox, not a shutdown): the sandbox
               // learns it here rather than from a reconnect refused.
               if (feed.removed()) c.write(Sse.sessionRemoved(id))
+              // A newer sandbox holds it now: this one must not reconnect and take it back.
+              else if (feed.superseded()) c.write(Sse.superseded(id))
               c.end("ended")
             })),
             Effect.forkScoped
@@ -237,6 +377,7 @@ export const make = (options: RouterOptions) =>
           return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId), Sse.artifactSnapshot, Sse.artifactNotice, c)
         })
       ),
+      HttpRouter.concat(hub),
       // The dashboard (static files, no auth: they hold no data).
       HttpRouter.concat(Static.router),
       Effect.catchTag("RouteNotFound", (e) =>

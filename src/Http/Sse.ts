@@ -12,6 +12,7 @@ import * as Scope from "effect/Scope"
 import type { ServerResponse } from "node:http"
 import { type Artifact, updatedPayload } from "../Domain/Artifact.js"
 import type { SandboxCommand } from "../Domain/Command.js"
+import type { Job } from "../Domain/Runner.js"
 import type { Session } from "../Domain/Session.js"
 import type { ArtifactNotice, EndReason, SessionNotice, Sink } from "../EventBus.js"
 import { type Direct, writeTo } from "./Serve.js"
@@ -57,6 +58,15 @@ export const command = (c: SandboxCommand) => frame("command", c)
 
 /** The command stream's last frame when its session was deleted or expired. */
 export const sessionRemoved = (id: string) => frame("session_removed", { id })
+
+/** The command stream's last frame when a newer sandbox took the session over: do not reconnect. */
+export const superseded = (id: string) => frame("superseded", { id })
+
+/** A job for a runner, on its job stream. */
+export const job = (j: Job) => frame("job", j)
+
+/** The job stream's last frame when its runner was revoked: its token no longer works. */
+export const runnerRevoked = (id: string) => frame("runner_revoked", { id })
 
 export interface Limits {
   /** Live events a subscriber may have unread before it is cut off. */

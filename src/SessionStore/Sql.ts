@@ -18,7 +18,7 @@ import * as Option from "effect/Option"
 import { type Announcement, encodeAnnouncement, type LogBody } from "../Cluster/Protocol.js"
 import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Artifact } from "../Domain/Artifact.js"
-import type { Session, SessionStatus } from "../Domain/Session.js"
+import type { Session, SessionStatus, Workspace } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
 import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
 import { transaction } from "../SqlTransaction.js"
@@ -154,8 +154,27 @@ const attentionColumns = (types: { readonly big: string; readonly real: string }
     }
   })
 
+/**
+ * Sessions a runner starts an agent for (issue 20): the agent profile, the runner, the worktree
+ * (JSON); and the runners registered with `POST /runners` (only their token's hash is kept).
+ */
+const launchColumns = (types: { readonly big: string }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN agent TEXT`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN runner TEXT`)
+    yield* sql.unsafe(`ALTER TABLE sessions ADD COLUMN workspace TEXT`)
+    yield* sql.unsafe(`CREATE TABLE runners (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      token_hash TEXT NOT NULL,
+      created_at ${types.big} NOT NULL
+    )`)
+  })
+
 const sqliteMigrations = migrationsWith({ big: "INTEGER", order: "" }, {
-  "0003_attention": attentionColumns({ big: "INTEGER", real: "REAL" })
+  "0003_attention": attentionColumns({ big: "INTEGER", real: "REAL" }),
+  "0004_launch": launchColumns({ big: "INTEGER" })
 })
 /**
  * PostgreSQL also coordinates server instances (see `Cluster.ts`): a short-lived log of committed
@@ -195,7 +214,8 @@ const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGI
     // that rebuilds the reducer from artifacts.
     yield* sql`ALTER TABLE sessions ADD COLUMN turn TEXT`
   }),
-  "0004_attention": attentionColumns({ big: "BIGINT", real: "DOUBLE PRECISION" })
+  "0004_attention": attentionColumns({ big: "BIGINT", real: "DOUBLE PRECISION" }),
+  "0005_launch": launchColumns({ big: "BIGINT" })
 })
 
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
@@ -315,6 +335,9 @@ interface SessionRow {
   readonly output_tokens: number
   readonly cost_usd: number | null
   readonly last_stop_reason: string | null
+  readonly agent: string | null
+  readonly runner: string | null
+  readonly workspace: string | null
 }
 
 // Times and revs go through Number(): PostgreSQL's driver returns BIGINT as a string.
@@ -331,7 +354,10 @@ const toSession = (r: SessionRow): Session => ({
     outputTokens: Number(r.output_tokens),
     costUsd: r.cost_usd === null ? null : Number(r.cost_usd)
   },
-  lastStopReason: r.last_stop_reason
+  lastStopReason: r.last_stop_reason,
+  agent: r.agent ?? null,
+  runner: r.runner ?? null,
+  workspace: r.workspace == null ? null : JSON.parse(r.workspace) as Workspace
 })
 
 const toStored = (r: SessionRow): StoredSession => ({
@@ -593,8 +619,10 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       ),
     create: (s, sandboxTokenHash = null) =>
       Effect.gen(function*() {
-        const rows = yield* sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev, sandbox_token_hash)
-          VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash})
+        const rows = yield* sql`INSERT INTO sessions (id, status, summary, project, created_at, last_heartbeat, rev, sandbox_token_hash,
+            agent, runner, workspace)
+          VALUES (${s.id}, ${s.status}, ${s.summary}, ${s.project}, ${s.createdAt}, ${s.lastHeartbeat}, 0, ${sandboxTokenHash},
+            ${s.agent}, ${s.runner}, ${s.workspace === null ? null : JSON.stringify(s.workspace)})
           ON CONFLICT (id) DO NOTHING RETURNING id`
         if (rows.length === 0) return yield* new SessionExists({ id: s.id })
         if (channel !== undefined) yield* announce({ type: "session", id: s.id, rev: 0 })
@@ -650,6 +678,9 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
         params.push(commit.usage.inputTokens, commit.usage.outputTokens, commit.usage.costUsd)
       }
       if (commit.lastStopReason !== undefined) set.push("last_stop_reason = ?"), params.push(commit.lastStopReason)
+      if (commit.workspace !== undefined) {
+        set.push("workspace = ?"), params.push(commit.workspace === null ? null : JSON.stringify(commit.workspace))
+      }
       params.push(id)
       const from = commit.expectedRev
       // The compare-and-set: this session (not an earlier one under the same id), at this rev.
@@ -662,7 +693,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           ...(commit.summary !== undefined && { summary: commit.summary }),
           ...(commit.pendingPermissions !== undefined && { pendingPermissions: commit.pendingPermissions }),
           ...(commit.usage !== undefined && { usage: commit.usage }),
-          ...(commit.lastStopReason !== undefined && { lastStopReason: commit.lastStopReason })
+          ...(commit.lastStopReason !== undefined && { lastStopReason: commit.lastStopReason }),
+          ...(commit.workspace !== undefined && { workspace: commit.workspace })
         },
         lastHeartbeat: commit.lastHeartbeat,
         changes: commit.changes,
@@ -815,6 +847,19 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
       ).pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
     },
     // The health check's: on SQLite synchronous, so a probe costs no turn of the client's lock.
-    ping: syncOr((exec) => exec("SELECT 1", []), sql`SELECT 1`).pipe(Effect.asVoid, StoreError.refail)
+    ping: syncOr((exec) => exec("SELECT 1", []), sql`SELECT 1`).pipe(Effect.asVoid, StoreError.refail),
+    runners: {
+      list: sql<{ id: string; name: string; token_hash: string; created_at: number }>`SELECT * FROM runners ORDER BY created_at`.pipe(
+        Effect.map((rows) => rows.map((r) => ({ id: r.id, name: r.name, tokenHash: r.token_hash, createdAt: Number(r.created_at) }))),
+        StoreError.refail
+      ),
+      create: (r) =>
+        sql`INSERT INTO runners (id, name, token_hash, created_at) VALUES (${r.id}, ${r.name}, ${r.tokenHash}, ${r.createdAt})`.pipe(
+          Effect.asVoid,
+          StoreError.refail
+        ),
+      remove: (id) =>
+        sql`DELETE FROM runners WHERE id = ${id} RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), StoreError.refail)
+    }
   })
 })

@@ -90,7 +90,7 @@ export const join = (cluster: typeof Cluster.Service, { background, bus, registr
       return Effect.flatMap(cluster.holder(id), (lease) =>
         lease?.instance === cluster.instance && lease.connection === sandbox.connection
           ? Effect.void
-          : sandboxes.dropSandbox(id, sandbox))
+          : sandboxes.dropSandbox(id, sandbox, true))
     }).pipe(log(`could not check the sandbox of ${id}`))
 
   /** Marks a session disconnected whose sandbox no instance holds any more. */

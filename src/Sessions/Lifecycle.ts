@@ -6,13 +6,20 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { SessionExists } from "../Domain/Errors.js"
-import { newSession } from "../Domain/Session.js"
+import { type Launch, newSession, type Session } from "../Domain/Session.js"
 import type { Reducer } from "../Reducer.js"
 import type { SessionStore } from "../SessionStore.js"
 import type { Deadlines } from "./Deadlines.js"
 import type { Peers } from "./Peers.js"
 import { type Entry, newEntry, type Registry } from "./Registry.js"
 import { type Sandboxes, storeRetry } from "./Sandboxes.js"
+
+export interface CreateOptions {
+  /** The hash of the sandbox token auth issues, or how to make it from the new record. */
+  readonly sandboxTokenHash?: string | null | ((session: Session) => string) | undefined
+  /** What a runner starts for it (issue 20). */
+  readonly launch?: Launch | undefined
+}
 
 export interface Deps {
   readonly store: typeof SessionStore.Service
@@ -31,11 +38,13 @@ export const make = ({ bootstrapTimeout, peers, reducer, registry, sandboxes, st
   /** The session is removed at `at` (epoch ms) unless its sandbox connects first. */
   const startTimer = (id: string, at: number) => timers.set(id, at)
 
-  const create = (id: string, project: string | null, sandboxTokenHash: string | null = null) =>
+  const create = (id: string, project: string | null, options: CreateOptions = {}) =>
     Effect.gen(function*() {
       if (entries.has(id)) return yield* new SessionExists({ id })
       const now = yield* Clock.currentTimeMillis
-      const session = newSession(id, project, now)
+      const session = newSession(id, project, now, options.launch)
+      const hashOf = options.sandboxTokenHash
+      const sandboxTokenHash = typeof hashOf === "function" ? hashOf(session) : hashOf ?? null
       // Once stored, the session must reach memory, watchers and its timer whatever happens.
       return yield* Effect.uninterruptible(Effect.gen(function*() {
         yield* store.create(session, sandboxTokenHash)

@@ -24,6 +24,8 @@ export interface Sandbox {
   readonly queue: Queue.Queue<SandboxCommand>
   /** Set before the queue is shut down because the session is gone (not replaced, not shut down). */
   removed: boolean
+  /** Set before the queue is shut down because a newer sandbox took the session over. */
+  superseded?: boolean
   /** Numbers lease claims in the order they were stored (clustered). */
   claimed: number
 }

@@ -134,11 +134,12 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
       Effect.flatMap(peers.release(entry.session.id, connection), (left) =>
         left ? withEntryLock(entry, disconnectIfUnheld) : Effect.void)
 
-    /** Ends a local sandbox stream whose lease is gone; its close then changes nothing. */
-    const dropSandbox = (id: string, sandbox: Sandbox) =>
+    /** Ends a local sandbox stream whose lease is gone (`superseded`: to a newer sandbox); its close then changes nothing. */
+    const dropSandbox = (id: string, sandbox: Sandbox, superseded = false) =>
       Effect.suspend(() => {
         const entry = entries.get(id)
         if (entry?.sandbox === sandbox) entry.sandbox = undefined
+        if (superseded) sandbox.superseded = true
         return Queue.shutdown(sandbox.queue)
       })
 
@@ -174,8 +175,12 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
               claiming.add(connection)
               yield* peers.claim(id, connection)
               yield* setStatus(entry, "live", { always: true })
-              // A second sandbox stream closes the first; the first's close then changes nothing.
-              if (entry.sandbox !== undefined) yield* Queue.shutdown(entry.sandbox.queue)
+              // A second sandbox stream closes the first (told it was superseded, so it does not
+              // come back and take turns); the first's close then changes nothing.
+              if (entry.sandbox !== undefined) {
+                entry.sandbox.superseded = true
+                yield* Queue.shutdown(entry.sandbox.queue)
+              }
               entry.sandbox = sandbox
               sandbox.claimed = ++claims
               yield* timers.remove(id)
@@ -199,7 +204,7 @@ export const make = ({ background, ingest, peers, registry, store, subscriberBuf
               )
             )
         )
-        return { commands: queue, removed: () => sandbox.removed } satisfies SandboxFeed
+        return { commands: queue, removed: () => sandbox.removed, superseded: () => sandbox.superseded === true } satisfies SandboxFeed
       })
 
     /**

@@ -56,6 +56,14 @@ export interface BridgeOptions {
   /** Progress and problems, for people (stderr in the bin). */
   readonly log?: (line: string) => void
   readonly fetch?: typeof fetch
+  /** A first prompt, run once the agent has started a session (a runner's job). */
+  readonly initialPrompt?: string | undefined
+  /** The session had an agent before (started again): the transcript says a new conversation begins. */
+  readonly restarted?: boolean | undefined
+  /** The agent's process was spawned (a runner records it, to stop it after its own crash). */
+  readonly onSpawned?: ((pid: number) => void) | undefined
+  /** After each turn: events to post (a runner's worktree diff). */
+  readonly onTurnEnd?: (() => Promise<ReadonlyArray<Event>>) | undefined
 }
 
 /** How a bridge ended: the process's exit code and why. */
@@ -171,6 +179,7 @@ export class Bridge {
 
     try {
       this.agent = await spawnAgent(o.command, o.args, { cwd: this.fs.cwd, env: this.agentEnv })
+      o.onSpawned?.(this.agent.pid)
     } catch (e) {
       const message = (e as Error).message
       this.send({ type: "error", message, fatal: true })
@@ -280,6 +289,18 @@ export class Bridge {
         : {})
     })
     this.log(`ACP session ${session.sessionId} in ${this.fs.cwd}`)
+    if (o.restarted === true) {
+      this.send({
+        type: "custom",
+        name: "rein.new_conversation",
+        data: { text: "The agent was started again: it begins a new conversation and does not remember the earlier one." }
+      })
+    }
+    if (o.initialPrompt !== undefined) {
+      // Recorded as a prompt sent from a client is, then run as the first turn.
+      this.send({ type: "user_message", text: o.initialPrompt })
+      this.queue.push(o.initialPrompt)
+    }
   }
 
   // --- Rein -> agent -------------------------------------------------------
@@ -386,6 +407,10 @@ export class Bridge {
     this.cancelPermissions()
     this.turn = undefined
     this.send({ type: "turn_end", stopReason })
+    if (this.options.onTurnEnd !== undefined) {
+      const after = await this.options.onTurnEnd().catch(() => [])
+      if (after.length > 0 && this.ending === undefined) this.send(after)
+    }
   }
 
   // --- agent -> Rein -------------------------------------------------------
