@@ -24,6 +24,8 @@ export interface EmbeddedRunnerOptions {
   readonly minFreeDisk?: number | undefined
   /** The program that runs the `demo` agent (tests point it at their own build). */
   readonly demoAgent?: { readonly command: string; readonly args: ReadonlyArray<string> } | undefined
+  /** The environment agents' allow-listed variables come from. Default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
   readonly log?: ((line: string) => void) | undefined
 }
 
@@ -50,6 +52,7 @@ export const layer = (options: EmbeddedRunnerOptions): Layer.Layer<never, Error,
       maxSessions: options.maxSessions,
       minFreeDisk: options.minFreeDisk,
       demoAgent: options.demoAgent,
+      env: options.env,
       log: options.log ?? ((line) => process.stderr.write(`rein-server: runner: ${line}\n`))
     })
     yield* Effect.acquireRelease(Effect.promise(() => runner.start()), () => Effect.promise(() => runner.close()))

@@ -1,0 +1,253 @@
+/**
+ * Starting agents from the hub (issue 20), end to end: a real server with its embedded runner,
+ * the scripted ACP agent as a profile (a real process over stdio), a real git repository in a
+ * temp dir, driven over HTTP as the dashboard and `rein` do. The worktree and branch exist, the
+ * agent's write lands in the worktree only, the Changes artifact shows it; stop and start; a
+ * killed agent is an error that needs someone and can be started again; delete stops the process,
+ * removes the worktree and keeps a branch with commits; no runner is `409 no_runner` with nothing
+ * created; the agent's environment holds none of the server's secrets.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { processStartTime } from "../src/runner/Processes.js"
+import { readMarker } from "../src/runner/Worktrees.js"
+import { start, type TestServer } from "./helpers.js"
+import { alive, cleanup, commitAll, git, makeRepo, tempDir } from "./runner-helpers.js"
+import { buildAgent } from "./sandboxBuild.js"
+
+const TOKEN = "server-secret-token"
+let agentJs: string
+beforeAll(() => {
+  agentJs = buildAgent("acp-agent")
+}, 60_000)
+
+const servers: Array<TestServer> = []
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close()
+})
+afterAll(() => cleanup())
+
+const auth = { authorization: `Bearer ${TOKEN}` }
+
+/** A server with its embedded runner serving `repo`, offering `scripted` (the test agent). */
+const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) => {
+  const dir = tempDir()
+  const agentsFile = join(dir, "agents.json")
+  writeFileSync(agentsFile, JSON.stringify({ agents: { scripted: { name: "Scripted", command: process.execPath, args: [agentJs] } } }))
+  const worktrees = join(dir, "worktrees")
+  const server = await start({
+    token: TOKEN,
+    bootstrapTimeout: 600_000,
+    runner: {
+      repos: [repo],
+      agentsFile,
+      worktrees,
+      minFreeDisk: 0,
+      ...extra,
+      // What a user's shell might hold: an API key the profile does not pass, and Rein's own secrets.
+      env: { ...process.env, REIN_TOKEN: TOKEN, DATABASE_URL: "postgres://secret", OPENAI_API_KEY: "sk-not-for-scripted" },
+      log: process.env.REIN_TEST_LOG ? (line) => console.error(line) : () => {}
+    }
+  })
+  servers.push(server)
+  const call = (method: string, path: string, body?: unknown) => server.request(method, path, body, auth)
+  await until(() => call("GET", "/runners"), (r) =>
+    expect(r.body[0]).toMatchObject({ id: "local", online: true, agents: expect.arrayContaining([{ id: "scripted", name: "Scripted" }]) }))
+  return { server, call, worktrees }
+}
+
+/** Polls until `check` passes on what `read` gives; the last failure is the error. */
+const until = async <T>(read: () => Promise<T>, check: (value: T) => void, timeoutMs = 20_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await read()
+    try {
+      check(value)
+      return value
+    } catch (e) {
+      if (Date.now() > deadline) throw e
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+}
+
+const artifacts = (call: Awaited<ReturnType<typeof hub>>["call"], id: string) =>
+  call("GET", `/sessions/${id}/artifacts`).then((r) => r.body as Array<any>)
+
+describe("runners: agents started by the hub", () => {
+  it("a session with an agent gets a worktree on rein/<id>, its first prompt, and its write lands there only", async () => {
+    const repo = makeRepo()
+    const { call, worktrees } = await hub(repo)
+    const created = await call("POST", "/sessions/fix-1", { agent: "scripted", prompt: "write notes.txt hello from the agent" })
+    expect(created.status).toBe(201)
+    expect(created.body).toMatchObject({ id: "fix-1", agent: "scripted", runner: "local", workspace: { repo, branch: "rein/fix-1" } })
+    expect(created.body.sandboxToken).toMatch(/^rst_/)
+
+    const session = await until(() => call("GET", "/sessions/fix-1"), (r) =>
+      expect(r.body).toMatchObject({ status: "idle", workspace: { path: expect.any(String) } }))
+    const path = session.body.workspace.path as string
+    expect(path).toBe(join(worktrees, "app", "fix-1"))
+    expect(git(path, "rev-parse", "--abbrev-ref", "HEAD")).toBe("rein/fix-1")
+    expect(readFileSync(join(path, "notes.txt"), "utf8")).toBe("hello from the agent\n")
+    expect(existsSync(join(repo, "notes.txt"))).toBe(false)
+    // The first prompt is in the transcript, answered; it names the session.
+    const all = await artifacts(call, "fix-1")
+    expect(all.find((a) => a.kind === "user_message")?.text).toBe("write notes.txt hello from the agent")
+    expect(all.find((a) => a.kind === "text")?.text).toBe("wrote notes.txt")
+    expect(session.body.summary).toBe("write notes.txt hello from the agent")
+    // The Changes view: the worktree against its base, after the turn.
+    const changes = await until(() => artifacts(call, "fix-1"), (a) => expect(a.find((x) => x.kind === "changes")).toBeDefined())
+    const diff = changes.find((x) => x.kind === "changes").diff as string
+    expect(diff).toContain("+++ b/notes.txt")
+    expect(diff).toContain("+hello from the agent")
+    // The marker records the agent by pid and start time.
+    const marker = await readMarker(path)
+    expect(marker?.processes).toHaveLength(1)
+    expect(await processStartTime(marker!.processes[0]!.pid)).toBe(marker!.processes[0]!.startTime)
+  })
+
+  it("stop stops the agent and keeps the worktree; start runs it again there; delete removes process and worktree, keeps a branch with commits", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    expect((await call("POST", "/sessions/s2", { agent: "scripted", repo })).status).toBe(201)
+    const live = await until(() => call("GET", "/sessions/s2"), (r) => expect(r.body).toMatchObject({ status: "live", workspace: { path: expect.any(String) } }))
+    const path = live.body.workspace.path as string
+    const pid = await until(() => readMarker(path), (m) => expect(m?.processes).toHaveLength(1)).then((m) => m!.processes[0]!.pid)
+    expect(alive(pid)).toBe(true)
+
+    expect((await call("POST", "/sessions/s2/stop")).status).toBe(202)
+    await until(() => call("GET", "/sessions/s2"), (r) => expect(r.body.status).toBe("disconnected"))
+    await until(async () => alive(pid), (a) => expect(a).toBe(false))
+    expect(existsSync(path)).toBe(true)
+    // Stopped on purpose: nobody is needed.
+    expect((await call("GET", "/sessions?attention=1")).body).toEqual([])
+
+    expect((await call("POST", "/sessions/s2/start")).status).toBe(202)
+    await until(() => call("GET", "/sessions/s2"), (r) => expect(r.body.status).toBe("live"))
+    // A running agent cannot be started twice.
+    expect((await call("POST", "/sessions/s2/start")).body.error.code).toBe("conflict")
+    expect((await call("POST", "/sessions/s2/commands", { type: "prompt", text: "write kept.txt keep me" })).status).toBe(202)
+    await until(() => artifacts(call, "s2"), (a) => expect(a.some((x) => x.kind === "text" && x.text === "wrote kept.txt")).toBe(true))
+    // The restart said so: a new conversation.
+    expect((await artifacts(call, "s2")).some((a) => a.kind === "custom" && a.name === "rein.new_conversation")).toBe(true)
+    commitAll(path, "the agent's work")
+    const pid2 = (await readMarker(path))!.processes[0]!.pid
+
+    expect((await call("DELETE", "/sessions/s2")).status).toBe(204)
+    await until(async () => alive(pid2) || existsSync(path), (busy) => expect(busy).toBe(false))
+    expect(git(repo, "branch", "--list", "rein/s2")).toContain("rein/s2")
+  })
+
+  it("an agent killed is an error that needs someone; started again from the hub it runs", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    await call("POST", "/sessions/k1", { agent: "scripted" })
+    const live = await until(() => call("GET", "/sessions/k1"), (r) => expect(r.body).toMatchObject({ status: "live", workspace: { path: expect.any(String) } }))
+    const marker = await until(() => readMarker(live.body.workspace.path), (m) => expect(m?.processes).toHaveLength(1))
+    process.kill(marker!.processes[0]!.pid, "SIGKILL")
+    await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((s: any) => s.id)).toEqual(["k1"]))
+    const error = (await artifacts(call, "k1")).find((a) => a.kind === "error")
+    expect(error).toMatchObject({ fatal: true })
+    expect(error.message).toMatch(/SIGKILL/)
+    expect((await call("POST", "/sessions/k1/start")).status).toBe(202)
+    await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body).toEqual([]))
+    expect((await call("GET", "/sessions/k1")).body.status).toBe("live")
+  })
+
+  it("a start that cannot happen says why in the transcript: not a git repository", async () => {
+    const notRepo = tempDir()
+    const { call } = await hub(notRepo)
+    expect((await call("POST", "/sessions/nr", { agent: "scripted" })).status).toBe(201)
+    await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((s: any) => s.id)).toEqual(["nr"]))
+    const error = (await artifacts(call, "nr")).find((a) => a.kind === "error")
+    expect(error.message).toMatch(/worktree/)
+    expect(error.message).toMatch(/git/)
+  })
+
+  it("no runner that can: 409 no_runner naming what is missing, and nothing created", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    const none = await call("POST", "/sessions/x1", { agent: "codex-9000" })
+    expect(none.status).toBe(409)
+    expect(none.body.error).toEqual({ code: "no_runner", message: "no online runner offers agent codex-9000 (offered: demo, claude, codex, gemini, scripted)" })
+    const elsewhere = await call("POST", "/sessions/x2", { agent: "scripted", repo: "/nowhere" })
+    expect(elsewhere.body.error.code).toBe("no_runner")
+    expect(elsewhere.body.error.message).toContain("serves repository /nowhere")
+    expect((await call("POST", "/sessions/x3", { prompt: "hi" })).body.error).toEqual({ code: "bad_request", message: "prompt: needs agent" })
+    expect((await call("GET", "/sessions")).body).toEqual([])
+
+    const bare = await start({ token: TOKEN })
+    servers.push(bare)
+    const offline = await bare.request("POST", "/sessions/x4", { agent: "demo" }, auth)
+    expect(offline.status).toBe(409)
+    expect(offline.body.error.message).toMatch(/^no runner is online/)
+    expect((await bare.request("GET", "/sessions", undefined, auth)).body).toEqual([])
+  })
+
+  it("the agent's environment is built from an allow-list: none of the server's secrets", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    await call("POST", "/sessions/e1", { agent: "scripted", prompt: "dump-env env.json" })
+    const s = await until(() => call("GET", "/sessions/e1"), (r) => expect(r.body.status).toBe("idle"))
+    const env = JSON.parse(readFileSync(join(s.body.workspace.path, "env.json"), "utf8")) as Record<string, string>
+    expect(env.PATH).toBe(process.env.PATH)
+    for (const secret of ["REIN_TOKEN", "DATABASE_URL", "OPENAI_API_KEY"]) expect(env[secret]).toBeUndefined()
+    expect(JSON.stringify(env)).not.toContain(TOKEN)
+    expect(JSON.stringify(env)).not.toContain("rst_")
+  })
+
+  it("POST /runners answers a token once; a revoked runner's job stream ends and its token stops working", async () => {
+    const repo = makeRepo()
+    const { call, server } = await hub(repo)
+    const made = await call("POST", "/runners", { name: "vm-1" })
+    expect(made.status).toBe(201)
+    expect(made.body).toMatchObject({ id: expect.stringMatching(/^run_/), name: "vm-1", token: expect.stringMatching(/^rrt_/) })
+    const runnerAuth = { authorization: `Bearer ${made.body.token}` }
+    const offer = { agents: [{ id: "codex", name: "Codex" }], repos: ["/srv/app"], sessions: 0, maxSessions: 2, freeDisk: 1e9 }
+    expect((await server.request("PUT", `/runners/${made.body.id}/offer`, offer, runnerAuth)).status).toBe(204)
+    // A runner token opens only its own routes.
+    expect((await server.request("GET", "/sessions", undefined, runnerAuth)).status).toBe(403)
+    expect((await server.request("PUT", "/runners/local/offer", offer, runnerAuth)).status).toBe(403)
+    const jobs = await fetch(`${server.url}/runners/${made.body.id}/jobs`, { headers: runnerAuth })
+    expect(jobs.status).toBe(200)
+    const listed = await until(() => call("GET", "/runners"), (r) =>
+      expect(r.body.find((x: any) => x.id === made.body.id)).toMatchObject({ online: true, agents: [{ id: "codex" }], maxSessions: 2 }))
+    expect(listed.body.find((x: any) => x.id === made.body.id).token).toBeUndefined()
+    // Two runners offering different agents: each session goes to the one that offers its agent.
+    const c = await call("POST", "/sessions/on-vm", { agent: "codex", repo: "/srv/app" })
+    expect(c.body).toMatchObject({ runner: made.body.id, agent: "codex" })
+    const text = await readUntil(jobs, "runner_revoked", async () => {
+      expect((await call("DELETE", `/runners/${made.body.id}`)).status).toBe(204)
+    })
+    expect(text).toContain(`"type":"start","sessionId":"on-vm","agent":"codex","repo":"/srv/app"`)
+    expect(text).toContain(`event: runner_revoked`)
+    expect((await server.request("PUT", `/runners/${made.body.id}/offer`, offer, runnerAuth)).status).toBe(403)
+    expect((await call("GET", "/runners")).body.map((r: any) => r.id)).toEqual(["local"])
+  })
+})
+
+/** Reads an SSE response until `event` arrives (after `then` ran once the stream is open); returns all it read. */
+const readUntil = async (res: Response, event: string, then: () => Promise<void>): Promise<string> => {
+  const reader = res.body!.getReader()
+  const decoder = new TextDecoder()
+  let text = ""
+  let ran = false
+  const deadline = setTimeout(() => void reader.cancel(), 20_000)
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+      if (!ran && text.includes("snapshot_complete") && text.includes("event: job")) {
+        ran = true
+        await then()
+      }
+      if (text.includes(`event: ${event}`)) break
+    }
+  } finally {
+    clearTimeout(deadline)
+    await reader.cancel().catch(() => {})
+  }
+  return text
+}
