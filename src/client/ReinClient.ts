@@ -5,6 +5,7 @@
  */
 import type { Artifact } from "../Domain/Artifact.js"
 import type { Command } from "../Domain/Command.js"
+import type { RunnerInfo } from "../Domain/Runner.js"
 import type { Session, SessionFields } from "../Domain/Session.js"
 import { errorFromResponse, networkError, type ReinError } from "./errors.js"
 import { type ConnectionState, openStream, type SseMessage, type StreamHandle } from "./stream.js"
@@ -24,6 +25,20 @@ export interface ReinClientOptions {
 
 /** `POST /sessions/:id` with auth on also returns the session's sandbox token, once. */
 export type CreatedSession = Session & { readonly sandboxToken?: string }
+
+export interface CreateSessionOptions {
+  readonly project?: string | null | undefined
+  /** An agent profile a runner starts for the session. */
+  readonly agent?: string | undefined
+  /** With `agent`: the repository (as a runner lists it) to make the worktree of. */
+  readonly repo?: string | undefined
+  /** With `agent`: the worktree's base (default the repository's HEAD). */
+  readonly baseRef?: string | undefined
+  /** With `agent`: the first prompt. */
+  readonly prompt?: string | undefined
+  /** With `agent`: the runner (id or name). */
+  readonly runner?: string | undefined
+}
 
 export type PermissionDecision = "allow_once" | "allow_always" | "reject"
 
@@ -225,10 +240,39 @@ export class ReinClient {
     }
   }
 
-  /** `POST /sessions/:id`; rejects with a ReinError (409 `conflict` when it exists, 400 for a bad id). */
-  async createSession(id: string, options: { readonly project?: string | null | undefined } = {}): Promise<CreatedSession> {
-    const body = options.project !== undefined ? { project: options.project } : {}
+  /**
+   * `POST /sessions/:id`; rejects with a ReinError (409 `conflict` when it exists, 400 for a bad
+   * id). With `agent`, a runner starts that agent profile for it in a worktree of `repo` (409
+   * `no_runner` when none can: nothing is created).
+   */
+  async createSession(id: string, options: CreateSessionOptions = {}): Promise<CreatedSession> {
+    const body = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
     return (await this.json("POST", `/sessions/${segment(id)}`, body)) as CreatedSession
+  }
+
+  /** `POST /sessions/:id/stop`: its runner stops the agent; session, transcript and worktree stay. */
+  async stopSession(id: string): Promise<void> {
+    await this.json("POST", `/sessions/${segment(id)}/stop`)
+  }
+
+  /** `POST /sessions/:id/start`: its runner starts the agent again in the same worktree. */
+  async startSession(id: string): Promise<void> {
+    await this.json("POST", `/sessions/${segment(id)}/start`)
+  }
+
+  /** `GET /runners`: every runner the hub knows, online or not, with what it offers. */
+  async listRunners(): Promise<ReadonlyArray<RunnerInfo>> {
+    return (await this.json("GET", "/runners")) as ReadonlyArray<RunnerInfo>
+  }
+
+  /** `POST /runners`: registers a runner; its token is in this answer only. */
+  async createRunner(name: string): Promise<{ readonly id: string; readonly name: string; readonly token: string }> {
+    return (await this.json("POST", "/runners", { name })) as { id: string; name: string; token: string }
+  }
+
+  /** `DELETE /runners/:id`: its token stops working and its job stream ends. */
+  async deleteRunner(id: string): Promise<void> {
+    await this.json("DELETE", `/runners/${segment(id)}`)
   }
 
   /** `DELETE /sessions/:id`; ends its streams and its sandbox's command stream. */

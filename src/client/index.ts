@@ -11,6 +11,7 @@ export {
   type ArtifactsState,
   ArtifactsWatch,
   type CreatedSession,
+  type CreateSessionOptions,
   type PermissionChoice,
   type PermissionDecision,
   ReinClient,
@@ -49,4 +50,5 @@ export type {
   PlanEntry,
   ToolKind
 } from "../Domain/Event.js"
-export type { Session, SessionFields, SessionStatus, Usage } from "../Domain/Session.js"
+export type { Session, SessionFields, SessionStatus, Usage, Workspace } from "../Domain/Session.js"
+export type { Job, RunnerAgent, RunnerInfo, RunnerOffer } from "../Domain/Runner.js"
