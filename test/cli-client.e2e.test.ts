@@ -230,11 +230,12 @@ describe("rein: sessions, create, rm", () => {
     expect(table.code).toBe(0)
     expect(table.stdout).not.toMatch(ESC)
     const lines = table.stdout.trimEnd().split("\n")
-    expect(lines[0]).toMatch(/^\s+ID\s+STATUS\s+PROJECT\s+AGE\s+COST\s+SUMMARY$/)
+    expect(lines[0]).toMatch(/^\s+ID\s+STATE\s+PROJECT\s+ACTIVE\s+COST\s+SUMMARY$/)
+    // All three starting (working): the most recently active first.
     expect(lines.slice(1).map((l) => l.trim().split(/\s+/).slice(0, 3))).toEqual([
-      ["a1", "bootstrapping", "web"],
-      ["b2", "bootstrapping", "-"],
-      ["c3", "bootstrapping", "api"]
+      ["c3", "starting", "api"],
+      ["b2", "starting", "-"],
+      ["a1", "starting", "web"]
     ])
 
     const listed = await rein([...url, "sessions", "--json", "--project", "web"])
@@ -254,18 +255,19 @@ describe("rein: sessions, create, rm", () => {
     const sb = await sandbox(s.url, "waits")
     await sb.post({ type: "permission_request", requestId: "r1", title: "Run tests?" })
     const out = (await rein(["--url", s.url, "sessions"])).stdout.split("\n")
-    expect(out.find((l) => l.includes("waits"))).toMatch(/^!\s+waits\s+live/)
-    expect(out.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+bootstrapping/)
+    expect(out.find((l) => l.includes("waits"))).toMatch(/^!\s+waits\s+needs approval \(1\)/)
+    expect(out.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+starting/)
     const json = (await rein(["--url", s.url, "sessions", "--json"])).stdout.trimEnd().split("\n").map((l) => JSON.parse(l))
-    expect(json.map((x) => [x.id, x.pendingPermissions])).toEqual([["calm", 0], ["waits", 1]])
+    expect(json.map((x) => [x.id, x.pendingPermissions])).toEqual([["waits", 1], ["calm", 0]])
 
     // Only the ones that need you; the cost column from the record's usage.
     const attention = (await rein(["--url", s.url, "sessions", "--attention"])).stdout.trimEnd().split("\n")
     expect(attention.slice(1).map((l) => l.trim().split(/\s+/)[1])).toEqual(["waits"])
     await sb.post({ type: "usage", inputTokens: 1, outputTokens: 1, costUsd: 1.5 })
     const costed = (await rein(["--url", s.url, "sessions"])).stdout.split("\n")
-    expect(costed.find((l) => l.includes("waits"))).toMatch(/^!\s+waits\s+live\s+-\s+\d+s\s+\$1\.50/)
-    expect(costed.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+bootstrapping\s+-\s+\d+s\s+-/)
+    expect(costed.find((l) => l.includes("waits"))).toMatch(/^!\s+waits\s+needs approval \(1\)\s+-\s+\d+s\s+\$1\.50/)
+    // No cost reported: left out, not a dash.
+    expect(costed.find((l) => l.includes("calm"))).toMatch(/^\s+calm\s+starting\s+-\s+\d+s$/)
   })
 
   it("sessions --watch shows a new approval request at once, from the record's pendingPermissions", async () => {
@@ -274,13 +276,13 @@ describe("rein: sessions, create, rm", () => {
     const sb = await sandbox(s.url, "w1")
     const plain = spawnRein(["--url", s.url, "sessions", "--watch"])
     const view = spawnRein(["--url", s.url, "sessions", "--watch", "--attention", "--json"])
-    await plain.waitFor((o) => /w1\s+live/.test(o), "the table")
+    await plain.waitFor((o) => /w1\s+working/.test(o), "the table")
     await view.waitFor((o) => o.includes("snapshot_complete"), "the attention snapshot")
     await sb.post({ type: "permission_request", requestId: "r1", title: "Run tests?" })
-    await plain.waitFor((o) => /^~ !\s+w1\s+live/m.test(o), "the ! mark")
+    await plain.waitFor((o) => /^~ !\s+w1\s+needs approval/m.test(o), "the ! mark")
     await view.waitFor((o) => o.includes(`"session_created"`), "the session entering the attention view")
     await request(s.url, "POST", "/sessions/w1/commands", { type: "permission_reply", requestId: "r1", decision: "allow_once" })
-    await plain.waitFor((o) => /^~\s{2,}w1\s+live/m.test(o), "the mark gone")
+    await plain.waitFor((o) => /^~\s{2,}w1\s+working/m.test(o), "the mark gone")
     await view.waitFor((o) => o.includes(`"session_removed"`), "the session leaving the attention view")
     plain.child.kill("SIGINT")
     view.child.kill("SIGINT")
@@ -292,12 +294,12 @@ describe("rein: sessions, create, rm", () => {
     await s.createSession("w1", "web")
     const plain = spawnRein(["--url", s.url, "sessions", "--watch"])
     const json = spawnRein(["--url", s.url, "sessions", "--watch", "--json"])
-    await plain.waitFor((o) => /w1\s+bootstrapping/.test(o), "the table")
+    await plain.waitFor((o) => /w1\s+starting/.test(o), "the table")
     await json.waitFor((o) => o.includes("snapshot_complete"), "the snapshots")
     await s.createSession("w2", "web")
-    await plain.waitFor((o) => /^\+\s+w2\s+bootstrapping/m.test(o), "the created line")
+    await plain.waitFor((o) => /^\+\s+w2\s+starting/m.test(o), "the created line")
     const sb = await sandbox(s.url, "w1")
-    await plain.waitFor((o) => /^~\s+w1\s+live/m.test(o), "the status change")
+    await plain.waitFor((o) => /^~\s+w1\s+working/m.test(o), "the status change")
     sb.commands.close()
     await request(s.url, "DELETE", "/sessions/w2")
     await plain.waitFor((o) => /^- w2$/m.test(o), "the removal")
@@ -314,6 +316,49 @@ describe("rein: sessions, create, rm", () => {
     // Ctrl-C (SIGINT) ends it cleanly.
     plain.child.kill("SIGINT")
     expect((await plain.exited).code).toBe(0)
+  })
+})
+
+describe("rein sessions: order, states in words, --status (issue 21)", () => {
+  it("needs you first, then working, then the rest by last activity; the state's words; cost as the dashboard says it", async () => {
+    const s = await startServer()
+    for (const id of ["done1", "stopped1", "asks", "gone", "busy"]) await s.createSession(id)
+    const done = await sandbox(s.url, "done1")
+    await done.post({ type: "turn_start" }, { type: "usage", inputTokens: 1, outputTokens: 1, costUsd: 0.001 }, { type: "turn_end", stopReason: "end_turn" })
+    const stopped = await sandbox(s.url, "stopped1")
+    await stopped.post({ type: "turn_start" }, { type: "turn_end", stopReason: "cancelled" })
+    const asks = await sandbox(s.url, "asks")
+    await asks.post({ type: "permission_request", requestId: "r1", title: "ok?" })
+    const gone = await sandbox(s.url, "gone")
+    gone.commands.close()
+    await eventually(async () => (await s.getSession("gone"))?.status === "disconnected", 10_000, "gone to disconnect")
+    const busy = await sandbox(s.url, "busy")
+    await busy.post({ type: "turn_start" }, { type: "usage", inputTokens: 1, outputTokens: 1, costUsd: 2 })
+
+    const url = ["--url", s.url]
+    const listed = await rein([...url, "sessions"])
+    expect(listed).toMatchObject({ code: 0, stderr: "" })
+    const rows = listed.stdout.trimEnd().split("\n").slice(1)
+    const cells = (id: string) => rows.find((l) => l.includes(` ${id} `) || l.endsWith(` ${id}`))!
+    expect(rows.map((l) => l.slice(3).split(/\s+/)[0])).toEqual(expect.arrayContaining(["asks", "busy", "gone", "stopped1", "done1"]))
+    expect(rows[0]).toMatch(/^!\s+asks\s+needs approval \(1\)\s/)
+    expect(rows[1]).toMatch(/^\s+busy\s+working\s+-\s+\d+s\s+\$2\.00$/)
+    expect(cells("stopped1")).toMatch(/^\s+stopped1\s+stopped\s+-\s+\d+s$/)
+    expect(cells("done1")).toMatch(/^\s+done1\s+done\s+-\s+\d+s\s+<\$0\.01$/)
+    expect(cells("gone")).toMatch(/^\s+gone\s+disconnected\s/)
+    // The rest: the most recently active first.
+    const json = (await rein([...url, "sessions", "--json"])).stdout.trimEnd().split("\n").map((l) => JSON.parse(l))
+    expect(json.map((x) => x.id)).toEqual(rows.map((l) => l.slice(3).split(/\s+/)[0]))
+    const rest = json.slice(2).map((x) => Math.max(x.createdAt, x.lastHeartbeat))
+    expect(rest).toEqual([...rest].sort((a, b) => b - a))
+
+    const only = async (status: string) =>
+      (await rein([...url, "sessions", "--status", status, "--json"])).stdout.trimEnd().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l).id)
+    expect(await only("needs-you")).toEqual(["asks"])
+    expect(await only("working")).toEqual(["busy"])
+    expect((await only("idle")).sort()).toEqual(["done1", "stopped1"])
+    expect(await only("disconnected")).toEqual(["gone"])
+    expect((await rein([...url, "sessions", "--status", "working", "--project", "x"])).stdout).toBe("no sessions are working in project x\n")
   })
 })
 
@@ -377,7 +422,7 @@ describe("rein: prompt, abort, artifacts", () => {
       "-old",
       "+new",
       "[error] disk full (ENOSPC)",
-      "[usage] tokens in 10 · out 5 · $0.2500",
+      "[usage] tokens in 10 · out 5 · $0.25",
       ""
     ].join("\n"))
     const json = await rein(["--url", s.url, "artifacts", "a1", "--json"])
@@ -413,8 +458,8 @@ describe("rein: approve, reject", () => {
     expect(await rein([...url, "reject", "q1"])).toMatchObject({ code: 0, stdout: "rejected r3\n" })
     expect((await sb.command("permission_reply", n)).data).toMatchObject({ requestId: "r3", decision: "reject" })
 
-    // Answered already (by someone else): said, and not an error (issue 15).
-    expect(await rein([...url, "reject", "q1", "r1"])).toMatchObject({ code: 0, stdout: "r1 was already answered by someone else\n" })
+    // Answered already (here by this very user): said, with the answer it has, and not an error (issues 15, 21).
+    expect(await rein([...url, "reject", "q1", "r1"])).toMatchObject({ code: 0, stdout: "r1 was already answered (allowed once); nothing changed\n" })
     // An unknown request is an error: the server's 409 message, exit 1.
     const unknown = await rein([...url, "approve", "q1", "r7"])
     expect(unknown.code).toBe(1)
@@ -454,6 +499,51 @@ describe("rein watch: piped and --json", () => {
       "[permission] Push? (r1): rejected",
       ""
     ].join("\n"))
+  })
+
+  it("piped: usage once, at its turn's end; the plan's first and last versions; acp.* only with --verbose; fences rendered; a stopped turn says so", async () => {
+    const s = await startServer()
+    await s.createSession("u1")
+    const sb = await sandbox(s.url, "u1")
+    await request(s.url, "POST", "/sessions/u1/commands", { type: "prompt", text: "go" })
+    const w = spawnRein(["--url", s.url, "watch", "u1"])
+    const verbose = spawnRein(["--url", s.url, "watch", "u1", "--verbose"])
+    await w.waitFor((o) => o.includes("> go"), "the prompt")
+    const plan = (a: string, b: string) => ({ type: "plan", entries: [{ content: "look", status: a }, { content: "fix", status: b }] })
+    await sb.post(
+      { type: "turn_start" },
+      plan("in_progress", "pending"),
+      { type: "usage", inputTokens: 10, outputTokens: 5, costUsd: 0.5 },
+      { type: "custom", name: "acp.available_commands_update", data: { availableCommands: [] } },
+      { type: "custom", name: "rein.note", data: "kept" },
+      { type: "tool_call_start", toolCallId: "c1", name: "bash", input: "cat notes" }
+    )
+    await sb.post(
+      { type: "tool_call_end", toolCallId: "c1", output: "```console\nline one\nline two\n```" },
+      plan("completed", "in_progress"),
+      { type: "usage", inputTokens: 20, outputTokens: 5, costUsd: 0.25 },
+      { type: "text_delta", delta: "Fixed." }
+    )
+    await w.waitFor((o) => o.includes("Fixed."), "the reply")
+    expect(w.stdout()).not.toContain("[usage]")
+    await sb.post(plan("completed", "completed"), { type: "turn_end", stopReason: "end_turn" })
+    await w.waitFor((o) => o.includes("[usage]"), "the usage at the turn's end")
+    // A second turn, stopped by Abort.
+    await request(s.url, "POST", "/sessions/u1/commands", { type: "prompt", text: "again" })
+    await sb.post({ type: "turn_start" }, { type: "text_delta", delta: "Start" }, { type: "turn_end", stopReason: "cancelled" })
+    await w.waitFor((o) => o.includes("— turn stopped —"), "the stopped turn")
+    await verbose.waitFor((o) => o.includes("— turn stopped —"), "the verbose watch")
+    const out = w.stdout()
+    expect(count(out, "[usage]")).toBe(1)
+    expect(out).toContain("[usage] tokens in 30 · out 10 · $0.75\n")
+    expect(count(out, "[plan]")).toBe(2)
+    expect(out).toMatch(/\[plan\]\n {2}\[x\] look\n {2}\[x\] fix\n\[usage\]/)
+    expect(out).toContain("[rein.note] kept")
+    expect(out).not.toContain("acp.")
+    expect(verbose.stdout()).toContain("[acp.available_commands_update]")
+    expect(out).toContain("  | line one\n  | line two\n")
+    expect(out).not.toContain("```")
+    expect(out).toMatch(/> again\nStart\n— turn stopped —\n$/)
   })
 
   it("--json: snapshots, snapshot_complete, then created/updated events (appends as appends), session_removed last", async () => {
@@ -564,14 +654,71 @@ describe("rein: auth", () => {
 })
 
 describe("rein: --help", () => {
-  it("every command has help", async () => {
+  it("rein --help reads like git --help: usage, commands, options, examples with rein; plain text when piped", async () => {
+    const r = await rein(["--help"])
+    expect(r).toMatchObject({ code: 0, stderr: "" })
+    expect(r.stdout).not.toMatch(ESC)
+    expect(r.stdout).toMatch(/^rein: .*\n\nUsage: rein \[--url URL\] \[--token TOKEN\] <command>/)
+    expect(r.stdout).not.toMatch(/A user-defined piece of text|--wizard|--completions|--log-level/)
+    expect(r.stdout.indexOf("Commands:")).toBeLessThan(r.stdout.indexOf("Options:"))
+    expect(r.stdout).toMatch(/^ {2}\$ rein watch demo/m)
+    expect(r.stdout).not.toMatch(/^ {2}\$ (?!rein |export )/m)
+    expect(r.stdout.split("\n").length).toBeLessThan(60)
+    // `rein` alone, `rein help` and -h say the same.
+    for (const args of [[], ["help"], ["-h"]]) expect((await rein(args)).stdout, args.join(" ")).toBe(r.stdout)
+  })
+
+  it("every command has its help: usage, options, examples; `rein help <command>` the same", async () => {
     for (const c of ["sessions", "create", "rm", "watch", "prompt", "abort", "approve", "reject", "artifacts"]) {
       const r = await rein([c, "--help"])
       expect(r.code, c).toBe(0)
-      const text = r.stdout.replace(/\x1b\[[0-9;]*m/g, "")
-      expect(text, c).toMatch(new RegExp(`USAGE\\s+\\$ ${c}`))
-      expect(text, c).toContain("DESCRIPTION")
+      expect(r.stdout, c).not.toMatch(ESC)
+      expect(r.stdout, c).toMatch(new RegExp(`^Usage: rein ${c}`))
+      expect(r.stdout, c).toContain(`Examples:\n  $ rein ${c}`)
+      expect((await rein(["help", c])).stdout, c).toBe(r.stdout)
     }
+    expect(await rein(["nope", "--help"])).toMatchObject({ code: 1, stdout: "", stderr: "rein: nope is not a rein command (see rein --help)\n" })
+  })
+
+  it.skipIf(!hasTmux)("on a terminal: bold headings; with NO_COLOR=1 none", async () => {
+    const styled = terminal(["--help"])
+    await styled.waitFor((x) => x.includes("EXIT=0"), "the help")
+    expect(styled.screen(true)).toMatch(/\x1b\[1mExamples:/)
+    const plain = terminal(["--help"], { NO_COLOR: "1" })
+    await plain.waitFor((x) => x.includes("EXIT=0"), "the help")
+    expect(plain.screen()).toContain("Examples:")
+    expect(plain.screen(true)).not.toMatch(/\x1b\[[0-9;]*m/)
+  })
+})
+
+describe("rein: messages", () => {
+  it("every error starts with rein: and says what to change", async () => {
+    const cases: Array<[Array<string>, RegExp]> = [
+      [["--url", "notaurl", "sessions"], /^rein: --url must be an http:\/\/ or https:\/\/ URL.*"notaurl"\n$/],
+      [["--url=ftp://x", "sessions"], /^rein: --url must be .*"ftp:\/\/x"\n$/],
+      [["bogus"], /^rein: bogus is not a rein command \(see rein --help\)\n$/],
+      [["watch"], /^rein: missing argument <id> \(see rein watch --help\)\n$/],
+      [["sessions", "--bogus"], /^rein: .*--bogus.* \(see rein sessions --help\)\n$/],
+      [["sessions", "--status", "busy"], /^rein: --status must be one of needs-you, working, idle, disconnected; got "busy"/]
+    ]
+    for (const [args, message] of cases) {
+      const r = await rein(args)
+      expect(r.code, args.join(" ")).toBe(1)
+      expect(r.stdout, args.join(" ")).toBe("")
+      expect(r.stderr, args.join(" ")).toMatch(message)
+    }
+    const env = await rein(["sessions"], { env: { REIN_URL: "notaurl" } })
+    expect(env).toMatchObject({ code: 1, stderr: expect.stringMatching(/^rein: REIN_URL must be an http:\/\/ or https:\/\/ URL.*"notaurl"\n$/) })
+  })
+
+  it("a server that wants a token: the message names --token and REIN_TOKEN; a wrong one says it was refused", async () => {
+    const s = await startServer({ token: "s3cret" })
+    const missing = await rein(["--url", s.url, "sessions"])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toBe(`rein: the server at ${s.url} needs a token: pass --token TOKEN or set REIN_TOKEN\n`)
+    const wrong = await rein(["--url", s.url, "--token", "nope", "watch", "x"])
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(/^rein: the token \(--token \/ REIN_TOKEN\) was refused/)
   })
 })
 
@@ -623,6 +770,35 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
   })
 
+  it("the running turn's plan is redrawn in place, not printed again per update; usage once, at the turn's end", async () => {
+    const s = await startServer()
+    await s.createSession("pl")
+    const sb = await sandbox(s.url, "pl")
+    await request(s.url, "POST", "/sessions/pl/commands", { type: "prompt", text: "plan it" })
+    const t = terminal(["--url", s.url, "watch", "pl"])
+    await t.waitFor((x) => x.includes("❯ plan it"), "the prompt")
+    const plan = (a: string, b: string, c: string) => ({
+      type: "plan",
+      entries: [{ content: "alpha step", status: a }, { content: "beta step", status: b }, { content: "gamma step", status: c }]
+    })
+    await sb.post({ type: "turn_start" }, plan("in_progress", "pending", "pending"), { type: "tool_call_start", toolCallId: "a", name: "bash", input: "one" })
+    await t.waitFor((x) => x.includes("bash one · running"), "the first call")
+    await sb.post({ type: "tool_call_end", toolCallId: "a", output: "1" }, plan("completed", "in_progress", "pending"), { type: "usage", inputTokens: 3, outputTokens: 4, costUsd: 0.01 })
+    await sb.post({ type: "tool_call_start", toolCallId: "b", name: "bash", input: "two" }, { type: "tool_call_end", toolCallId: "b", output: "2" })
+    await sb.post(plan("completed", "completed", "in_progress"), { type: "text_delta", delta: "Almost there." }, { type: "usage", inputTokens: 3, outputTokens: 4, costUsd: 0.01 })
+    const running = await t.waitFor((x) => x.includes("Almost there.") && /☑ beta step/.test(x), "the third version of the plan")
+    expect(count(running, "alpha step")).toBe(1)
+    expect(count(running, "Plan")).toBe(1)
+    expect(running).not.toContain("tokens in")
+    await sb.post(plan("completed", "completed", "completed"), { type: "turn_end", stopReason: "end_turn" })
+    const ended = await t.waitFor((x) => x.includes("tokens in 6 · out 8 · $0.02"), "the usage at the turn's end")
+    expect(count(ended, "alpha step")).toBe(1)
+    expect(count(ended, "tokens in")).toBe(1)
+    expect(ended).toMatch(/☑ gamma step/)
+    t.keys("C-c")
+    await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
+  })
+
   it("shows the reconnect while the server restarts, then resumes without drawing anything twice", async () => {
     const { dir, cleanup } = tempDir()
     cleanups.push(cleanup)
@@ -656,13 +832,13 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     const s = await startServer()
     await s.createSession("first", "web")
     const t = terminal(["--url", s.url, "sessions", "--watch"])
-    await t.waitFor((x) => /first\s+bootstrapping\s+web/.test(x), "the table")
+    await t.waitFor((x) => /first\s+starting\s+web/.test(x), "the table")
     await s.createSession("second")
-    await t.waitFor((x) => /second\s+bootstrapping/.test(x), "the new row")
+    await t.waitFor((x) => /second\s+starting/.test(x), "the new row")
     const sb = await sandbox(s.url, "second")
     await sb.post({ type: "permission_request", requestId: "r1", title: "ok?" })
-    const x = await t.waitFor((x) => /!\s+second\s+live/.test(x), "the changed row, marked")
-    expect(count(x, "STATUS")).toBe(1)
+    const x = await t.waitFor((x) => /!\s+second\s+needs approval/.test(x), "the changed row, marked")
+    expect(count(x, "STATE")).toBe(1)
     expect(count(x, "second")).toBe(1)
     await request(s.url, "DELETE", "/sessions/first")
     await t.waitFor((x) => !x.includes("first") && x.includes("second"), "the row gone")
@@ -670,7 +846,7 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")
   })
 
-  it("a 409 on answering says someone else answered, and the watch goes on", async () => {
+  it("a 409 on answering says the request was already answered, and the watch goes on", async () => {
     // A server that shows a pending permission and answers every reply with 409: the race, made certain.
     const permission = { seq: 1, kind: "permission", requestId: "r1", toolCallId: null, title: "Deploy?", options: null, decision: null, createdAt: 1, updatedAt: 1 }
     const fake: Server = createHttpServer((req, res) => {
@@ -695,7 +871,8 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
     const t = terminal(["watch", "race"], { REIN_URL: `http://127.0.0.1:${port}` })
     await t.waitFor((x) => x.includes("Deploy?") && x.includes(" n  reject"), "the prompt")
     t.keys("n")
-    const screen = await t.waitFor((x) => x.includes("r1 was already answered by someone else"), "the note")
+    const screen = await t.waitFor((x) => x.includes("r1 was already answered; nothing changed"), "the note")
+    expect(screen).not.toContain("someone else")
     expect(screen).not.toContain("EXIT=")
     t.keys("C-c")
     await t.waitFor((x) => x.includes("EXIT=0"), "a clean exit")

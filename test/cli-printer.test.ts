@@ -181,4 +181,37 @@ describe("TtyPrinter", () => {
     p.end()
     expect(term.lines()).toBe("Plan\n  ◐ fix\nPlan\n  ☑ fix\nworking")
   })
+
+  it("while the turn runs, its plan is redrawn in place under the transcript and its usage held; both printed once at its end", () => {
+    const term = screen(60, 12)
+    const p = new TtyPrinter(term, noColors, 1_000_000)
+    const plan = (a: string, b: string) => art(2, "plan", { entries: [{ content: "look", status: a }, { content: "fix", status: b }] })
+    const usage = (n: number) => art(3, "usage", { inputTokens: n, outputTokens: n, costUsd: null, context: null })
+    const call = (seq: number, name: string) => art(seq, "tool_call", { name, input: "", status: "done", output: null })
+    const prompt = art(1, "user_message", { text: "go" })
+    p.update([prompt, plan("in_progress", "pending"), usage(1), call(4, "ls")], true, true)
+    flush(p)
+    p.update([prompt, plan("completed", "in_progress"), usage(2), call(4, "ls"), call(5, "make")], true, true)
+    flush(p)
+    expect(term.lines()).toBe("\n❯ go\n✓ ls · done\n✓ make · done\nPlan\n  ☑ look\n  ◐ fix")
+    p.update([prompt, plan("completed", "completed"), usage(3), call(4, "ls"), call(5, "make"), art(6, "text", { text: "Done." })], true, false)
+    flush(p)
+    // The turn's end: its reply, then its last plan and its usage.
+    expect(term.lines()).toBe("\n❯ go\n✓ ls · done\n✓ make · done\nDone.\nPlan\n  ☑ look\n  ☑ fix\ntokens in 3 · out 3")
+  })
+})
+
+describe("PlainPrinter and the running turn", () => {
+  it("prints the running turn's plan once, its last version at the turn's end, and its usage only then", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    const plan = (a: string) => art(2, "plan", { entries: [{ content: "look", status: a }] })
+    const usage = (n: number) => art(3, "usage", { inputTokens: n, outputTokens: n, costUsd: 0.001 * n, context: null })
+    const prompt = art(1, "user_message", { text: "go" })
+    p.update([prompt, plan("pending"), usage(1)], true, true)
+    p.update([prompt, plan("in_progress"), usage(2), art(4, "text", { text: "ok" })], true, true)
+    p.update([prompt, plan("completed"), usage(3), art(4, "text", { text: "ok" })], true, false)
+    p.end()
+    expect(out.text()).toBe("> go\n[plan]\n  [ ] look\nok\n[plan]\n  [x] look\n[usage] tokens in 3 · out 3 · <$0.01\n")
+  })
 })

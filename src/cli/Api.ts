@@ -18,14 +18,39 @@ export class Api extends Context.Tag("rein/cli/Api")<Api, {
   readonly client: ReinClient
   /** Runs one client call; a rejection becomes a CliError. */
   readonly call: <A>(f: (client: ReinClient) => Promise<A>) => Effect.Effect<A, CliError>
+  /** What a client call or a watch failed with, as the user reads it. */
+  readonly failure: (e: unknown) => CliError
 }>() {}
+
+/**
+ * A failure in words: a 401 names the flag and the variable that give the token, a 403 says the
+ * token given was refused; anything else as the server said it.
+ */
+export const explain = (config: ApiConfig, url: string) => (e: unknown): CliError => {
+  const error = fromUnknown(url)(e)
+  if (error._tag !== "Rejected") return error
+  if (error.status === 401) {
+    return new Rejected({
+      ...error,
+      message: config.token === undefined
+        ? `the server at ${url} needs a token: pass --token TOKEN or set REIN_TOKEN`
+        : `the server at ${url} did not accept the token (${error.message}); check --token / REIN_TOKEN`
+    })
+  }
+  if (error.status === 403) {
+    return new Rejected({ ...error, message: `the token (--token / REIN_TOKEN) was refused: ${error.message}` })
+  }
+  return error
+}
 
 export const make = (config: ApiConfig): typeof Api.Service => {
   const client = new ReinClient({ baseUrl: config.url, token: config.token, retry: { initialDelay: 200, maxDelay: 2_000 } })
+  const failure = explain(config, client.baseUrl)
   return {
     url: client.baseUrl,
     client,
-    call: (f) => Effect.tryPromise({ try: () => f(client), catch: fromUnknown(client.baseUrl) })
+    call: (f) => Effect.tryPromise({ try: () => f(client), catch: failure }),
+    failure
   }
 }
 

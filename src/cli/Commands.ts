@@ -5,69 +5,80 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import { type Group, groups } from "../client/sessionState.js"
 import type { Artifact } from "../Domain/Artifact.js"
+import { strip } from "./Ansi.js"
 import * as Api from "./Api.js"
 import { type CliError, describe, exitCode, Usage } from "./Errors.js"
+import * as Help from "./Help.js"
 import { Io } from "./Io.js"
 import { listSessions, watchSessions } from "./SessionList.js"
 import { requireSession, watchSession } from "./SessionWatch.js"
-import { artifactLines, isPendingPermission, type PermissionKey } from "./Transcript.js"
+import { artifactLines, decisionWords, hidden, isPendingPermission, type PermissionKey } from "./Transcript.js"
 
+// What each flag and command means is said once, in Help.ts (the help people read).
+
+const httpUrl = (u: string): boolean => {
+  try {
+    const parsed = new URL(u)
+    return parsed.protocol === "http:" || parsed.protocol === "https:"
+  } catch {
+    return false
+  }
+}
 const url = Options.text("url").pipe(
-  Options.withDescription("the Rein server (default http://127.0.0.1:4800, env REIN_URL)"),
   Options.withFallbackConfig(Config.string("REIN_URL").pipe(Config.withDefault("http://127.0.0.1:4800"))),
-  Options.filterMap((u) => {
-    try {
-      const parsed = new URL(u)
-      return parsed.protocol === "http:" || parsed.protocol === "https:" ? Option.some(u) : Option.none()
-    } catch {
-      return Option.none()
-    }
-  }, "url must be an http:// or https:// URL")
+  Options.mapEffect((u) =>
+    httpUrl(u) ? Effect.succeed(u) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(badUrl("--url (or REIN_URL)", u))))
+  )
 )
-const token = Options.text("token").pipe(
-  Options.withDescription("bearer token, when the server runs with --token (env REIN_TOKEN)"),
-  Options.withFallbackConfig(Config.string("REIN_TOKEN")),
-  Options.optional
-)
-const json = Options.boolean("json").pipe(Options.withDescription("one JSON object per line, for scripts and jq"))
-const project = Options.text("project").pipe(Options.withDescription("only this project's sessions"), Options.optional)
-const id = Args.text({ name: "id" }).pipe(Args.withDescription("the session id"))
-const requestId = Args.text({ name: "requestId" }).pipe(
-  Args.withDescription("the permission request; default: the one pending request"),
-  Args.optional
-)
+const badUrl = (source: string, value: string) =>
+  `${source} must be an http:// or https:// URL, such as http://127.0.0.1:4800; got ${JSON.stringify(value)}`
+const token = Options.text("token").pipe(Options.withFallbackConfig(Config.string("REIN_TOKEN")), Options.optional)
+const json = Options.boolean("json")
+const verbose = Options.boolean("verbose")
+const project = Options.text("project").pipe(Options.optional)
+const id = Args.text({ name: "id" })
+const requestId = Args.text({ name: "requestId" }).pipe(Args.optional)
 
-const rein = Command.make("rein", { url, token }).pipe(
-  Command.withDescription("Drive Rein sessions from the terminal: list, create, watch, prompt, approve.")
-)
+const rein = Command.make("rein", { url, token })
+
+const isGroup = (g: string): g is Group => (groups as ReadonlyArray<string>).includes(g)
 
 const sessions = Command.make(
   "sessions",
   {
     project,
     json,
-    watch: Options.boolean("watch").pipe(Options.withDescription("keep the list live until Ctrl-C")),
-    attention: Options.boolean("attention").pipe(
-      Options.withDescription("only sessions that need you: a pending approval, or a last turn that ended in an error")
+    watch: Options.boolean("watch"),
+    attention: Options.boolean("attention"),
+    status: Options.text("status").pipe(
+      Options.mapEffect((g) =>
+        isGroup(g) ? Effect.succeed(g) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+          `--status must be one of ${groups.join(", ")}; got ${JSON.stringify(g)}`
+        )))
+      ),
+      Options.optional
     )
   },
   (o) => {
-    const options = { project: Option.getOrUndefined(o.project), attention: o.attention, json: o.json }
+    const options = { project: Option.getOrUndefined(o.project), attention: o.attention, status: Option.getOrUndefined(o.status), json: o.json }
     return o.watch ? watchSessions(options) : listSessions(options)
   }
-).pipe(Command.withDescription("List sessions: id, status, project, age, cost, summary; ! marks one waiting for an approval"))
+)
 
 const create = Command.make(
   "create",
-  { id, project: Options.text("project").pipe(Options.withDescription("the session's project"), Options.optional), json },
+  { id, project, json },
   (o) =>
     Effect.gen(function*() {
       const api = yield* Api.Api
@@ -81,7 +92,7 @@ const create = Command.make(
         io.err(st.gray("rein: the sandbox token is shown only once; give it to this session's sandbox\n"))
       }
     })
-).pipe(Command.withDescription("Create a session; prints it, and its sandbox token when the server issues one"))
+)
 
 const rm = Command.make("rm", { id }, (o) =>
   Effect.gen(function*() {
@@ -89,14 +100,9 @@ const rm = Command.make("rm", { id }, (o) =>
     const io = yield* Io
     yield* api.call((c) => c.deleteSession(o.id))
     io.out(`removed ${o.id}\n`)
-  })).pipe(Command.withDescription("Remove a session (its streams and its sandbox's command stream end)"))
+  }))
 
-const watch = Command.make("watch", { id, json }, (o) => watchSession(o.id, { json: o.json })).pipe(
-  Command.withDescription(
-    "The session's transcript, then live until it is removed (exit 0) or Ctrl-C; resumes after a reconnect. " +
-      "On a terminal, answer a pending permission with y (allow once), a (always), n (reject) or an option's number"
-  )
-)
+const watch = Command.make("watch", { id, json, verbose }, (o) => watchSession(o.id, { json: o.json, verbose: o.verbose }))
 
 const readStdin = Effect.flatMap(Io, (io) =>
   Effect.async<string>((resume) => {
@@ -109,7 +115,7 @@ const readStdin = Effect.flatMap(Io, (io) =>
 
 const prompt = Command.make(
   "prompt",
-  { id, text: Args.text({ name: "text" }).pipe(Args.withDescription("the prompt; - reads it from stdin"), Args.atLeast(1)) },
+  { id, text: Args.text({ name: "text" }).pipe(Args.atLeast(1)) },
   (o) =>
     Effect.gen(function*() {
       const api = yield* Api.Api
@@ -117,12 +123,10 @@ const prompt = Command.make(
       if (text.trim() === "") return yield* Effect.fail(new Usage({ message: "the prompt is empty" }))
       yield* api.call((c) => c.prompt(o.id, text)).pipe(Effect.mapError(Api.noSandbox(o.id)))
     })
-).pipe(Command.withDescription("Send a prompt to the session's agent"))
+)
 
 const abort = Command.make("abort", { id }, (o) =>
-  Effect.flatMap(Api.Api, (api) => api.call((c) => c.abort(o.id)).pipe(Effect.mapError(Api.noSandbox(o.id))))).pipe(
-    Command.withDescription("Ask the agent to stop its turn")
-  )
+  Effect.flatMap(Api.Api, (api) => api.call((c) => c.abort(o.id)).pipe(Effect.mapError(Api.noSandbox(o.id)))))
 
 /** The request to answer: the named one, or the only pending one. */
 const pendingRequest = (id: string, named: Option.Option<string>) =>
@@ -143,32 +147,35 @@ const pendingRequest = (id: string, named: Option.Option<string>) =>
   })
 
 /**
- * Sends the reply; `false` when someone else answered first (a 409 for a request that is
- * answered): that is how several watchers share a session, not an error.
+ * Sends the reply; when the request was answered already (the server's 409 says "was already
+ * answered"), the answer it has, in words: a second answer changes nothing and is not an error.
  */
 const answer = (id: string, requestId: string, reply: PermissionKey["reply"]) =>
   Effect.flatMap(Api.Api, (api) =>
     api.call((c) => c.permissionReply(id, requestId, "decision" in reply ? reply.decision : reply)).pipe(
-      Effect.as(true),
+      Effect.as(undefined),
       Effect.catchIf(
-        (e) => e._tag === "Rejected" && e.status === 409 && e.code === "conflict",
-        (e) =>
-          // The same 409 answers an unknown request id: the artifacts tell the two apart.
-          Effect.flatMap(api.call((c) => c.artifacts(id)), (list) =>
-            list.some((a) => a.kind === "permission" && a.requestId === requestId && a.decision !== null)
-              ? Effect.succeed(false)
-              : Effect.fail(e))
+        (e) => e._tag === "Rejected" && e.status === 409 && e.code === "conflict" && /already answered/.test(e.message),
+        () =>
+          Effect.map(api.call((c) => c.artifacts(id)), (list) => {
+            const a = list.find((a) => a.kind === "permission" && a.requestId === requestId)
+            return a === undefined ? "" : decisionWords(a)
+          })
       ),
       Effect.mapError(Api.noSandbox(id))
     ))
+
+/** What a second answer prints. */
+const alreadyAnswered = (requestId: string, decision: string) =>
+  `${requestId} was already answered${decision === "" ? "" : ` (${decision})`}; nothing changed\n`
 
 const approve = Command.make(
   "approve",
   {
     id,
     requestId,
-    always: Options.boolean("always").pipe(Options.withDescription("allow always, not just once")),
-    option: Options.text("option").pipe(Options.withDescription("answer with this option of the request (its optionId)"), Options.optional)
+    always: Options.boolean("always"),
+    option: Options.text("option").pipe(Options.optional)
   },
   (o) =>
     Effect.gen(function*() {
@@ -178,33 +185,37 @@ const approve = Command.make(
       const io = yield* Io
       const rid = yield* pendingRequest(o.id, o.requestId)
       const answered = yield* answer(o.id, rid, Option.isSome(o.option) ? { optionId: o.option.value } : { decision: o.always ? "allow_always" : "allow_once" })
-      if (!answered) return io.out(`${rid} was already answered by someone else\n`)
+      if (answered !== undefined) return io.out(alreadyAnswered(rid, answered))
       io.out(`${Option.isSome(o.option) ? `answered ${rid} with ${o.option.value}` : o.always ? `always allowed ${rid}` : `allowed ${rid} once`}\n`)
     })
-).pipe(Command.withDescription("Allow a pending permission request (once, --always, or with --option <optionId>)"))
+)
 
 const reject = Command.make("reject", { id, requestId }, (o) =>
   Effect.gen(function*() {
     const io = yield* Io
     const rid = yield* pendingRequest(o.id, o.requestId)
-    if (!(yield* answer(o.id, rid, { decision: "reject" }))) return io.out(`${rid} was already answered by someone else\n`)
+    const answered = yield* answer(o.id, rid, { decision: "reject" })
+    if (answered !== undefined) return io.out(alreadyAnswered(rid, answered))
     io.out(`rejected ${rid}\n`)
-  })).pipe(Command.withDescription("Reject a pending permission request"))
+  }))
 
-const artifacts = Command.make("artifacts", { id, json }, (o) =>
+const artifacts = Command.make("artifacts", { id, json, verbose }, (o) =>
   Effect.gen(function*() {
     const api = yield* Api.Api
     const io = yield* Io
     const list: ReadonlyArray<Artifact> = yield* api.call((c) => c.artifacts(o.id))
     if (o.json) return io.out(list.map((a) => JSON.stringify(a) + "\n").join(""))
     const t = { style: io.style, width: io.stdout.columns || 100, markdown: io.tty, plain: !io.tty }
-    io.out(list.map((a) => artifactLines(a, t).join("\n") + "\n").join(""))
-  })).pipe(Command.withDescription("Print the session's artifacts: the transcript so far"))
+    io.out(list.filter((a) => o.verbose || !hidden(a)).map((a) => artifactLines(a, t).join("\n") + "\n").join(""))
+  }))
 
-export const command = rein.pipe(
+const reinCommand = rein.pipe(
   Command.withSubcommands([sessions, create, rm, watch, prompt, abort, approve, reject, artifacts]),
   Command.provide((config) => Api.layer({ url: config.url, token: Option.getOrUndefined(config.token) }))
 )
+
+/** The command tree, for tests that compare the flags it parses with the help. */
+export const command = reinCommand
 
 /** The exit code a failure ends with; printed already. */
 export class Exited {
@@ -212,22 +223,82 @@ export class Exited {
   constructor(readonly code: number) {}
 }
 
-/** Runs `rein` on argv; a CliError is printed on stderr and becomes `Exited`. */
-export const run = (argv: ReadonlyArray<string>, version: string) =>
-  Command.run(command, { name: "rein", version })(argv).pipe(
-    Effect.catchIf(
-      (e): e is CliError => typeof e === "object" && e !== null && "_tag" in e && ["Rejected", "Unreachable", "Usage"].includes(e._tag as string),
-      (e) => Effect.flatMap(Io, (io) => Effect.sync(() => io.err(`rein: ${describe(e)}\n`))).pipe(Effect.zipRight(Effect.fail(new Exited(exitCode(e)))))
-    )
-  )
+/** The command line's command (the first word that is not a global option or its value), and whether help was asked for. */
+export const scan = (args: ReadonlyArray<string>): { readonly command: string | undefined; readonly help: boolean } => {
+  let command: string | undefined
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (a === "--") break
+    if (a === "--help" || a === "-h") return { command, help: true }
+    if (command !== undefined) continue
+    if (a === "--url" || a === "--token" || a === "--log-level") i++
+    else if (!a.startsWith("-")) {
+      if (a === "help") return { command: args[i + 1], help: true }
+      command = a
+    }
+  }
+  return { command, help: args.length === 0 }
+}
 
-/** For `runMain`: the exit code of the program's end (invalid flags were explained by the CLI). */
+/** The value given to `--url` on the command line, if any. */
+const urlFlag = (args: ReadonlyArray<string>): string | undefined => {
+  for (let i = 0; i < args.length && args[i] !== "--"; i++) {
+    if (args[i] === "--url") return args[i + 1] ?? ""
+    if (args[i]!.startsWith("--url=")) return args[i]!.slice("--url=".length)
+  }
+  return undefined
+}
+
+const isCliError = (e: unknown): e is CliError =>
+  typeof e === "object" && e !== null && "_tag" in e && ["Rejected", "Unreachable", "Usage"].includes(e._tag as string)
+
+/** What @effect/cli says of a command line it cannot parse, as one `rein:` line with where to look. */
+const usageMessage = (e: ValidationError.ValidationError, command: string | undefined): string => {
+  const text = strip("error" in e ? HelpDoc.toAnsiText(e.error) : "").trim().replace(/\s*\n\s*/g, "; ")
+  const said = text === "" ? "invalid command line" : text.charAt(0).toLowerCase() + text.slice(1)
+  const known = command !== undefined && Help.find(command) !== undefined
+  return `${said} (see rein ${known ? `${command} ` : ""}--help)`
+}
+
+/**
+ * Runs `rein` on argv. Help is ours (Help.ts), printed before parsing; @effect/cli's own messages
+ * are kept off the console and said once here, like every CliError: `rein: ...` on stderr, then
+ * `Exited` with the exit code.
+ */
+export const run = (argv: ReadonlyArray<string>, version: string) =>
+  Effect.gen(function*() {
+    const io = yield* Io
+    const args = argv.slice(2)
+    const { command, help } = scan(args)
+    const fail = (message: string, code = 1) =>
+      Effect.zipRight(Effect.sync(() => io.err(`rein: ${message}\n`)), Effect.fail(new Exited(code)))
+    if (help) {
+      const width = Help.helpWidth(io.tty ? io.stdout.columns : undefined)
+      if (command === undefined) return io.out(Help.mainHelp(io.style, width))
+      const c = Help.find(command)
+      if (c === undefined) return yield* fail(`${command} is not a rein command (see rein --help)`)
+      return io.out(Help.commandHelp(c, io.style, width))
+    }
+    if (command !== undefined && Help.find(command) === undefined) return yield* fail(`${command} is not a rein command (see rein --help)`)
+    // Say which setting holds a bad URL: the flag, else the environment.
+    const given = urlFlag(args)
+    if (given !== undefined && !httpUrl(given)) return yield* fail(badUrl("--url", given))
+    if (given === undefined && io.env.REIN_URL !== undefined && io.env.REIN_URL !== "" && !httpUrl(io.env.REIN_URL)) {
+      return yield* fail(badUrl("REIN_URL", io.env.REIN_URL))
+    }
+    const quiet = yield* Console.consoleWith((c) => Effect.succeed({ ...c, error: () => Effect.void }))
+    yield* Command.run(reinCommand, { name: "rein", version })(argv).pipe(
+      Effect.withConsole(quiet),
+      Effect.catchIf(isCliError, (e) => fail(describe(e), exitCode(e))),
+      Effect.catchIf(ValidationError.isValidationError, (e) => fail(usageMessage(e, command)))
+    )
+  })
+
+/** For `runMain`: the exit code of the program's end (every expected failure was printed already). */
 export const teardown = (exit: Exit.Exit<unknown, unknown>, onExit: (code: number) => void): void => {
   if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure) && failure.value instanceof Exited) return onExit(failure.value.code)
-  if (Option.isNone(failure) || !ValidationError.isValidationError(failure.value)) {
-    process.stderr.write(`rein failed: ${Cause.pretty(exit.cause)}\n`)
-  }
+  process.stderr.write(`rein: internal error (please report it): ${Cause.pretty(exit.cause)}\n`)
   onExit(1)
 }

@@ -8,7 +8,14 @@
  * - `JsonPrinter`: one JSON object per line, in the stream's own event shapes.
  * - `TtyPrinter`: a transcript in scrollback plus a live region at the bottom,
  *   redrawn in place: the artifacts still changing (a running tool call, the
- *   text being written, a pending permission) and a status line.
+ *   text being written, a pending permission), the running turn's plan, and a
+ *   status line.
+ *
+ * While a turn runs, its plan and its usage change with every update: printing
+ * each version would repeat them down the transcript. So they are held (see
+ * `heldBack`): the usage is printed once, when the turn has ended; the plan is
+ * redrawn in place on a terminal (piped: its first version, then its last), and
+ * goes into the transcript when the turn ends.
  */
 import type { Artifact } from "../Domain/Artifact.js"
 import { eraseUp, hideCursor, noColors, rows, showCursor, type Style } from "./Ansi.js"
@@ -19,8 +26,11 @@ export interface Sink {
 }
 
 export interface Printer {
-  /** The session's artifacts now, ordered by seq. */
-  readonly update: (artifacts: ReadonlyArray<Artifact>, synced: boolean) => void
+  /**
+   * The session's artifacts now, ordered by seq; `running`: the session's turn is still going
+   * (the record's status is live), so the turn's plan and usage may still change.
+   */
+  readonly update: (artifacts: ReadonlyArray<Artifact>, synced: boolean, running?: boolean) => void
   /** A line about the watch itself (reconnecting, an answer sent, ...). */
   readonly note: (text: string) => void
   /** The watch ended; leave the output complete. */
@@ -28,6 +38,22 @@ export interface Printer {
 }
 
 const streamed = (a: Artifact) => a.kind === "text" || a.kind === "reasoning"
+
+/**
+ * The seqs of the running turn's plan and usage, which still change: those after the turn's
+ * prompt (the last `user_message`), unless the turn was stopped. Nothing when no turn runs.
+ */
+export const heldBack = (artifacts: ReadonlyArray<Artifact>, running: boolean): ReadonlySet<number> => {
+  const held = new Set<number>()
+  if (!running) return held
+  for (let i = artifacts.length - 1; i >= 0; i--) {
+    const a = artifacts[i]!
+    if (a.kind === "user_message") break
+    if ((a.kind as string) === "turn_stopped") return new Set()
+    if (a.kind === "plan" || a.kind === "usage") held.add(a.seq)
+  }
+  return held
+}
 
 /** Field values compared for "did it change": everything but the times. */
 const content = (a: Artifact): string => {
@@ -53,7 +79,8 @@ export class PlainPrinter implements Printer {
     this.t = { style: noColors, width, markdown: false, plain: true }
   }
 
-  update(artifacts: ReadonlyArray<Artifact>): void {
+  update(artifacts: ReadonlyArray<Artifact>, _synced = true, running?: boolean): void {
+    const held = heldBack(artifacts, running === true)
     let buf = ""
     const write = (s: string) => {
       if (s === "") return
@@ -67,6 +94,8 @@ export class PlainPrinter implements Printer {
     for (const a of artifacts) {
       const prev = this.printed.get(a.seq)
       if (prev === a) continue
+      // The running turn's usage: at its end. Its plan: the first version now, the last at its end.
+      if (held.has(a.seq) && (a.kind === "usage" || prev !== undefined)) continue
       if (streamed(a) && (prev === undefined || prev.kind === a.kind)) {
         const before = typeof prev?.text === "string" ? prev.text : ""
         const now = typeof a.text === "string" ? a.text : ""
@@ -182,6 +211,10 @@ export class TtyPrinter implements Printer {
   /** Rows the live region takes now. */
   private drawn = 0
   private artifacts: ReadonlyArray<Artifact> = []
+  /** Whether the turn runs; undefined: not known (the last artifact is then kept live, as it may grow). */
+  private running: boolean | undefined
+  /** Held back while their turn ran, and not printed yet: printed when it ends, wherever the transcript is then. */
+  private readonly deferred = new Set<number>()
   private footer: Array<string> = []
   private timer: ReturnType<typeof setTimeout> | undefined
   private ended = false
@@ -194,8 +227,9 @@ export class TtyPrinter implements Printer {
     return { style: this.style, width: this.term.columns(), markdown: true, plain: false }
   }
 
-  update(artifacts: ReadonlyArray<Artifact>): void {
+  update(artifacts: ReadonlyArray<Artifact>, _synced = true, running?: boolean): void {
     this.artifacts = artifacts
+    this.running = running
     this.schedule()
   }
 
@@ -235,10 +269,27 @@ export class TtyPrinter implements Printer {
     const t = this.t
     const width = t.width
     const permanent: Array<string> = [...extra]
-    // Artifacts in scrollback that changed since: printed again (a streamed text: only what it gained).
+    const held = all ? new Set<number>() : heldBack(this.artifacts, this.running === true)
+    const flow = this.artifacts.filter((a) => !held.has(a.seq))
+    // The running turn's plan, redrawn in place under what is still changing.
+    const pinned: Array<string> = []
     for (const a of this.artifacts) {
+      if (!held.has(a.seq)) continue
+      if (!this.committed.has(a.seq)) this.deferred.add(a.seq)
+      if (a.kind === "plan") pinned.push(...artifactLines(a, t))
+    }
+    // Artifacts in scrollback that changed since: printed again (a streamed text: only what it gained);
+    // those held back while their turn ran: printed once, after the rest of their turn.
+    const released: Array<string> = []
+    for (const a of flow) {
       if (a.seq >= this.base) break
       const prev = this.committed.get(a.seq)
+      if (prev === undefined && this.deferred.has(a.seq)) {
+        released.push(...artifactLines(a, t))
+        this.committed.set(a.seq, a)
+        this.deferred.delete(a.seq)
+        continue
+      }
       if (prev === undefined || prev === a || content(prev) === content(a)) continue
       if (streamed(a) && typeof prev.text === "string" && typeof a.text === "string" && a.text.startsWith(prev.text)) {
         permanent.push(this.style.gray(`(#${a.seq} continued)`), ...artifactLines({ ...a, text: a.text.slice(prev.text.length) }, t))
@@ -247,11 +298,13 @@ export class TtyPrinter implements Printer {
       }
       this.committed.set(a.seq, a)
     }
-    const live = this.artifacts.filter((a) => a.seq >= this.base)
+    const live = flow.filter((a) => a.seq >= this.base)
     const blocks = live.map((a) => artifactLines(a, t))
     let settledCount = 0
     let settledLines = 0
-    while (settledCount < live.length && (all || !unsettled(live[settledCount]!, settledCount === live.length - 1))) {
+    // The last artifact may still grow while the turn runs; once it is known to have ended, nothing will.
+    const lastMayGrow = this.running !== false
+    while (settledCount < live.length && (all || !unsettled(live[settledCount]!, lastMayGrow && settledCount === live.length - 1))) {
       settledLines += blocks[settledCount]!.length
       settledCount++
     }
@@ -265,16 +318,21 @@ export class TtyPrinter implements Printer {
       this.skip -= settledLines
       rest = lines.slice(settledLines + this.skip)
     }
-    for (let i = 0; i < settledCount; i++) this.committed.set(live[i]!.seq, live[i]!)
+    permanent.push(...released)
+    for (let i = 0; i < settledCount; i++) {
+      this.committed.set(live[i]!.seq, live[i]!)
+      this.deferred.delete(live[i]!.seq)
+    }
     if (settledCount > 0) this.base = live[settledCount - 1]!.seq + 1
     // The live region must fit on the screen to be redrawn: what does not fit goes to scrollback.
     const room = Math.max(1, this.term.rows() - 1)
     const fit = (ls: Array<string>) => ls.reduce((n, l) => n + rows(l, width), 0)
-    while (rest.length > 0 && fit(rest) + fit(this.footer) > room) {
+    const bottom = [...pinned, ...this.footer]
+    while (rest.length > 0 && fit(rest) + fit(bottom) > room) {
       permanent.push(rest.shift()!)
       this.skip++
     }
-    const region = [...rest, ...this.footer]
+    const region = [...rest, ...bottom]
     let out = eraseUp(this.drawn)
     for (const l of permanent) out += l + "\x1b[K\n"
     for (const l of region) out += l + "\x1b[K\n"

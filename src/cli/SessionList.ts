@@ -1,13 +1,14 @@
 /**
- * `rein sessions`: the list as a table (id, status, project, age, cost, summary,
- * and `!` for a session waiting for an approval, from its record's `pendingPermissions`),
- * `--json` one record per line, `--watch` kept live over the client's `SessionsWatch`.
+ * `rein sessions`: the list as a table (`!` for a session that needs you, id, state, project, time
+ * since its last activity, cost, summary), in the order and words of client/sessionState (needs
+ * you, then working, then the rest by last activity); `--status` one group of it; `--json` one
+ * record per line; `--watch` kept live over the client's `SessionsWatch`.
  */
 import * as Effect from "effect/Effect"
+import { formatCost, type Group, groupOf, lastActivity, orderSessions, stateOf } from "../client/sessionState.js"
 import type { Session } from "../Domain/Session.js"
 import { Api } from "./Api.js"
 import { eraseUp, type Style, truncate } from "./Ansi.js"
-import { fromUnknown } from "./Errors.js"
 import { Io } from "./Io.js"
 
 export type Listed = Session
@@ -20,63 +21,89 @@ export const age = (ms: number): string => {
   return `${Math.floor(s / 86_400)}d`
 }
 
-/** What the session's turns cost so far, in dollars; `-` when no turn reported a cost. */
-export const cost = (usd: number | null): string => usd === null ? "-" : `$${usd < 10 ? usd.toFixed(2) : usd.toFixed(0)}`
+/** The state's words, as a column reads them ("needs approval (2)", "working", "stopped", ...). */
+export const stateWords = (x: Session): string => {
+  const { label } = stateOf(x)
+  return label.charAt(0).toLowerCase() + label.slice(1)
+}
 
-const statusColor = (status: string, s: Style) =>
-  status === "live" ? s.green(status) : status === "idle" ? s.blue(status) : status === "disconnected" ? s.red(status) : s.yellow(status)
+const stateColor = (x: Session, text: string, s: Style) => {
+  switch (stateOf(x).key) {
+    case "approval":
+      return s.yellow(text)
+    case "error":
+    case "disconnected":
+      return s.red(text)
+    case "working":
+    case "starting":
+      return s.green(text)
+    default:
+      return s.blue(text)
+  }
+}
 
-/** The table, a header line and one line per session, columns padded to fit. */
+/** The table, a header line and one line per session, columns padded to fit; the sessions in the order given. */
 export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, now = Date.now()): Array<string> => {
   const rows = sessions.map((x) => [
-    x.pendingPermissions > 0 ? "!" : " ",
+    groupOf(x) === "needs-you" ? "!" : " ",
     x.id,
-    x.status,
+    stateWords(x),
     x.project ?? "-",
-    age(now - x.createdAt),
-    cost(x.usage.costUsd),
+    age(now - lastActivity(x)),
+    formatCost(x.usage.costUsd) ?? "",
     (x.summary ?? "").replace(/\s+/g, " ")
   ])
-  const head = [" ", "ID", "STATUS", "PROJECT", "AGE", "COST", "SUMMARY"]
+  const head = [" ", "ID", "STATE", "PROJECT", "ACTIVE", "COST", "SUMMARY"]
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
-  const line = (r: Array<string>, styled: boolean) => {
+  const line = (r: Array<string>, x: Session | undefined) => {
     const cells = r.slice(0, 6).map((c, i) => c.padEnd(widths[i]!))
     const used = cells.join("  ").length + 2
     const summary = truncate(r[6]!, Math.max(8, width - used))
-    if (!styled) return [...cells, summary].join("  ").trimEnd()
-    const [mark, id, status, project, ageText, costText] = cells as [string, string, string, string, string, string]
+    if (x === undefined) return [...cells, summary].join("  ").trimEnd()
+    const [mark, id, state, project, ageText, costText] = cells as [string, string, string, string, string, string]
     return [
       mark.trim() === "!" ? s.inverse(s.yellow("!")) : mark,
       s.bold(id),
-      statusColor(r[2]!, s) + status.slice(r[2]!.length),
+      stateColor(x, r[2]!, s) + state.slice(r[2]!.length),
       s.gray(project),
       s.gray(ageText),
       s.gray(costText),
       summary
     ].join("  ").trimEnd()
   }
-  return [s.bold(line(head, false)), ...rows.map((r) => line(r, true))]
+  return [s.bold(line(head, undefined)), ...rows.map((r, i) => line(r, sessions[i]))]
 }
 
 export interface ListOptions {
   readonly project: string | undefined
   /** Only the sessions that need someone. */
   readonly attention: boolean
+  /** Only the sessions of this group (the list's status filter). */
+  readonly status: Group | undefined
   readonly json: boolean
+}
+
+/** "no sessions", said of the filter asked for. */
+const none = (options: ListOptions): string => {
+  const group = options.status === undefined ? (options.attention ? "need you" : "") : {
+    "needs-you": "need you",
+    working: "are working",
+    idle: "are idle",
+    disconnected: "are disconnected"
+  }[options.status]
+  return `no sessions${group === "" ? "" : ` ${group}`}${options.project !== undefined ? ` in project ${options.project}` : ""}`
 }
 
 export const listSessions = (options: ListOptions) =>
   Effect.gen(function*() {
     const api = yield* Api
     const io = yield* Io
-    const sessions = yield* api.call((c) => c.listSessions({ project: options.project, attention: options.attention }))
+    const listed = yield* api.call((c) => c.listSessions({ project: options.project, attention: options.attention }))
+    const sessions = orderSessions(listed, options.status)
     if (options.json) {
       io.out(sessions.map((x) => JSON.stringify(x) + "\n").join(""))
     } else if (sessions.length === 0) {
-      io.out(
-        (options.attention ? "no sessions need you" : "no sessions") +
-          (options.project !== undefined ? ` in project ${options.project}\n` : "\n")
-      )
+      io.out(none(options) + "\n")
     } else {
       io.out(table(sessions, io.style, io.stdout.columns || 120).join("\n") + "\n")
     }
@@ -113,8 +140,8 @@ export const watchSessions = (options: ListOptions) =>
         let drawn = 0
         const width = () => io.stdout.columns || 120
         const draw = () => {
-          const list = [...known.values()]
-          const lines = list.length === 0 ? [io.style.gray("no sessions")] : table(list, io.style, width())
+          const list = orderSessions([...known.values()])
+          const lines = list.length === 0 ? [io.style.gray(none(options))] : table(list, io.style, width())
           const room = Math.max(2, (io.stdout.rows || 24) - 2)
           const shown = lines.length > room ? [...lines.slice(0, room - 1), io.style.gray(`… ${lines.length - room + 1} more`)] : lines
           io.out(eraseUp(drawn) + shown.map((l) => l + "\x1b[K\n").join(""))
@@ -126,13 +153,14 @@ export const watchSessions = (options: ListOptions) =>
           ...filter,
           onChange: (state) => {
             if (!state.synced) return
-            const next = new Map(state.sessions.map((x) => [x.id, x]))
+            // The filter's sessions: one entering it is "created" here, one leaving it "removed".
+            const list = orderSessions(state.sessions, options.status)
+            const next = new Map(list.map((x) => [x.id, x]))
             if (!synced) {
               synced = true
               known = next
-              const list = state.sessions
               if (mode === "tty") draw()
-              else if (mode === "plain") emit(list.length === 0 ? "no sessions" : table(list, io.style, width()).join("\n"))
+              else if (mode === "plain") emit(list.length === 0 ? none(options) : table(list, io.style, width()).join("\n"))
               else {
                 for (const x of list) emit(JSON.stringify({ event: "session_snapshot", session: x }))
                 emit(JSON.stringify({ event: "snapshot_complete" }))
@@ -140,7 +168,7 @@ export const watchSessions = (options: ListOptions) =>
               return
             }
             let changed = false
-            for (const x of state.sessions) {
+            for (const x of list) {
               const old = known.get(x.id)
               if (old === x) continue
               const fields = old === undefined ? undefined : updatedFields(old, x)
@@ -165,5 +193,5 @@ export const watchSessions = (options: ListOptions) =>
       (watch) => Effect.promise(() => watch.done),
       (watch) => Effect.sync(() => watch.close())
     )
-    if (failure.connection.status === "failed") return yield* Effect.fail(fromUnknown(api.url)(failure.connection.error))
+    if (failure.connection.status === "failed") return yield* Effect.fail(api.failure(failure.connection.error))
   })

@@ -10,10 +10,14 @@ import type { Artifact } from "../Domain/Artifact.js"
 import type { ArtifactsState } from "../client/ReinClient.js"
 import type { ConnectionState } from "../client/stream.js"
 import { Api } from "./Api.js"
-import { type CliError, fromUnknown, Rejected } from "./Errors.js"
+import { stateOf } from "../client/sessionState.js"
+import { type CliError, Rejected } from "./Errors.js"
 import { Io } from "./Io.js"
 import { JsonPrinter, PlainPrinter, type Printer, TtyPrinter } from "./Printer.js"
-import { isPendingPermission, permissionKeys } from "./Transcript.js"
+import { hidden, isPendingPermission, permissionKeys } from "./Transcript.js"
+
+/** How long after its record says a turn ended its artifacts are taken as final (see watchSession). */
+const TURN_END_GRACE_MS = 300
 
 type Outcome = { readonly _tag: "removed" } | { readonly _tag: "stopped" } | { readonly _tag: "failed"; readonly error: CliError }
 
@@ -25,7 +29,13 @@ export const requireSession = (id: string) =>
         ? Effect.fail(new Rejected({ status: 404, code: "not_found", message: `session ${id} not found` }))
         : Effect.succeed(s)))
 
-export const watchSession = (id: string, options: { readonly json: boolean }) =>
+export interface WatchOptions {
+  readonly json: boolean
+  /** Also the agent's raw protocol events (`custom` `acp.*`). */
+  readonly verbose: boolean
+}
+
+export const watchSession = (id: string, options: WatchOptions) =>
   Effect.gen(function*() {
     const api = yield* Api
     const io = yield* Io
@@ -44,7 +54,7 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
         const json = mode === "json" ? new JsonPrinter({ write: io.out }, { write: io.err }) : undefined
         const printer: Printer = tty ?? json ?? new PlainPrinter({ write: io.out }, { write: io.err })
         if (tty) {
-          io.out(s.gray(`watching ${s.bold(id)} (${session.status}${session.project ? `, project ${session.project}` : ""}) on ${api.url} · Ctrl-C to quit`) + "\n")
+          io.out(s.gray(`watching ${s.bold(id)} (${stateOf(session).label.toLowerCase()}${session.project ? `, project ${session.project}` : ""}) on ${api.url} · Ctrl-C to quit`) + "\n")
         }
 
         let connection: ConnectionState = { status: "connecting", attempt: 0 }
@@ -71,8 +81,44 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           tty.setFooter(lines)
         }
 
+        // Whether the session's turn still runs: its record's status, followed on the session
+        // stream (best effort: without it, the status the watch started with). The two streams
+        // are not ordered with each other: the turn's last changes (its final plan, its usage)
+        // may arrive on the artifact stream a moment after the record says idle, so an end is
+        // taken in after a short grace; a start at once.
+        let running = session.status === "live"
+        let last: ArtifactsState | undefined
+        let ending: ReturnType<typeof setTimeout> | undefined
+        const shown = (artifacts: ReadonlyArray<Artifact>) => (options.verbose || json ? artifacts : artifacts.filter((a) => !hidden(a)))
+        const setRunning = (now: boolean) => {
+          running = now
+          if (last !== undefined) printer.update(shown(last.artifacts), last.synced, running)
+        }
+        const status = json
+          ? undefined
+          : api.client.watchSessions({
+            ...(session.project !== null && { project: session.project }),
+            onChange: (list) => {
+              const record = list.sessions.find((x) => x.id === id)
+              if (!list.synced || record === undefined) return
+              const live = record.status === "live"
+              if (live && ending !== undefined) {
+                clearTimeout(ending)
+                ending = undefined
+              }
+              if (live === running || (!live && ending !== undefined)) return
+              if (live) setRunning(true)
+              else {
+                ending = setTimeout(() => {
+                  ending = undefined
+                  setRunning(false)
+                }, TURN_END_GRACE_MS)
+              }
+            }
+          })
         const onState = (state: ArtifactsState) => {
-          printer.update(state.artifacts, state.synced)
+          last = state
+          printer.update(shown(state.artifacts), state.synced, running)
           pending = state.artifacts.find(isPendingPermission)
           if (state.connection !== connection) {
             connection = state.connection
@@ -91,7 +137,7 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           onState(final)
           if (final.connection.status === "gone") finish({ _tag: "removed" })
           else if (final.connection.status === "failed") {
-            finish({ _tag: "failed", error: fromUnknown(api.url)(final.connection.error ?? new Error("the stream failed")) })
+            finish({ _tag: "failed", error: api.failure(final.connection.error ?? new Error("the stream failed")) })
           } else finish({ _tag: "stopped" })
         })
 
@@ -106,11 +152,11 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           sending = requestId
           footer()
           const answer = "decision" in key.reply ? key.reply.decision : key.reply
-          api.client.permissionReply(id, requestId, answer).then(() => undefined, fromUnknown(api.url)).then((e) => {
+          api.client.permissionReply(id, requestId, answer).then(() => undefined, api.failure).then((e) => {
             sending = undefined
             if (e !== undefined) {
-              if (e._tag === "Rejected" && e.status === 409 && e.code === "conflict") {
-                printer.note(`${requestId} was already answered by someone else`)
+              if (e._tag === "Rejected" && e.status === 409 && e.code === "conflict" && /already answered/.test(e.message)) {
+                printer.note(`${requestId} was already answered; nothing changed`)
               } else if (e._tag === "Rejected" && e.code === "no_sandbox") {
                 printer.note(s.red(`no sandbox connected to ${id}: the answer was not delivered`))
               } else printer.note(s.red(`could not answer ${requestId}: ${e.message}`))
@@ -130,6 +176,8 @@ export const watchSession = (id: string, options: { readonly json: boolean }) =>
           json,
           dispose: () => {
             watch.close()
+            status?.close()
+            if (ending !== undefined) clearTimeout(ending)
             io.stdout.off("resize", onResize)
             if (interactive) {
               io.stdin.off("data", onKey)

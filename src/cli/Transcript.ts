@@ -3,8 +3,9 @@
  * The same functions serve the TTY (styled, Markdown) and plain output
  * (`noColors`, raw text): only `TranscriptStyle` differs.
  */
+import { formatCost } from "../client/sessionState.js"
 import type { Artifact } from "../Domain/Artifact.js"
-import { sanitize, type Style, truncate } from "./Ansi.js"
+import { noColors, sanitize, strip, type Style, truncate } from "./Ansi.js"
 import { renderMarkdown } from "./Markdown.js"
 
 export interface TranscriptStyle {
@@ -32,6 +33,12 @@ export interface PermissionOption {
 
 export const permissionOptions = (a: Artifact): ReadonlyArray<PermissionOption> =>
   Array.isArray(a.options) ? (a.options as Array<unknown>).map((o) => (typeof o === "object" && o !== null ? o : { name: String(o) }) as PermissionOption) : []
+
+/**
+ * Shown only with `--verbose`: the agent's protocol messages the bridge passes on whole
+ * (`custom {name: "acp.<sessionUpdate>"}`), which say nothing a person reads.
+ */
+export const hidden = (a: Artifact): boolean => a.kind === "custom" && typeof a.name === "string" && a.name.startsWith("acp.")
 
 export const isPendingPermission = (a: Artifact): boolean => a.kind === "permission" && (a.decision === null || a.decision === undefined)
 
@@ -77,17 +84,36 @@ export const toolLine = (a: Artifact, t: TranscriptStyle): string => {
   return `${toolIcon(status, t)} ${label}${s.gray(where)}${s.dim(" · ")}${statusWord(status, s)}`
 }
 
+/** A Markdown code fence line (```lang, ~~~), which agents wrap their tools' output in. */
+const FENCE = /^\s*(```|~~~)[\w.+-]*\s*$/
+
+/**
+ * A tool's output as it reads: Markdown code fences (Claude's adapter wraps output in them) are
+ * rendered as what they are, a block of code, so the fence lines themselves are not shown.
+ */
+export const outputLines = (output: string): Array<string> => {
+  const lines = output.replace(/\n+$/, "").split("\n")
+  const fences = lines.filter((l) => FENCE.test(l)).length
+  // Only fences that open and close: a lone ``` inside a program's output is the output.
+  const kept = fences >= 2 && fences % 2 === 0 ? lines.filter((l) => !FENCE.test(l)) : lines
+  while (kept.length > 0 && kept[0]!.trim() === "") kept.shift()
+  while (kept.length > 0 && kept[kept.length - 1]!.trim() === "") kept.pop()
+  return kept
+}
+
 /** The output of a finished call, collapsed to a few lines. */
 export const toolOutput = (a: Artifact, t: TranscriptStyle): Array<string> => {
   if (isRunningTool(a)) return []
-  const output = str(a.output).replace(/\n+$/, "")
-  if (output === "") return []
-  const lines = output.split("\n")
+  const lines = outputLines(str(a.output))
+  if (lines.length === 0) return []
   const bar = t.plain ? "  | " : t.style.gray("  │ ")
   const shown = lines.slice(0, OUTPUT_LINES).map((l) => bar + t.style.dim(truncate(l, Math.max(10, t.width - 5))))
   if (lines.length > OUTPUT_LINES) shown.push(t.style.gray(`  … ${lines.length - OUTPUT_LINES} more lines`))
   return shown
 }
+
+/** A permission's answer in words, without colour: "allowed once (Allow this time)". */
+export const decisionWords = (a: Artifact): string => strip(decisionText(a, noColors))
 
 const decisionText = (a: Artifact, s: Style): string => {
   const opt = permissionOptions(a).find((o) => o.optionId !== undefined && o.optionId === a.optionId)
@@ -210,7 +236,8 @@ export const artifactLines = (a: Artifact, t: TranscriptStyle): Array<string> =>
     case "error":
       return [`${t.plain ? "[error]" : s.red("✗ error:")} ${s.red(str(a.message))}${a.code ? s.gray(` (${str(a.code)})`) : ""}`]
     case "usage": {
-      const cost = typeof a.costUsd === "number" ? ` · $${a.costUsd.toFixed(4)}` : ""
+      const dollars = formatCost(typeof a.costUsd === "number" ? a.costUsd : null)
+      const cost = dollars === null ? "" : ` · ${dollars}`
       const ctx = a.context && typeof a.context === "object"
         ? ` · context ${(a.context as { used?: unknown }).used}/${(a.context as { size?: unknown }).size}`
         : ""
@@ -218,7 +245,10 @@ export const artifactLines = (a: Artifact, t: TranscriptStyle): Array<string> =>
     }
     case "custom":
       return [s.gray(truncate(`[${str(a.name)}] ${str(a.data)}`, t.width))]
+
     default: {
+      // A turn ended by Abort says so where its reply ends.
+      if ((a.kind as string) === "turn_stopped") return [s.gray("— turn stopped —")]
       if ((a.kind as string) === "agent") {
         const version = a.version ? ` ${str(a.version)}` : ""
         return [s.gray(`${t.plain ? "[agent] " : "agent: "}${str(a.name) || "unknown"}${version}`)]
