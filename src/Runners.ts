@@ -84,7 +84,8 @@ export const make = Effect.gen(function*() {
     }
   }
 
-  const newToken = () => `rrt_${randomBytes(24).toString("base64url")}`
+  /** `rrt_<id>.<secret>`: the id travels with the token, so a runner needs nothing else to connect. */
+  const newToken = (id: string) => `rrt_${id}.${randomBytes(24).toString("base64url")}`
   const newId = () => `run_${randomBytes(6).toString("hex")}`
 
   const find = (id: string) => Effect.suspend(() => {
@@ -153,15 +154,16 @@ export const make = Effect.gen(function*() {
     }),
     register: (name) =>
       Effect.gen(function*() {
-        const token = newToken()
-        const stored: StoredRunner = { id: newId(), name, tokenHash: hash(token), createdAt: Date.now() }
+        const id = newId()
+        const token = newToken(id)
+        const stored: StoredRunner = { id, name, tokenHash: hash(token), createdAt: Date.now() }
         yield* store.runners.create(stored)
         known.set(stored.id, { stored, embedded: false, offer: undefined, connection: undefined })
         return { id: stored.id, name, token }
       }),
     registerEmbedded: (id, name) =>
       Effect.sync(() => {
-        const token = newToken()
+        const token = newToken(id)
         const stored: StoredRunner = { id, name, tokenHash: hash(token), createdAt: Date.now() }
         known.set(stored.id, { stored, embedded: true, offer: undefined, connection: undefined })
         return { id: stored.id, token }
@@ -181,7 +183,10 @@ export const make = Effect.gen(function*() {
         const k = known.get(id)
         return k !== undefined && sameHash(hash(token), k.stored.tokenHash)
       }),
-    setOffer: (id, offer) => Effect.map(find(id), (k) => void (k.offer = offer)),
+    setOffer: (id, offer) =>
+      Effect.map(find(id), (k) => {
+        k.offer = offer
+      }),
     connect: (id) =>
       Effect.gen(function*() {
         const k = yield* find(id)

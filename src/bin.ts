@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createRequire } from "node:module"
+import * as RunnerFlags from "./runner/Flags.js"
 import * as Server from "./Server.js"
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
@@ -117,6 +118,11 @@ const listenErrors: Record<string, string> = {
   ENOTFOUND: "no such host"
 }
 
+const noRunner = Options.boolean("no-runner").pipe(
+  Options.withDescription("do not start agents on this machine (no embedded runner); remote rein-runners still can (env REIN_NO_RUNNER=1)"),
+  Options.withFallbackConfig(Config.boolean("REIN_NO_RUNNER").pipe(Config.withDefault(false)))
+)
+
 const loopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1"
 
 const command = Command.make("rein-server", {
@@ -129,9 +135,14 @@ const command = Command.make("rein-server", {
   maxConnections,
   leaseTtl,
   residentSessions,
-  idleEvictAfter
+  idleEvictAfter,
+  noRunner,
+  agents: RunnerFlags.agents,
+  repos: RunnerFlags.repos,
+  worktrees: RunnerFlags.worktrees,
+  maxSessions: RunnerFlags.maxSessions
 }, (o) =>
-  Effect.flatMap(chooseStore(o), (store) => {
+  Effect.flatMap(Effect.zip(chooseStore(o), RunnerFlags.resolveRepos(o.repos)), ([store, repos]) => {
     const server = Server.layer({
       port: o.port,
       host: o.host,
@@ -141,7 +152,13 @@ const command = Command.make("rein-server", {
       maxConnections: Option.getOrUndefined(o.maxConnections),
       leaseTtl: o.leaseTtl,
       residentSessions: o.residentSessions,
-      idleEvictAfter: o.idleEvictAfter
+      idleEvictAfter: o.idleEvictAfter,
+      runner: o.noRunner ? undefined : {
+        repos,
+        agentsFile: Option.getOrUndefined(o.agents),
+        worktrees: Option.getOrUndefined(o.worktrees),
+        maxSessions: Option.getOrUndefined(o.maxSessions)
+      }
     })
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const { address } = yield* HttpServer.HttpServer

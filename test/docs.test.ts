@@ -77,15 +77,19 @@ describe("docs/protocol.md matches the code", () => {
     expect([...documented].sort()).toEqual([...kinds].sort())
   })
 
-  it("lists every rein-server flag and its environment variable", () => {
-    const source = read("src/bin.ts")
-    const flags = [...source.matchAll(/Options\.\w+\("([a-z-]+)"\)/g)].map((m) => `--${m[1]}`)
+  // Both bins take the runner's flags from src/runner/Flags.ts.
+  it.each([
+    ["rein-server", ["src/bin.ts", "src/runner/Flags.ts"]],
+    ["rein-runner", ["src/runner/bin.ts", "src/runner/Flags.ts"]]
+  ] as const)("lists every %s flag and its environment variable", (bin, files) => {
+    const source = files.map(read).join("\n")
+    const flags = [...source.matchAll(/Options\.\w+\("([a-z-]+)"[,)]/g)].map((m) => `--${m[1]}`)
     const env = [...source.matchAll(/Config\.\w+\("([A-Z_]+)"\)/g)].map((m) => m[1]!)
     expect(flags.length).toBeGreaterThan(5)
-    const rows = table(protocol, "`rein-server` flags")
+    const rows = table(protocol, `\`${bin}\` flags`)
     const documentedFlags = rows.flatMap(([flag]) => flag!.split(", ").map(unquote))
     expect(documentedFlags.filter((f) => f !== "--help" && f !== "--version").sort()).toEqual([...flags].sort())
-    const documentedEnv = rows.map((row) => unquote(row[1]!)).filter((e) => e !== "")
+    const documentedEnv = rows.flatMap((row) => row[1]!.split(", ").map(unquote)).filter((e) => e !== "")
     expect([...documentedEnv].sort()).toEqual([...new Set(env)].sort())
   })
 

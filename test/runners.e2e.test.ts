@@ -7,6 +7,7 @@
  * removes the worktree and keeps a branch with commits; no runner is `409 no_runner` with nothing
  * created; the agent's environment holds none of the server's secrets.
  */
+import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
@@ -14,12 +15,14 @@ import { processStartTime } from "../src/runner/Processes.js"
 import { readMarker } from "../src/runner/Worktrees.js"
 import { start, type TestServer } from "./helpers.js"
 import { alive, cleanup, commitAll, git, makeRepo, tempDir } from "./runner-helpers.js"
-import { buildAgent } from "./sandboxBuild.js"
+import { buildAgent, buildRunnerBin } from "./sandboxBuild.js"
 
 const TOKEN = "server-secret-token"
 let agentJs: string
+let runnerJs: string
 beforeAll(() => {
   agentJs = buildAgent("acp-agent")
+  runnerJs = buildRunnerBin()
 }, 60_000)
 
 const servers: Array<TestServer> = []
@@ -251,3 +254,80 @@ const readUntil = async (res: Response, event: string, then: () => Promise<void>
   }
   return text
 }
+
+describe("rein-runner: a remote runner", () => {
+  /** `rein-runner` as a process, its stderr kept. */
+  const runnerProcess = (url: string, token: string, args: ReadonlyArray<string>) => {
+    const child = spawn(process.execPath, [runnerJs, "--url", url, "--token", token, ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, REIN_TOKEN: "", REIN_RUNNER_TOKEN: "" }
+    })
+    let stderr = ""
+    child.stderr!.on("data", (b) => (stderr += String(b)))
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)))
+    children.push(child)
+    return { child, exited, stderr: () => stderr }
+  }
+  const children: Array<ChildProcess> = []
+  afterEach(() => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+  })
+
+  it("kill -9 and restarted, it reconciles: no agent process and no worktree of a deleted session; a session that still exists starts again", async () => {
+    const repo = makeRepo()
+    const dir = tempDir()
+    const agentsFile = join(dir, "agents.json")
+    writeFileSync(agentsFile, JSON.stringify({ agents: { scripted: { command: process.execPath, args: [agentJs] } } }))
+    const worktrees = join(dir, "worktrees")
+    const server = await start({ token: TOKEN, bootstrapTimeout: 600_000 })
+    servers.push(server)
+    const call = (method: string, path: string, body?: unknown) => server.request(method, path, body, auth)
+    const { token } = (await call("POST", "/runners", { name: "vm-2" })).body
+    const args = ["--agents", agentsFile, "--repos", repo, "--worktrees", worktrees]
+    const first = runnerProcess(server.url, token, args)
+    await until(() => call("GET", "/runners"), (r) => expect(r.body[0]).toMatchObject({ online: true, repos: [repo] }))
+
+    for (const id of ["gone", "kept"]) expect((await call("POST", `/sessions/${id}`, { agent: "scripted" })).status).toBe(201)
+    const pids: Record<string, number> = {}
+    for (const id of ["gone", "kept"]) {
+      const s = await until(() => call("GET", `/sessions/${id}`), (r) => expect(r.body).toMatchObject({ status: "live", workspace: { path: expect.any(String) } }))
+      pids[id] = (await until(() => readMarker(s.body.workspace.path), (m) => expect(m?.processes).toHaveLength(1)))!.processes[0]!.pid
+    }
+    const gonePath = join(worktrees, "app", "gone")
+    first.child.kill("SIGKILL")
+    await first.exited
+    // The runner is gone; the agents it started are not (their own process groups).
+    expect(alive(pids.gone!) && alive(pids.kept!)).toBe(true)
+    await until(() => call("GET", "/runners"), (r) => expect(r.body[0].online).toBe(false))
+    expect((await call("DELETE", "/sessions/gone")).status).toBe(204)
+
+    const second = runnerProcess(server.url, token, args)
+    await until(() => call("GET", "/runners"), (r) => expect(r.body[0].online).toBe(true))
+    await until(async () => [alive(pids.gone!), alive(pids.kept!), existsSync(gonePath)], (v) => expect(v).toEqual([false, false, false]))
+    expect(second.stderr()).toContain("removed the worktree of deleted session gone")
+    expect(existsSync(join(worktrees, "app", "kept"))).toBe(true)
+    await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("disconnected"))
+    expect((await call("POST", "/sessions/kept/start")).status).toBe(202)
+    await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("live"))
+
+    // SIGTERM: its agents stop, their sessions stay, it exits 0.
+    second.child.kill("SIGTERM")
+    expect(await second.exited).toBe(0)
+    await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("disconnected"))
+  })
+
+  it("a bad token or a revoked runner stops with a message and exit 1", async () => {
+    const server = await start({ token: TOKEN })
+    servers.push(server)
+    const { token, id } = (await server.request("POST", "/runners", { name: "vm-3" }, auth)).body
+    const repo = makeRepo()
+    const r = runnerProcess(server.url, token, ["--repos", repo, "--worktrees", join(tempDir(), "w")])
+    await until(() => server.request("GET", "/runners", undefined, auth), (res) => expect(res.body[0].online).toBe(true))
+    expect((await server.request("DELETE", `/runners/${id}`, undefined, auth)).status).toBe(204)
+    expect(await r.exited).toBe(1)
+    expect(r.stderr()).toContain("this runner was revoked")
+    const bad = runnerProcess(server.url, "rrt_run_nope.secret", ["--repos", repo])
+    expect(await bad.exited).toBe(1)
+    expect(bad.stderr()).toMatch(/403|forbidden|not grant/i)
+  })
+})

@@ -32,3 +32,18 @@ export const buildAgent = (name: string): string => {
   buildSync({ entryPoints: [join(root, "test/fixtures", `${name}.ts`)], outfile, format: "esm", platform: "node", target: "node20" })
   return outfile
 }
+
+/** Builds the `rein-runner` bin (src/runner/bin.ts) like the sandbox's; returns its path. */
+export const buildRunnerBin = (): string => {
+  const outfile = join(out, "runner", "bin.js")
+  buildSync({
+    entryPoints: [join(root, "src/runner/bin.ts")],
+    outfile,
+    bundle: true,
+    packages: "external",
+    format: "esm",
+    platform: "node",
+    target: "node20"
+  })
+  return outfile
+}
