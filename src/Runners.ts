@@ -26,6 +26,12 @@ export interface JobFeed {
   readonly jobs: Queue.Dequeue<Job>
   /** True once the runner was revoked while connected: its stream says so and it stops. */
   readonly revoked: () => boolean
+  /**
+   * Once the stream ended: the sessions whose agents the runner said it ran when it went away
+   * without a newer connection taking its place (empty when it stopped them first, as a runner
+   * that stops cleanly does).
+   */
+  readonly orphaned: () => ReadonlyArray<string>
 }
 
 /** What a session asks for: an agent, maybe a repository, maybe a runner (id or name). */
@@ -62,7 +68,7 @@ interface Known {
   connection: { readonly queue: Queue.Queue<Job>; revoked: boolean } | undefined
 }
 
-const noOffer: RunnerOffer = { agents: [], repos: [], sessions: 0, maxSessions: null, freeDisk: null }
+const noOffer: RunnerOffer = { agents: [], repos: [], sessions: 0, running: [], maxSessions: null, freeDisk: null }
 
 export const make = Effect.gen(function*() {
   const store = yield* SessionStore
@@ -201,7 +207,12 @@ export const make = Effect.gen(function*() {
             if (k.connection === connection) k.connection = undefined
           }).pipe(Effect.zipRight(Queue.shutdown(queue)))
         )
-        return { jobs: queue, revoked: () => connection.revoked }
+        return {
+          jobs: queue,
+          revoked: () => connection.revoked,
+          orphaned: () =>
+            connection.revoked || (k.connection !== undefined && k.connection !== connection) ? [] : (k.offer?.running ?? [])
+        }
       }),
     pick,
     dispatch: (id, job) =>

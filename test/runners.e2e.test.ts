@@ -299,6 +299,10 @@ describe("rein-runner: a remote runner", () => {
     // The runner is gone; the agents it started are not (their own process groups).
     expect(alive(pids.gone!) && alive(pids.kept!)).toBe(true)
     await until(() => call("GET", "/runners"), (r) => expect(r.body[0].online).toBe(false))
+    // A runner that went away took its agents along: both sessions need someone, nothing restarts them elsewhere.
+    const needy = await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((x: any) => x.id).sort()).toEqual(["gone", "kept"]))
+    expect(needy.body.every((x: any) => x.status === "disconnected")).toBe(true)
+    expect((await artifacts(call, "kept")).at(-1)).toMatchObject({ kind: "error", fatal: true, message: expect.stringContaining("went away") })
     expect((await call("DELETE", "/sessions/gone")).status).toBe(204)
 
     const second = runnerProcess(server.url, token, args)
@@ -310,10 +314,15 @@ describe("rein-runner: a remote runner", () => {
     expect((await call("POST", "/sessions/kept/start")).status).toBe(202)
     await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("live"))
 
-    // SIGTERM: its agents stop, their sessions stay, it exits 0.
+    // Once its agent started, it needs nobody.
+    await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body).toEqual([]))
+
+    // SIGTERM: its agents stop, their sessions stay, it exits 0; stopped cleanly, nobody is needed.
     second.child.kill("SIGTERM")
     expect(await second.exited).toBe(0)
     await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("disconnected"))
+    await new Promise((r) => setTimeout(r, 2_500))
+    expect((await call("GET", "/sessions?attention=1")).body).toEqual([])
   })
 
   it("a bad token or a revoked runner stops with a message and exit 1", async () => {

@@ -20,6 +20,10 @@ export const RunnerOffer = Schema.Struct({
   repos: Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(4096))).pipe(Schema.maxItems(1024)),
   /** Sessions whose agent it runs now. */
   sessions: Schema.Number.pipe(Schema.int(), Schema.nonNegative()),
+  /** Their ids: should the runner vanish, these sessions lost their agent. */
+  running: Schema.optionalWith(Schema.Array(Schema.String.pipe(Schema.maxLength(128))).pipe(Schema.maxItems(10_000)), {
+    default: () => []
+  }),
   maxSessions: Schema.NullOr(Schema.Number.pipe(Schema.int(), Schema.positive())),
   /** Bytes free where its worktrees go (null: unknown). */
   freeDisk: Schema.NullOr(Schema.Number.pipe(Schema.nonNegative()))

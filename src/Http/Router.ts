@@ -216,6 +216,24 @@ export const make = (options: RouterOptions) =>
             })),
             Effect.forkScoped
           )
+          // A runner that vanishes (crashed, cut off) took its agents along: their sessions need
+          // someone. Nothing is started elsewhere behind the user's back.
+          const sessions = yield* Sessions
+          // A moment's grace first: a runner whose connection blinked is back by then.
+          yield* Effect.addFinalizer(() =>
+            Effect.sleep("2 seconds").pipe(
+              Effect.zipRight(Effect.suspend(() =>
+                Effect.forEach(feed.orphaned(), (sessionId) =>
+                  Effect.ignore(sessions.ingest(sessionId, [{
+                    type: "error",
+                    fatal: true,
+                    message: `the runner running this session's agent went away (runner ${id}); start the session again once it is back`
+                  }])), { discard: true })
+              )),
+              Effect.forkDaemon,
+              Effect.asVoid
+            )
+          )
           return c.response()
         })
       )

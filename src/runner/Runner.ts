@@ -106,8 +106,10 @@ export class Runner {
   async close(): Promise<void> {
     if (this.closing) return
     this.closing = true
-    this.stream?.close()
+    // Agents first, and the hub told, so that the job stream ending after says nothing went wrong.
     await this.stopAll()
+    await this.sendOffer()
+    this.stream?.close()
     this.resolveEnded("closed")
   }
 
@@ -148,6 +150,7 @@ export class Runner {
       agents: Object.values(this.o.profiles).map((p) => ({ id: p.id, name: p.name })),
       repos: [...this.o.repos],
       sessions: this.running.size,
+      running: [...this.running.keys()],
       maxSessions: this.o.maxSessions ?? null,
       freeDisk: null
     }
