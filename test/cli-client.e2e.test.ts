@@ -664,6 +664,7 @@ describe("rein: --help", () => {
     expect(r.stdout).toMatch(/^ {2}\$ rein watch demo/m)
     expect(r.stdout).not.toMatch(/^ {2}\$ (?!rein |export )/m)
     expect(r.stdout.split("\n").length).toBeLessThan(60)
+    expect(await rein(["--version"])).toMatchObject({ code: 0, stdout: "0.1.0\n", stderr: "" })
     // `rein` alone, `rein help` and -h say the same.
     for (const args of [[], ["help"], ["-h"]]) expect((await rein(args)).stdout, args.join(" ")).toBe(r.stdout)
   })

@@ -279,6 +279,7 @@ export const run = (argv: ReadonlyArray<string>, version: string) =>
       if (c === undefined) return yield* fail(`${command} is not a rein command (see rein --help)`)
       return io.out(Help.commandHelp(c, io.style, width))
     }
+    if (command === undefined && args.includes("--version")) return io.out(`${version}\n`)
     if (command !== undefined && Help.find(command) === undefined) return yield* fail(`${command} is not a rein command (see rein --help)`)
     // Say which setting holds a bad URL: the flag, else the environment.
     const given = urlFlag(args)
