@@ -3,7 +3,8 @@ import { formatCost, ReinClient, type SessionsState, totalCost } from "../../src
 import { needsYou, titleFor } from "./attention.js"
 import { useWatch } from "./hooks.js"
 import { useNotifications } from "./notify.js"
-import { navigate, readToken, saveToken, useRoute } from "./route.js"
+import { navigate, readToken, runnersHref, saveToken, useRoute } from "./route.js"
+import { RunnersView } from "./Runners.js"
 import { SessionList } from "./SessionList.js"
 import { SessionView } from "./SessionView.js"
 
@@ -82,12 +83,13 @@ export const App = () => {
   }, [selected, sessions?.synced, session])
 
   return (
-    <div class={`app${selected !== undefined ? " has-session" : ""}`}>
+    <div class={`app${selected !== undefined || route.runners === true ? " has-session" : ""}`}>
       <aside class="sidebar">
         <header class="brand">
           <a href="#/" class="brand-link">
             <img src="/favicon.svg" alt="" width={22} height={22} /> Rein
           </a>
+          <a href={runnersHref} class="runners-link" aria-current={route.runners === true ? "page" : undefined}>Runners</a>
           <span
             class={`connection tone-${listStatus === "open" ? "ok" : listStatus === "reconnecting" ? "warn" : listStatus === "failed" ? "bad" : "pending"}`}
             role="status"
@@ -130,7 +132,9 @@ export const App = () => {
       </aside>
       <main class="main">
         {selected !== undefined
-          ? <SessionView key={selected} client={client} sessionId={selected} session={session} />
+          ? <SessionView key={selected} client={client} sessionId={selected} session={session} authOn={token !== undefined} />
+          : route.runners === true
+          ? <RunnersView client={client} />
           : (
             <div class="placeholder">
               <h1>Rein</h1>

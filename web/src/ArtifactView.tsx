@@ -378,6 +378,19 @@ const Agent = ({ a, client, sessionId }: { a: Artifact; client: ReinClient; sess
   )
 }
 
+/** The worktree's diff, posted after a turn: a line here, the diff itself in the Changes tab. */
+const ChangesLine = ({ a }: { a: Artifact }) => {
+  const diff = str(a.diff)
+  const files = (diff.match(/^diff --git /gm) ?? []).length
+  return (
+    <p class="changes-line muted" role="note">
+      <span class="card-kind">Changes</span>{" "}
+      {files === 0 ? "no change against the base" : `${files} file${files === 1 ? "" : "s"} changed against the base`}
+      {a.truncated === true && " (truncated)"} · see the Changes tab
+    </p>
+  )
+}
+
 const Body = ({ a, client, sessionId, toolCall, stopped }: Props) => {
   switch (a.kind) {
     case "user_message":
@@ -430,7 +443,17 @@ const Body = ({ a, client, sessionId, toolCall, stopped }: Props) => {
       return <Usage a={a} />
     case "agent":
       return <Agent a={a} client={client} sessionId={sessionId} />
+    case "changes":
+      return <ChangesLine a={a} />
     default:
+      if (a.kind === "custom" && a.name === "rein.new_conversation") {
+        const data = a.data as { text?: unknown } | null
+        return (
+          <p class="new-conversation" role="note" title={typeof data?.text === "string" ? data.text : undefined}>
+            <span aria-hidden="true">↻</span> Agent started again: a new conversation
+          </p>
+        )
+      }
       return (
         <details class="card custom">
           <summary>

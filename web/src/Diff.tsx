@@ -172,3 +172,54 @@ export const PatchView = ({ patch, label }: { patch: string; label: string }) =>
   const rows = rowsOfPatch(patch)
   return rows !== undefined ? <DiffView rows={rows} label={label} /> : <pre class="diff-raw">{patch}</pre>
 }
+
+/** One file of a multi-file (git) patch. */
+export interface PatchFile {
+  readonly path: string
+  /** The old path of a renamed file. */
+  readonly oldPath?: string | undefined
+  readonly status: "added" | "deleted" | "modified" | "renamed" | "binary"
+  /** Its rows; undefined when it has no hunks (binary, a mode change) or does not parse (then `raw`). */
+  readonly rows?: Array<DiffRow> | undefined
+  readonly raw: string
+}
+
+const unquote = (name: string) => name.startsWith("\"") && name.endsWith("\"") ? name.slice(1, -1) : name
+
+/**
+ * A patch cut into its files (at git's `diff --git` lines), each parsed on its own, so one file
+ * that does not parse (the last of a truncated patch) does not hide the others.
+ */
+export const patchFiles = (patch: string): Array<PatchFile> => {
+  const parts = patch.split(/^(?=diff --git )/m).filter((p) => p.trim() !== "")
+  return parts.map((raw): PatchFile => {
+    const header = /^diff --git (.*)$/m.exec(raw)?.[1] ?? ""
+    const plus = /^\+\+\+ (.*)$/m.exec(raw)?.[1]
+    const minus = /^--- (.*)$/m.exec(raw)?.[1]
+    const renameFrom = /^rename from (.*)$/m.exec(raw)?.[1]
+    const renameTo = /^rename to (.*)$/m.exec(raw)?.[1]
+    const fromHeader = (() => {
+      const m = /^"?a\/(.*?)"? "?b\/(.*?)"?$/.exec(header)
+      return m?.[2]
+    })()
+    const path = renameTo ?? patchFileName(plus === undefined ? undefined : unquote(plus)) ??
+      patchFileName(minus === undefined ? undefined : unquote(minus)) ?? fromHeader ?? (header || "(unnamed)")
+    const status: PatchFile["status"] = /^new file mode/m.test(raw)
+      ? "added"
+      : /^deleted file mode/m.test(raw)
+      ? "deleted"
+      : renameFrom !== undefined
+      ? "renamed"
+      : /^Binary files .* differ$/m.test(raw)
+      ? "binary"
+      : "modified"
+    let rows: Array<DiffRow> | undefined
+    try {
+      const hunks = parsePatch(raw).flatMap((p) => p.hunks)
+      rows = hunks.length > 0 ? rowsOfHunks(hunks) : undefined
+    } catch {
+      rows = undefined
+    }
+    return { path, ...(renameFrom !== undefined ? { oldPath: renameFrom } : {}), status, rows, raw }
+  })
+}

@@ -6,7 +6,10 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks"
 import type { Artifact, ArtifactsState, ReinClient, Session } from "../../src/client/index.js"
 import { formatCost, ReinError } from "../../src/client/index.js"
+import { AgentBar, ConnectSandbox } from "./AgentControls.js"
 import { ArtifactView } from "./ArtifactView.js"
+import { ChangesView, changesOf } from "./Changes.js"
+import { patchFiles } from "./Diff.js"
 import { changedFiles, FilesView } from "./Files.js"
 import { fullTime } from "./format.js"
 import { useWatch } from "./hooks.js"
@@ -29,6 +32,9 @@ const connectionLabel = (state: ArtifactsState | undefined): { text: string; ton
       return { text: `Stream refused: ${c.error?.message ?? "error"}`, tone: "bad" }
     case "closed":
       return { text: "Closed", tone: "bad" }
+    default:
+      // A final state of the command stream (`superseded`): never an artifact stream's.
+      return { text: "Closed", tone: "bad" }
   }
 }
 
@@ -50,7 +56,9 @@ const NEAR_BOTTOM_PX = 48
 const touchOnly = () =>
   typeof matchMedia === "function" && (matchMedia("(hover: none) and (pointer: coarse)").matches || matchMedia("(max-width: 760px)").matches)
 
-export const SessionView = ({ client, sessionId, session }: { client: ReinClient; sessionId: string; session: Session | undefined }) => {
+export const SessionView = (
+  { client, sessionId, session, authOn = false }: { client: ReinClient; sessionId: string; session: Session | undefined; authOn?: boolean }
+) => {
   const state = useWatch(() => client.watchSession(sessionId), [client, sessionId])
   const artifacts = state?.artifacts ?? []
   const [prompt, setPrompt] = useState("")
@@ -62,8 +70,12 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
   const lastTop = useRef(0)
   const [unseen, setUnseen] = useState(false)
   const promptBox = useRef<HTMLTextAreaElement>(null)
-  const [tab, setTab] = useState<"transcript" | "files">("transcript")
+  const [tab, setTab] = useState<"transcript" | "files" | "changes">("transcript")
   const files = useMemo(() => changedFiles(artifacts), [artifacts])
+  const changes = useMemo(() => changesOf(artifacts), [artifacts])
+  const changeCount = useMemo(() => (typeof changes?.diff === "string" ? patchFiles(changes.diff).length : undefined), [changes])
+  // The Changes tab: for a session with a worktree (a runner started its agent), or one that has a diff.
+  const hasChanges = changes !== undefined || (session?.workspace ?? null) !== null || (session?.agent ?? null) !== null
 
   // Plans whose turn was stopped: a `turn_stopped` comes after them before the next prompt.
   const stoppedPlans = useMemo(() => {
@@ -190,6 +202,10 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
             )}
           </p>
         )}
+        {session && <AgentBar client={client} session={session} />}
+        {session && session.agent === null && session.runner === null && session.status === "bootstrapping" && (
+          <ConnectSandbox session={session} authOn={authOn} />
+        )}
         <div class="tabs" role="tablist" aria-label="Session views">
           <button type="button" role="tab" class="tab" aria-selected={tab === "transcript"} onClick={() => setTab("transcript")}>
             Transcript
@@ -197,12 +213,22 @@ export const SessionView = ({ client, sessionId, session }: { client: ReinClient
           <button type="button" role="tab" class="tab" aria-selected={tab === "files"} onClick={() => setTab("files")}>
             Files ({files.length})
           </button>
+          {hasChanges && (
+            <button type="button" role="tab" class="tab" aria-selected={tab === "changes"} onClick={() => setTab("changes")}>
+              Changes{changeCount !== undefined && ` (${changeCount})`}
+            </button>
+          )}
         </div>
       </header>
 
       {tab === "files" && (
         <div class="files-panel" role="tabpanel" aria-label="Files">
           <FilesView files={files} />
+        </div>
+      )}
+      {tab === "changes" && (
+        <div class="files-panel" role="tabpanel" aria-label="Changes">
+          <ChangesView changes={changes} />
         </div>
       )}
       <div

@@ -28,3 +28,23 @@ export const prettyJson = (text: unknown): string => {
     return text
   }
 }
+
+/** Bytes in human units (binary: 1 KiB = 1024 B), e.g. `12.3 GiB`. */
+export const bytes = (n: number | null | undefined): string => {
+  if (typeof n !== "number" || !Number.isFinite(n)) return "unknown"
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+  let v = n
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return i === 0 ? `${Math.round(v)} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`
+}
+
+/** A duration in minutes and seconds, e.g. `2 min 05 s`, `40 s`. */
+export const minutesSeconds = (ms: number): string => {
+  const s = Math.max(0, Math.round(ms / 1000))
+  const m = Math.floor(s / 60)
+  return m === 0 ? `${s} s` : `${m} min ${String(s % 60).padStart(2, "0")} s`
+}

@@ -1,5 +1,5 @@
 /**
- * Hash routing (`#/` and `#/sessions/<id>`) and the access token: read once
+ * Hash routing (`#/`, `#/sessions/<id>` and `#/runners`) and the access token: read once
  * from `#token=...` (or `&token=...` after a route), kept in sessionStorage,
  * and removed from the address bar so it does not linger in history.
  */
@@ -38,9 +38,14 @@ export const saveToken = (token: string) => {
 
 export interface Route {
   readonly sessionId: string | undefined
+  /** `#/runners`: the runners the hub knows. */
+  readonly runners?: boolean
 }
 
+export const runnersHref = "#/runners"
+
 const parse = (): Route => {
+  if (/^#\/runners\/?$/.test(location.hash)) return { sessionId: undefined, runners: true }
   const match = /^#\/sessions\/([^/?&]+)/.exec(location.hash)
   if (!match) return { sessionId: undefined }
   try {
