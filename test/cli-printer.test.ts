@@ -201,6 +201,20 @@ describe("TtyPrinter", () => {
   })
 })
 
+describe("TtyPrinter and a tall plan", () => {
+  it("a running turn's plan taller than the screen is cut to fit, not garbled", () => {
+    const term = screen(40, 6)
+    const p = new TtyPrinter(term, noColors, 1_000_000)
+    const entries = Array.from({ length: 12 }, (_, i) => ({ content: `step ${i + 1}`, status: "pending" }))
+    const artifacts = [art(1, "user_message", { text: "go" }), art(2, "plan", { entries }), art(3, "text", { text: "ok" })]
+    p.update(artifacts, true, true)
+    ;(p as unknown as { draw: (extra: Array<string>) => void }).draw([])
+    const shown = term.lines().split("\n")
+    expect(shown.slice(-4)).toEqual(["Plan", "  ☐ step 1", "  ☐ step 2", "  …"])
+    expect(term.lines()).not.toContain("step 5")
+  })
+})
+
 describe("PlainPrinter and the running turn", () => {
   it("prints the running turn's plan once, its last version at the turn's end, and its usage only then", () => {
     const out = sink()

@@ -1,7 +1,8 @@
 /**
- * The `rein` commands: their flags, arguments and help, each handler a few
- * lines over `Api` and the printers. Failures are printed once, here, and
- * become the exit code (see Errors.ts).
+ * The `rein` commands: their flags and arguments (parsed by @effect/cli; what
+ * they mean is Help.ts), each handler a few lines over `Api` and the printers.
+ * Help, and every failure, is printed here, once: a failure as one `rein: ...`
+ * line on stderr, then the exit code (see Errors.ts).
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -35,14 +36,14 @@ const httpUrl = (u: string): boolean => {
     return false
   }
 }
+const badUrl = (source: string, value: string) =>
+  `${source} must be an http:// or https:// URL, such as http://127.0.0.1:4800; got ${JSON.stringify(value)}`
 const url = Options.text("url").pipe(
   Options.withFallbackConfig(Config.string("REIN_URL").pipe(Config.withDefault("http://127.0.0.1:4800"))),
   Options.mapEffect((u) =>
     httpUrl(u) ? Effect.succeed(u) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(badUrl("--url (or REIN_URL)", u))))
   )
 )
-const badUrl = (source: string, value: string) =>
-  `${source} must be an http:// or https:// URL, such as http://127.0.0.1:4800; got ${JSON.stringify(value)}`
 const token = Options.text("token").pipe(Options.withFallbackConfig(Config.string("REIN_TOKEN")), Options.optional)
 const json = Options.boolean("json")
 const verbose = Options.boolean("verbose")

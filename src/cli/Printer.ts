@@ -327,6 +327,9 @@ export class TtyPrinter implements Printer {
     // The live region must fit on the screen to be redrawn: what does not fit goes to scrollback.
     const room = Math.max(1, this.term.rows() - 1)
     const fit = (ls: Array<string>) => ls.reduce((n, l) => n + rows(l, width), 0)
+    // A plan taller than the screen leaves room for the footer and a line of transcript.
+    const planRoom = Math.max(1, room - fit(this.footer) - 1)
+    if (fit(pinned) > planRoom) pinned.splice(planRoom - 1, pinned.length, this.style.gray("  …"))
     const bottom = [...pinned, ...this.footer]
     while (rest.length > 0 && fit(rest) + fit(bottom) > room) {
       permanent.push(rest.shift()!)
