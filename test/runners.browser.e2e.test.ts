@@ -12,6 +12,7 @@ import { join } from "node:path"
 import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ReinClient } from "../src/client/index.js"
+import { readMarker } from "../src/runner/Worktrees.js"
 import { chromiumPath, ensureDashboardBuilt, haveChromium, launch, shots } from "./chromium.js"
 import { eventually, start, type TestServer } from "./helpers.js"
 import { cleanup, git, makeRepo, tempDir } from "./runner-helpers.js"
@@ -68,6 +69,13 @@ describe.skipIf(!haveChromium && !process.env.CI)("runners in the dashboard (Chr
     await page.locator(".brand .connection[data-connection=\"open\"]").waitFor()
     if (hash !== "") await page.evaluate((h) => ((globalThis as any).location.hash = h), hash)
     return page
+  }
+
+  /** Polls `read` until it gives a value. */
+  const waitFor = async <V>(read: () => Promise<V | undefined>): Promise<V> => {
+    let value: V | undefined
+    await eventually(async () => (value = await read()) !== undefined, T, "a value")
+    return value!
   }
 
   const hash = (page: Page) => page.evaluate(() => (globalThis as any).location.hash as string)
@@ -133,6 +141,81 @@ describe.skipIf(!haveChromium && !process.env.CI)("runners in the dashboard (Chr
     await page.getByRole("tab", { name: "Transcript" }).click()
     await page.screenshot({ path: join(shots, "runner-session.png") })
     expect(pageErrors).toEqual([])
+    await page.close()
+  })
+
+  it("an agent killed is an error; Restart in the header starts it again", async () => {
+    await client.createSession("killed", { agent: "scripted", repo })
+    const live = await waitFor(async () => {
+      const r = await client.getSession("killed")
+      return r?.status === "live" && r.workspace?.path ? r.workspace.path : undefined
+    })
+    const pid = await waitFor(async () => (await readMarker(live))?.processes[0]?.pid)
+    const page = await newPage("#/sessions/killed")
+    const bar = page.locator(".session-header .agent-bar")
+    await status(page).and(page.locator("[data-status=\"live\"]")).waitFor()
+    await bar.getByRole("button", { name: "Stop" }).waitFor()
+    // No turn yet: no diff posted.
+    await page.getByRole("tab", { name: "Changes" }).click()
+    await page.getByRole("tabpanel", { name: "Changes" }).locator(".changes-empty", { hasText: "No changes yet" }).waitFor()
+    await page.getByRole("tab", { name: "Transcript" }).click()
+    process.kill(pid, "SIGKILL")
+    await page.locator(".session-header .session-status[data-state=\"error\"]").waitFor()
+    await page.locator(".kind-error", { hasText: "SIGKILL" }).waitFor()
+    await bar.getByRole("button", { name: "Restart" }).click()
+    await status(page).and(page.locator("[data-status=\"live\"]")).waitFor()
+    await page.locator(".new-conversation").waitFor()
+    expect(await bar.getByRole("button", { name: "Restart" }).count()).toBe(0)
+    await client.deleteSession("killed")
+    await page.close()
+  })
+
+  it("Changes: one card a file, a file cut by truncation shown as it is, \"(truncated)\"", async () => {
+    await client.createSession("cut")
+    const diff = [
+      "diff --git a/src/a.txt b/src/a.txt",
+      "index 1111111..2222222 100644",
+      "--- a/src/a.txt",
+      "+++ b/src/a.txt",
+      "@@ -1,3 +1,3 @@",
+      " one",
+      "-two",
+      "+TWO",
+      " three",
+      "diff --git a/old.txt b/new.txt",
+      "similarity index 100%",
+      "rename from old.txt",
+      "rename to new.txt",
+      "diff --git a/big.txt b/big.txt",
+      "new file mode 100644",
+      "index 0000000..3333333",
+      "--- /dev/null",
+      "+++ b/big.txt",
+      "@@ -0,0 +1,400 @@",
+      "+line 1",
+      "+line 2",
+      ""
+    ].join("\n")
+    const posted = await server.request("POST", "/sessions/cut/events", [
+      { type: "changes", diff, truncated: true },
+      { type: "custom", name: "rein.new_conversation", data: { text: "started again" } }
+    ], { authorization: `Bearer ${TOKEN}` })
+    expect(posted.status).toBe(202)
+    const page = await newPage("#/sessions/cut")
+    await page.locator(".new-conversation", { hasText: "Agent started again: a new conversation" }).waitFor()
+    await page.locator(".kind-changes", { hasText: "3 files changed against the base (truncated)" }).waitFor()
+    await page.getByRole("tab", { name: "Changes (3)" }).click()
+    const panel = page.getByRole("tabpanel", { name: "Changes" })
+    await panel.locator(".changes-truncated", { hasText: "(truncated" }).waitFor()
+    expect(await panel.locator(".changed-file").evaluateAll((els) => els.map((e) => [e.getAttribute("data-path"), e.getAttribute("data-status")])))
+      .toEqual([["src/a.txt", "modified"], ["new.txt", "renamed"], ["big.txt", "added"]])
+    const a = panel.locator(".changed-file[data-path=\"src/a.txt\"]")
+    expect(await a.locator(".diff-line.del").textContent()).toContain("two")
+    expect(await a.locator(".diff-line.add").textContent()).toContain("TWO")
+    expect(await panel.locator(".changed-file[data-path=\"new.txt\"]").textContent()).toContain("old.txt → new.txt")
+    // The last file was cut mid-hunk: shown as the text it is, not lost.
+    expect(await panel.locator(".changed-file[data-path=\"big.txt\"] .diff-raw").textContent()).toContain("+line 2")
+    await client.deleteSession("cut")
     await page.close()
   })
 
