@@ -19,7 +19,7 @@ import {
   type Session,
   type SessionsWatch
 } from "../src/client/index.js"
-import { start, type TestServer, tempDir } from "./helpers.js"
+import { eventually, start, type TestServer, tempDir } from "./helpers.js"
 
 const servers: Array<TestServer> = []
 const watches: Array<SessionsWatch | ArtifactsWatch> = []
@@ -271,6 +271,28 @@ describe("ReinClient.watchSession", () => {
 })
 
 describe("SandboxConnection", () => {
+  it("a newer sandbox takes the session over: the older ends superseded and never reconnects (issue 20)", async () => {
+    const server = await open()
+    const client = clientFor(server)
+    await client.createSession("two1")
+    const older = sandboxFor(server.url, "two1")
+    await older.connect()
+    const states: Array<string> = []
+    older.onState((s) => states.push(s.status))
+    const newer = sandboxFor(server.url, "two1")
+    await newer.connect()
+    await eventually(() => older.state.status === "superseded", 10_000, "the older connection superseded")
+    // Given time to (wrongly) come back, it stays out: the newer one keeps the session.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(states).toEqual(["superseded"])
+    expect(newer.state.status).toBe("open")
+    const got: Array<string> = []
+    newer.onCommand((c) => got.push(c.type))
+    await client.prompt("two1", "for the newer")
+    await eventually(() => got.length === 1, 10_000, "the newer sandbox gets the prompt")
+    expect((await client.getSession("two1"))?.status).toBe("live")
+  })
+
   it("sends awaited one after another all arrive (the next send lands while the pump is finishing)", async () => {
     const server = await open()
     const client = clientFor(server)

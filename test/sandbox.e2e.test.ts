@@ -679,3 +679,28 @@ describe("rein-sandbox flags", () => {
     expect(s.stderr()).not.toContain("ACP session")
   })
 })
+
+describe("rein-sandbox taken over (issue 20)", () => {
+  it("a second rein-sandbox on the session supersedes the first: it says so and exits 1, without reconnecting; the second keeps the session", async () => {
+    const server = await start()
+    cleanups.push(() => server.close())
+    const first = await session(server)
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const second = runSandbox(["--url", server.url, "--session", first.id, "--cwd", dir])
+    const exit = await withTimeout(first.sandbox.exited, 20_000, "the first rein-sandbox to exit")
+    expect(exit.code).toBe(1)
+    expect(first.sandbox.stderr()).toContain(`another sandbox took session ${first.id} over; this one stops`)
+    expect(first.sandbox.stderr()).not.toContain("reconnecting")
+    await waitStatus(server.url, first.id, "live")
+    expect(second.child.exitCode).toBeNull()
+    // The second answers prompts now.
+    const deadline = Date.now() + 20_000
+    while (!second.stderr().includes("ACP session ")) {
+      if (Date.now() > deadline) throw new Error(`the second did not start: ${second.stderr()}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    await first.prompt("echo still here")
+    await until(server.url, first.id, (arts) => expect(texts(arts)).toContain("still here"))
+  })
+})

@@ -119,6 +119,7 @@ export class SandboxConnection {
         retry: this.options.retry,
         resume: false,
         finalEvent: "session_removed",
+        supersededEvent: "superseded",
         onOpen: () => {},
         onMessage: (m) => {
           if (m.event === "snapshot_complete") return resolve()

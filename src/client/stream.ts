@@ -22,9 +22,11 @@ export interface SseMessage {
  * - `gone`: the server answered 404 (the session was removed); final
  * - `failed`: the server refused the request (401, 403, 400); final
  * - `removed`: the stream said its session was deleted (`session_removed`, the command stream); final
+ * - `superseded`: the stream said a newer sandbox took the session over (`superseded`, the command
+ *   stream); final: reconnecting would take it back, and the two would take turns
  * - `closed`: closed by the caller; final
  */
-export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "gone" | "removed" | "failed" | "closed"
+export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "gone" | "removed" | "superseded" | "failed" | "closed"
 
 export interface ConnectionState {
   readonly status: ConnectionStatus
@@ -35,7 +37,7 @@ export interface ConnectionState {
 }
 
 export const isFinal = (status: ConnectionStatus): boolean =>
-  status === "gone" || status === "removed" || status === "failed" || status === "closed"
+  status === "gone" || status === "removed" || status === "superseded" || status === "failed" || status === "closed"
 
 export interface StreamOptions {
   readonly fetch: Fetch
@@ -46,6 +48,8 @@ export interface StreamOptions {
   readonly resume?: boolean
   /** An event that ends the stream for good, with status `removed` (the command stream's `session_removed`). */
   readonly finalEvent?: string | undefined
+  /** An event that ends the stream for good, with status `superseded` (the command stream's `superseded`). */
+  readonly supersededEvent?: string | undefined
   /** A response arrived with 200: the next messages are this connection's snapshots. */
   readonly onOpen: () => void
   readonly onMessage: (message: SseMessage) => void
@@ -128,20 +132,21 @@ export const openStream = (options: StreamOptions): StreamHandle => {
       const openedAt = Date.now()
       setState({ status: "open", attempt: 0 })
       options.onOpen()
-      let final = false
+      let final: "removed" | "superseded" | undefined
       try {
         await readBody(res.body, (m) => {
-          if (final) return
+          if (final !== undefined) return
           if (m.id !== undefined) lastEventId = m.id
-          if (options.finalEvent !== undefined && m.event === options.finalEvent) final = true
+          if (options.finalEvent !== undefined && m.event === options.finalEvent) final = "removed"
+          if (options.supersededEvent !== undefined && m.event === options.supersededEvent) final = "superseded"
           options.onMessage(m)
         })
-        if (final) return { status: "removed", attempt: 0 }
+        if (final !== undefined) return { status: final, attempt: 0 }
         // The server ended the stream (session removed, shutdown, or we fell behind): reconnect to find out which.
         state = { ...state, error: undefined }
       } catch (e) {
         // Told the session is gone, a connection that then drops changes nothing.
-        if (final) return { status: "removed", attempt: 0 }
+        if (final !== undefined) return { status: final, attempt: 0 }
         if (signal.aborted) break
         state = { ...state, error: networkError(e) }
       }

@@ -1,15 +1,20 @@
 /**
- * `npm run demo`: the server, a `demo` session with a simulated agent, and
- * the dashboard's URL. Every session created in the dashboard gets a
- * simulated agent too. Ctrl-C stops everything cleanly.
+ * `npm run demo`: the server with its embedded runner, a throwaway sample repository, and a
+ * `demo` session whose agent is the simulated one (src/demo/AcpAgent.ts), started by the runner
+ * in its own worktree as any agent is (issue 20). Sessions created in the dashboard with the
+ * `demo` agent get one too; a session created without an agent waits for its own sandbox (the
+ * demo agent only takes sessions created for it). Ctrl-C stops everything and removes the sample
+ * repository and its worktrees.
  *
- * Settings: REIN_PORT (4800), REIN_HOST (127.0.0.1), REIN_DB (":memory:"),
- * REIN_TOKEN (auth off), REIN_DEMO_PROMPT (a first prompt; empty for none).
+ * Settings: REIN_PORT (4800), REIN_HOST (127.0.0.1), REIN_DB (":memory:"), REIN_TOKEN (auth off),
+ * REIN_DEMO_PROMPT (a first prompt; empty for none).
  */
+import { execFileSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { ReinClient } from "../client/index.js"
-import type { Session } from "../Domain/Session.js"
 import { createServer, type ReinServer } from "../createServer.js"
-import { type DemoAgent, startDemoAgent } from "./agent.js"
 
 const port = Number(process.env.REIN_PORT ?? 4800)
 const host = process.env.REIN_HOST ?? "127.0.0.1"
@@ -17,12 +22,28 @@ const dbPath = process.env.REIN_DB ?? ":memory:"
 const token = process.env.REIN_TOKEN || undefined
 const firstPrompt = process.env.REIN_DEMO_PROMPT ?? "Show me what you can do in this project."
 
-const log = (line: string) => console.log(`[demo] ${line}`)
+/** A small git repository to work on, and the place for its worktrees; both go at exit. */
+const scratch = mkdtempSync(join(tmpdir(), "rein-demo-"))
+const repo = join(scratch, "sample-app")
+mkdirSync(join(repo, "src"), { recursive: true })
+writeFileSync(join(repo, "README.md"), "# sample-app\n\nA tiny project for the Rein demo.\n")
+writeFileSync(join(repo, "src", "login.ts"), "export const login = (user: string) => user.length > 0\n")
+const git = (...args: Array<string>) => execFileSync("git", args, { cwd: repo, stdio: "ignore" })
+git("init", "-q", "-b", "main")
+git("add", ".")
+git("-c", "user.name=Rein Demo", "-c", "user.email=demo@rein.invalid", "-c", "commit.gpgsign=false", "commit", "-q", "-m", "sample app")
 
 let server: ReinServer
 try {
-  server = await createServer({ port, host, dbPath, ...(token ? { token } : {}) })
+  server = await createServer({
+    port,
+    host,
+    dbPath,
+    ...(token ? { token } : {}),
+    runner: { repos: [repo], worktrees: join(scratch, "worktrees"), log: (line) => console.log(`[demo] runner: ${line}`) }
+  })
 } catch (e) {
+  rmSync(scratch, { recursive: true, force: true })
   const message = e instanceof Error ? e.message : String(e)
   console.error(`Could not start the server on ${host}:${port}: ${message}`)
   console.error(`Is something else on port ${port}? Pick another with REIN_PORT=4801 npm run demo`)
@@ -31,35 +52,9 @@ try {
 
 const origin = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${server.port}`
 const client = new ReinClient({ baseUrl: origin, token })
-/** Each session's simulated agent, by id, from the moment it is being attached. */
-const agents = new Map<string, Promise<DemoAgent | undefined>>()
-
-/** A simulated agent for every session that has no sandbox. */
-const attach = (session: Session) => {
-  if (agents.has(session.id) || (session.status !== "bootstrapping" && session.status !== "disconnected")) return
-  const attached: Promise<DemoAgent | undefined> = startDemoAgent({ baseUrl: origin, sessionId: session.id, token, log }).then(
-    (agent) => {
-      log(`simulated agent connected to session "${session.id}"`)
-      void agent.done.then(() => {
-        if (agents.get(session.id) === attached) agents.delete(session.id)
-      })
-      return agent
-    },
-    (e) => {
-      agents.delete(session.id)
-      if (e?.status !== 404) log(`could not attach an agent to "${session.id}": ${e instanceof Error ? e.message : String(e)}`)
-      return undefined
-    }
-  )
-  agents.set(session.id, attached)
+if ((await client.getSession("demo")) === undefined) {
+  await client.createSession("demo", { project: "demo", agent: "demo", ...(firstPrompt !== "" ? { prompt: firstPrompt } : {}) })
 }
-
-const existing = await client.getSession("demo")
-if (existing === undefined) await client.createSession("demo", { project: "demo" })
-const watch = client.watchSessions({ onChange: (s) => s.sessions.forEach(attach) })
-await watch.until((s) => s.synced)
-const demoAgent = await agents.get("demo")
-if (demoAgent && existing === undefined && firstPrompt !== "") await client.prompt("demo", firstPrompt).catch(() => {})
 
 const dashboard = `${origin}/#/sessions/demo${token ? `&token=${encodeURIComponent(token)}` : ""}`
 console.log(`
@@ -67,10 +62,11 @@ console.log(`
 
   Dashboard:  ${dashboard}
 
-  The "demo" session has a simulated agent: a script, not a model. It answers each prompt
-  with reasoning, a plan, a real listing of ${process.cwd()}, streamed Markdown,
-  a permission request before a pretend write (nothing is written), a diff, usage and a summary.
-  Press Abort in the dashboard to stop a turn. Sessions you create there get a simulated agent too.
+  The "demo" session runs the simulated agent: a script, not a model, started by the hub's
+  runner in its own git worktree of a sample repository (${repo}). It answers each prompt
+  with reasoning, a plan, a real listing of its worktree, streamed Markdown, a permission request
+  before a pretend write (nothing is written), a diff, usage and a title.
+  Press Abort in the dashboard to stop a turn; "New session" with the demo agent starts another.
 
   Server: ${origin} (db: ${dbPath}${token ? ", token required" : ""}). Ctrl-C to stop.
 `)
@@ -83,9 +79,8 @@ const shutdown = async (signal: string) => {
   }
   stopping = true
   console.log(`\n[demo] ${signal}: stopping the agents and the server…`)
-  watch.close()
-  await Promise.allSettled([...agents.values()].map((a) => a.then((agent) => agent?.stop())))
   await server.close()
+  rmSync(scratch, { recursive: true, force: true })
   console.log("[demo] stopped")
   process.exit(0)
 }

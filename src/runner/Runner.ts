@@ -70,9 +70,14 @@ export class Runner {
     this.fetch = options.fetch ?? defaultFetch()
   }
 
-  /** Reconciles, then holds the job stream. Resolves once reconciled and connecting. */
+  /**
+   * Reconciles, then holds the job stream. Resolves once the hub has its offer (it can take jobs),
+   * or once the first attempt failed (it keeps trying).
+   */
   async start(): Promise<void> {
     await this.reconcile()
+    let ready!: () => void
+    const offered = new Promise<void>((r) => (ready = r))
     const url = joinUrl(this.o.url, `/runners/${segment(this.o.id)}/jobs`)
     this.stream = openStream({
       fetch: this.fetch,
@@ -80,7 +85,7 @@ export class Runner {
       token: this.o.token ?? undefined,
       resume: false,
       finalEvent: "runner_revoked",
-      onOpen: () => void this.sendOffer(),
+      onOpen: () => void this.sendOffer().finally(ready),
       onMessage: (m) => {
         if (m.event !== "job") return
         try {
@@ -91,6 +96,7 @@ export class Runner {
       },
       onState: (s) => {
         if (s.status === "reconnecting" && s.attempt === 1) this.log(`job stream lost (${s.error?.message ?? "dropped"}), reconnecting`)
+        if (s.status !== "open" && s.status !== "connecting") ready()
       }
     })
     void this.stream.done.then(async (s) => {
@@ -100,6 +106,7 @@ export class Runner {
       await this.stopAll()
       this.resolveEnded(why)
     })
+    await offered
   }
 
   /** Stops every agent it runs (their sessions stay, disconnected) and the job stream. */

@@ -69,7 +69,7 @@ export interface BridgeOptions {
 /** How a bridge ended: the process's exit code and why. */
 export interface BridgeExit {
   readonly code: number
-  readonly reason: "removed" | "not_found" | "stopped" | "agent_exited" | "refused" | "startup_failed"
+  readonly reason: "removed" | "not_found" | "superseded" | "stopped" | "agent_exited" | "refused" | "startup_failed"
   readonly message: string
 }
 
@@ -469,6 +469,13 @@ export class Bridge {
     } else if (status === "removed" || status === "gone") {
       // `removed`: the command stream said `session_removed`; `gone`: a reconnect found no session (404).
       void this.finish({ code: 0, reason: "removed", message: `session ${this.options.sessionId} was deleted` })
+    } else if (status === "superseded") {
+      // Another sandbox holds the session now: leave it to that one, and do not come back.
+      void this.finish({
+        code: 1,
+        reason: "superseded",
+        message: `another sandbox took session ${this.options.sessionId} over; this one stops`
+      })
     } else if (status === "failed") {
       void this.finish({ code: 1, reason: "refused", message: `cannot hold session ${this.options.sessionId}'s command stream: ${s.error?.message ?? "refused"}` })
     } else if (status === "reconnecting" && s.attempt === 1) {
@@ -496,7 +503,9 @@ export class Bridge {
   private async finish(exit: BridgeExit): Promise<void> {
     if (this.ending !== undefined) return
     this.ending = exit
-    const sessionExists = exit.reason !== "removed" && exit.reason !== "not_found" && exit.reason !== "refused"
+    // Superseded, the session is another sandbox's to write to now.
+    const sessionExists = exit.reason !== "removed" && exit.reason !== "not_found" && exit.reason !== "refused" &&
+      exit.reason !== "superseded"
     if (this.turn !== undefined && sessionExists) {
       this.send({ type: "turn_end", stopReason: exit.reason === "stopped" ? "cancelled" : "error" })
     }
