@@ -22,6 +22,8 @@ export const AgentBar = ({ client, session }: { client: ReinClient; session: Ses
   if (session.agent === null) return null
   const runner = runners?.find((r) => r.id === session.runner)
   const running = session.status === "live" || session.status === "idle"
+  // Stopped, or gone; or its start failed before it ever connected (the transcript says why).
+  const startable = session.status === "disconnected" || (session.status === "bootstrapping" && session.lastStopReason === "error")
   // An agent that died (or could not start) is started again; one stopped on purpose, started.
   const startLabel = session.lastStopReason === "error" ? "Restart" : "Start"
   const act = async (what: "stop" | "start") => {
@@ -58,7 +60,7 @@ export const AgentBar = ({ client, session }: { client: ReinClient; session: Ses
             Stop
           </button>
         )}
-        {session.status === "disconnected" && (
+        {startable && (
           <button type="button" class="button small primary" disabled={busy !== undefined} onClick={() => void act("start")}
             title="Start the agent again in the same worktree (a new conversation)">
             {startLabel}
