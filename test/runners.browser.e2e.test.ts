@@ -140,6 +140,11 @@ describe.skipIf(!haveChromium && !process.env.CI)("runners in the dashboard (Chr
     await panel.locator(".changed-file[data-path=\"notes.txt\"]").waitFor()
     await page.getByRole("tab", { name: "Transcript" }).click()
     await page.screenshot({ path: join(shots, "runner-session.png") })
+    // On a phone the header wraps: agent, runner, branch and Stop stay reachable.
+    await page.setViewportSize({ width: 390, height: 844 })
+    expect(await bar.getByRole("button", { name: "Stop" }).isVisible()).toBe(true)
+    await page.emulateMedia({ colorScheme: "dark" })
+    await page.screenshot({ path: join(shots, "runner-session-phone-dark.png") })
     expect(pageErrors).toEqual([])
     await page.close()
   })
