@@ -271,7 +271,7 @@ export class TtyPrinter implements Printer {
     const permanent: Array<string> = [...extra]
     const held = all ? new Set<number>() : heldBack(this.artifacts, this.running === true)
     const flow = this.artifacts.filter((a) => !held.has(a.seq))
-    // The running turn's plan, redrawn in place under what is still changing.
+    // The running turn's plan, redrawn in place at the top of the live region.
     const pinned: Array<string> = []
     for (const a of this.artifacts) {
       if (!held.has(a.seq)) continue
@@ -335,7 +335,8 @@ export class TtyPrinter implements Printer {
       permanent.push(rest.shift()!)
       this.skip++
     }
-    const region = [...rest, ...bottom]
+    // The plan on top of what still changes, so a pending permission stays next to its keys.
+    const region = [...pinned, ...rest, ...this.footer]
     let out = eraseUp(this.drawn)
     for (const l of permanent) out += l + "\x1b[K\n"
     for (const l of region) out += l + "\x1b[K\n"
