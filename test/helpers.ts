@@ -215,3 +215,19 @@ export const pgSchema = async (url: string) => {
   u.searchParams.set("options", `-c search_path=${schema}`)
   return { url: u.toString(), drop: () => admin(`DROP SCHEMA ${schema} CASCADE`) }
 }
+
+/**
+ * For a test that expects the server to warn: its WARN/ERROR log lines (Effect's logger writes
+ * them with console.log) are kept here instead of printed, so a green run's log stays quiet and
+ * the test can assert what was said. Other output passes through. Call `restore` when done.
+ */
+export const captureWarnings = () => {
+  const original = console.log
+  const lines: Array<string> = []
+  console.log = (...args: Array<unknown>) => {
+    const text = args.map(String).join(" ")
+    if (/level=(WARN|ERROR)/.test(text)) lines.push(text)
+    else original(...args)
+  }
+  return { lines, restore: () => void (console.log = original) }
+}

@@ -8,10 +8,11 @@ import { createParser, type EventSourceMessage } from "eventsource-parser"
 import { type ClientRequest, request as httpRequest, Agent, type IncomingMessage } from "node:http"
 import { createRequire } from "node:module"
 import { connect, type Socket } from "node:net"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { StoreError } from "../src/Domain/Errors.js"
 import { makeMemory, SessionStore } from "../src/SessionStore.js"
 import {
+  captureWarnings,
   eventually,
   foldArtifacts,
   request,
@@ -382,7 +383,11 @@ describe("a failing store", () => {
     expect(JSON.stringify(watcher.events.slice(watcherSeen))).not.toContain("FAILED")
     expect(sorted(foldArtifacts(watcher.events))).toEqual(stored)
     await list.waitFor((e) => e.event === "session_created" && e.data.session.id === "s2")
-    expect(list.events.slice(listSeen).map((e) => e.event)).toEqual(["session_created"])
+    // The accepted prompt is the first, so it names the session (issue 21); nothing of the failed ones shows.
+    expect(list.events.slice(listSeen).map((e) => [e.event, e.data.fields ?? null])).toEqual([
+      ["session_updated", { summary: "after" }],
+      ["session_created", null]
+    ])
     // The sandbox got only the command that was accepted.
     await sandbox.waitFor((e) => e.event === "command" && e.data.text === "after")
     expect(sandbox.events.filter((e) => e.event === "command").map((e) => e.data.text)).toEqual(["after"])
@@ -391,6 +396,8 @@ describe("a failing store", () => {
   })
 
   it("a sandbox that leaves during an outage leaves its session disconnected once the store recovers", async () => {
+    const warnings = captureWarnings()
+    onTestFinished(warnings.restore)
     const { layer: store, state } = switchableStore()
     const server = await startServer({ store })
     await server.createSession("gone")
@@ -410,9 +417,12 @@ describe("a failing store", () => {
     // The sandbox is gone: the session must not stay "live" forever.
     await eventually(async () => (await server.getSession("gone"))?.status === "disconnected", 10_000, "gone to become disconnected")
     await list.waitFor((e) => e.event === "session_updated" && e.data.id === "gone" && e.data.fields.status === "disconnected")
+    expect(warnings.lines.some((l) => l.includes("could not persist gone disconnected yet"))).toBe(true)
   })
 
   it("a bootstrap timeout that fires during an outage still removes the session once the store recovers", async () => {
+    const warnings = captureWarnings()
+    onTestFinished(warnings.restore)
     const { layer: store, state } = switchableStore()
     const server = await startServer({ store, bootstrapTimeout: 1_000 })
     await server.createSession("late")
@@ -427,6 +437,7 @@ describe("a failing store", () => {
     // No sandbox came within the bootstrap timeout: the session must not stay "bootstrapping" forever.
     await eventually(async () => (await server.getSession("late")) === undefined, 10_000, "late to be removed")
     await list.waitFor((e) => e.event === "session_removed" && e.data.id === "late")
+    expect(warnings.lines.some((l) => l.includes("bootstrap timeout of late could not remove it yet"))).toBe(true)
   })
 })
 
