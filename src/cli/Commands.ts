@@ -17,13 +17,17 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import { type Group, groups } from "../client/sessionState.js"
 import type { Artifact } from "../Domain/Artifact.js"
-import { strip } from "./Ansi.js"
+import { randomBytes } from "node:crypto"
+import { resolve } from "node:path"
+import type { CreatedSession, ReinClient } from "../client/ReinClient.js"
+import { strip, type Style } from "./Ansi.js"
 import * as Api from "./Api.js"
-import { type CliError, describe, exitCode, Usage } from "./Errors.js"
+import { type CliError, describe, exitCode, Rejected, Usage } from "./Errors.js"
 import * as Help from "./Help.js"
 import { Io } from "./Io.js"
 import { listSessions, watchSessions } from "./SessionList.js"
-import { requireSession, watchSession } from "./SessionWatch.js"
+import { listRunners } from "./RunnerList.js"
+import { launchWords, requireSession, watchSession } from "./SessionWatch.js"
 import { artifactLines, decisionWords, hidden, isPendingPermission, type PermissionKey } from "./Transcript.js"
 
 // What each flag and command means is said once, in Help.ts (the help people read).
@@ -77,23 +81,141 @@ const sessions = Command.make(
   }
 )
 
+// Starting agents from the hub (issue 20): which agent profile, where, from which base.
+const agentOptions = {
+  repo: Options.text("repo").pipe(Options.optional),
+  base: Options.text("base").pipe(Options.optional),
+  runner: Options.text("runner").pipe(Options.optional)
+}
+
+/** A created session in words: its state, project, agent, runner and branch; the repository on a second line. */
+const createdLines = (s: CreatedSession, st: Style): string => {
+  const about = [s.status, ...(s.project !== null ? [`project ${s.project}`] : []), launchWords(s)].filter((x) => x !== "").join(", ")
+  const repo = s.workspace !== null
+    ? st.gray(`  repository ${s.workspace.repo}${s.workspace.baseRef !== null ? `, from ${s.workspace.baseRef}` : ""}`) + "\n"
+    : ""
+  return `${st.green("created")} ${st.bold(s.id)} (${about})\n${repo}`
+}
+
+/** The session, created with an agent when one is asked for; `--repo` as an absolute path (so `--repo .` works). */
+const createWith = (id: string, o: {
+  readonly project?: string | undefined
+  readonly agent: string | undefined
+  readonly repo: Option.Option<string>
+  readonly base: Option.Option<string>
+  readonly runner: Option.Option<string>
+  readonly prompt: string | undefined
+}) =>
+  Effect.gen(function*() {
+    const api = yield* Api.Api
+    const io = yield* Io
+    return yield* api.call((c) =>
+      c.createSession(id, {
+        project: o.project,
+        agent: o.agent,
+        repo: Option.getOrUndefined(Option.map(o.repo, (r) => resolve(io.cwd, r))),
+        baseRef: Option.getOrUndefined(o.base),
+        runner: Option.getOrUndefined(o.runner),
+        prompt: o.prompt
+      })
+    )
+  })
+
 const create = Command.make(
   "create",
-  { id, project, json },
+  { id, project, json, agent: Options.text("agent").pipe(Options.optional), prompt: Options.text("prompt").pipe(Options.optional), ...agentOptions },
   (o) =>
     Effect.gen(function*() {
-      const api = yield* Api.Api
       const io = yield* Io
-      const s = yield* api.call((c) => c.createSession(o.id, { project: Option.getOrUndefined(o.project) }))
+      if (Option.isNone(o.agent) && [o.repo, o.base, o.runner, o.prompt].some(Option.isSome)) {
+        return yield* Effect.fail(new Usage({ message: "--repo, --base, --prompt and --runner say how to start an agent: they need --agent PROFILE" }))
+      }
+      const s = yield* createWith(o.id, { ...o, project: Option.getOrUndefined(o.project), agent: Option.getOrUndefined(o.agent), prompt: Option.getOrUndefined(o.prompt) })
       if (o.json) return io.out(JSON.stringify(s) + "\n")
       const st = io.style
-      io.out(`${st.green("created")} ${st.bold(s.id)} (${s.status}${s.project !== null ? `, project ${s.project}` : ""})\n`)
-      if (s.sandboxToken !== undefined) {
+      io.out(createdLines(s, st))
+      // A runner's agent gets the sandbox token from the hub; only a sandbox started by hand needs it.
+      if (s.sandboxToken !== undefined && s.agent === null) {
         io.out(`sandbox token: ${s.sandboxToken}\n`)
         io.err(st.gray("rein: the sandbox token is shown only once; give it to this session's sandbox\n"))
       }
     })
 )
+
+/** A session id made up from a prompt: its first words as a slug, and a short random part. */
+export const idFromPrompt = (prompt: string, random = randomBytes(4).readUInt32BE(0)): string => {
+  const words = prompt.toLowerCase().normalize("NFKD").replace(/[\u0300-\u036f]/g, "").split(/[^a-z0-9]+/).filter((w) => w !== "")
+  let slug = ""
+  for (const w of words.slice(0, 5)) {
+    const next = slug === "" ? w.slice(0, 40) : `${slug}-${w}`
+    if (next.length > 40) break
+    slug = next
+  }
+  return `${slug === "" ? "session" : slug}-${random.toString(36).padStart(4, "0").slice(-4)}`
+}
+
+const isTaken = (e: CliError) => e._tag === "Rejected" && e.status === 409 && e.code === "conflict" && /already exists/.test(e.message)
+
+/** What to do next with a session whose agent keeps running. */
+const keepsRunning = (id: string) => `rein: ${id}'s agent keeps running: rein watch ${id} follows it, rein stop ${id} stops it\n`
+
+const runAgent = Command.make(
+  "run",
+  {
+    agent: Args.text({ name: "agent" }),
+    text: Args.text({ name: "prompt" }).pipe(Args.atLeast(1)),
+    id: Options.text("id").pipe(Options.optional),
+    ...agentOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const io = yield* Io
+      const text = o.text.length === 1 && o.text[0] === "-" ? (yield* readStdin).replace(/\n$/, "") : o.text.join(" ")
+      if (text.trim() === "") return yield* Effect.fail(new Usage({ message: "the prompt is empty" }))
+      const options = { ...o, agent: o.agent, prompt: text }
+      // A made-up id that happens to be taken: another one.
+      const attempt = (n: number): Effect.Effect<CreatedSession, CliError, Api.Api | Io> =>
+        Option.isSome(o.id)
+          ? createWith(o.id.value, options)
+          : Effect.catchIf(createWith(idFromPrompt(text), options), (e) => n < 3 && isTaken(e), () => attempt(n + 1))
+      const s = yield* attempt(1)
+      if (!io.tty) io.out(createdLines(s, io.style))
+      const ended = yield* watchSession(s.id, { json: false, verbose: false, untilTurnEnds: true }).pipe(
+        Effect.onInterrupt(() => Effect.sync(() => io.err(keepsRunning(s.id))))
+      )
+      if (ended === "stopped") io.err(keepsRunning(s.id))
+      else if (ended === "turnEnded") {
+        io.err(io.style.gray(`rein: ${s.id} waits for you: rein prompt ${s.id} <text> goes on, rein stop ${s.id} stops its agent\n`))
+      }
+    })
+)
+
+/** A session without a runner's agent: said plainly (the server's 409 `conflict` names it). */
+const agentCall = (id: string, f: (c: ReinClient) => Promise<void>) =>
+  Effect.flatMap(Api.Api, (api) =>
+    api.call(f).pipe(
+      Effect.mapError((e) =>
+        e._tag === "Rejected" && e.code === "conflict" && /has no agent/.test(e.message)
+          ? new Rejected({ ...e, message: `session ${id} has no agent a runner starts: its sandbox connects by itself` })
+          : e
+      )
+    ))
+
+const stop = Command.make("stop", { id }, (o) =>
+  Effect.gen(function*() {
+    const io = yield* Io
+    yield* agentCall(o.id, (c) => c.stopSession(o.id))
+    io.out(`stopping ${o.id}'s agent; its worktree and transcript stay (rein start ${o.id} starts it again)\n`)
+  }))
+
+const start = Command.make("start", { id }, (o) =>
+  Effect.gen(function*() {
+    const io = yield* Io
+    yield* agentCall(o.id, (c) => c.startSession(o.id))
+    io.out(`starting ${o.id}'s agent in its worktree (rein watch ${o.id} follows it)\n`)
+  }))
+
+const runners = Command.make("runners", { json }, (o) => listRunners({ json: o.json }))
 
 const rm = Command.make("rm", { id }, (o) =>
   Effect.gen(function*() {
@@ -206,12 +328,12 @@ const artifacts = Command.make("artifacts", { id, json, verbose }, (o) =>
     const io = yield* Io
     const list: ReadonlyArray<Artifact> = yield* api.call((c) => c.artifacts(o.id))
     if (o.json) return io.out(list.map((a) => JSON.stringify(a) + "\n").join(""))
-    const t = { style: io.style, width: io.stdout.columns || 100, markdown: io.tty, plain: !io.tty }
+    const t = { style: io.style, width: io.stdout.columns || 100, markdown: io.tty, plain: !io.tty, fullChanges: true }
     io.out(list.filter((a) => o.verbose || !hidden(a)).map((a) => artifactLines(a, t).join("\n") + "\n").join(""))
   }))
 
 const reinCommand = rein.pipe(
-  Command.withSubcommands([sessions, create, rm, watch, prompt, abort, approve, reject, artifacts]),
+  Command.withSubcommands([sessions, create, runAgent, rm, watch, prompt, abort, approve, reject, artifacts, stop, start, runners]),
   Command.provide((config) => Api.layer({ url: config.url, token: Option.getOrUndefined(config.token) }))
 )
 

@@ -37,6 +37,9 @@ export const globalOptions: ReadonlyArray<OptionHelp> = [
 const json: OptionHelp = { flag: "--json", text: "JSON, one object per line, for scripts and jq" }
 const verbose: OptionHelp = { flag: "--verbose", text: "also the agent's raw protocol events (custom acp.*)" }
 const idArg = ["<id>", "the session id"] as const
+const repo: OptionHelp = { flag: "--repo", value: "PATH", text: "the repository to make the worktree of (. is this directory; default: the runner's first)" }
+const base: OptionHelp = { flag: "--base", value: "REF", text: "the commit, branch or tag the worktree starts from (default: the repository's HEAD)" }
+const runner: OptionHelp = { flag: "--runner", value: "RUNNER", text: "the runner to start it on, by id or name (default: the least busy that can)" }
 const requestArg = ["[requestId]", "the permission request; default: the one pending request"] as const
 
 export const commands: ReadonlyArray<CommandHelp> = [
@@ -46,7 +49,8 @@ export const commands: ReadonlyArray<CommandHelp> = [
     summary: "List sessions, those that need you first",
     description: [
       "One line per session: ! when it needs you, its id, its state (needs approval, error, working, starting, " +
-        "stopped, done, disconnected), project, time since its last activity, cost, and summary. Sessions that " +
+        "stopped, done, disconnected), project, the agent a runner started for it (and its branch, when the line " +
+        "has room), time since its last activity, cost, and summary. Sessions that " +
         "need you come first, then those working, then the rest, most recently active first."
     ],
     arguments: [],
@@ -65,11 +69,44 @@ export const commands: ReadonlyArray<CommandHelp> = [
   {
     name: "create",
     args: "<id>",
-    summary: "Create a session",
-    description: ["Creates a session; its sandbox (e.g. rein-sandbox running an agent) then connects to it by id."],
+    summary: "Create a session; with --agent, a runner starts one",
+    description: [
+      "Creates a session. With --agent, a runner of the hub starts that agent profile for it in a git worktree " +
+        "of the repository, on a new branch rein/<id>, and sends it --prompt first; the record then names the " +
+        "agent, the runner and the branch. Without, its sandbox (e.g. rein-sandbox running an agent) connects to " +
+        "it by id.",
+      "No runner that can start it (none online, none offering the agent, none serving the repository, all full): " +
+        "the server's message says what is missing, and nothing is created."
+    ],
     arguments: [["<id>", "the new session's id: letters, digits, . _ -"]],
-    options: [{ flag: "--project", value: "NAME", text: "the session's project" }, json],
-    examples: [["rein create demo --project web", ""]]
+    options: [
+      { flag: "--project", value: "NAME", text: "the session's project" },
+      { flag: "--agent", value: "PROFILE", text: "the agent profile a runner starts for it (rein runners lists them)" },
+      repo,
+      base,
+      { flag: "--prompt", value: "TEXT", text: "the agent's first prompt" },
+      runner,
+      json
+    ],
+    examples: [
+      ["rein create demo --project web", "its sandbox connects by itself"],
+      ["rein create fix-1 --agent claude --repo . --prompt \"fix the login bug\"", ""]
+    ]
+  },
+  {
+    name: "run",
+    args: "<agent> <prompt...>",
+    summary: "Start an agent on a prompt, watch its first turn",
+    description: [
+      "Creates a session whose agent a runner starts (as create --agent does), with the prompt as its first, then " +
+        "follows it as watch does until that turn ends. Ctrl-C stops watching; the agent keeps running " +
+        "(rein stop <id> stops it). The session's id is made up from the prompt's first words and a short random " +
+        "part, unless --id gives one.",
+      "Exits 0 when the turn ends, 1 when the agent fails or goes away first."
+    ],
+    arguments: [["<agent>", "the agent profile (rein runners lists them)"], ["<prompt...>", "the first prompt; - reads it from stdin"]],
+    options: [{ flag: "--id", value: "ID", text: "the session's id (default: made up from the prompt)" }, repo, base, runner],
+    examples: [["rein run demo --repo . \"fix the login bug\"", ""], ["rein run claude --base main - < task.md", ""]]
   },
   {
     name: "rm",
@@ -88,7 +125,10 @@ export const commands: ReadonlyArray<CommandHelp> = [
       "Prints the transcript, then follows it until the session is removed (exit 0) or Ctrl-C; resumes after a " +
         "reconnect without printing anything twice. On a terminal the agent's text is rendered Markdown, a running " +
         "tool call and the turn's plan are redrawn in place, and a pending permission is answered with y (allow once), " +
-        "a (always), n (reject) or an option's number. Piped, the same transcript as plain text."
+        "a (always), n (reject) or an option's number. Piped, the same transcript as plain text.",
+      "A session a runner started: its agent, runner and branch head the watch, and its worktree's changes against " +
+        "the base show as one line (files changed, +added -removed), renewed after each turn; rein artifacts prints " +
+        "the whole diff."
     ],
     arguments: [idArg],
     options: [verbose, json],
@@ -137,10 +177,50 @@ export const commands: ReadonlyArray<CommandHelp> = [
     name: "artifacts",
     args: "<id>",
     summary: "Print the session's transcript so far",
-    description: ["Prints every artifact of the session once (the transcript), as `watch` shows it, and exits."],
+    description: [
+      "Prints every artifact of the session once (the transcript), as `watch` shows it, and exits; the worktree's " +
+        "changes (a session a runner started) as their whole diff, where watch shows one line."
+    ],
     arguments: [idArg],
     options: [verbose, json],
     examples: [["rein artifacts demo --json | jq -c 'select(.kind == \"file_change\") | .path'", ""]]
+  },
+  {
+    name: "stop",
+    args: "<id>",
+    summary: "Stop a runner's agent; its worktree stays",
+    description: [
+      "Asks the session's runner to stop its agent and everything the agent started. The session, its transcript " +
+        "and its worktree stay; start starts the agent again. Only for a session created with an agent."
+    ],
+    arguments: [idArg],
+    options: [],
+    examples: [["rein stop demo", ""]]
+  },
+  {
+    name: "start",
+    args: "<id>",
+    summary: "Start a runner's agent again in its worktree",
+    description: [
+      "Asks the session's runner to start its agent again in the same worktree, after stop or after it died. The " +
+        "agent begins a new conversation; the transcript says so. A running agent is not started twice."
+    ],
+    arguments: [idArg],
+    options: [],
+    examples: [["rein start demo", ""]]
+  },
+  {
+    name: "runners",
+    args: "",
+    summary: "List the runners that start agents",
+    description: [
+      "One line per runner: its id, name, whether it is online, the agent profiles it offers, the sessions it runs " +
+        "of its maximum, the free disk where its worktrees go, and its repositories. rein-server runs one for its " +
+        "own machine (embedded) unless started with --no-runner; rein-runner adds others."
+    ],
+    arguments: [],
+    options: [json],
+    examples: [["rein runners", ""], ["rein runners --json | jq -r '.agents[].id'", ""]]
   }
 ]
 
@@ -215,6 +295,7 @@ export const mainHelp = (s: Style, width: number): string => {
     heading("Examples:", s),
     ...examples([
       ["export REIN_URL=http://127.0.0.1:4800", ""],
+      ["rein run demo --repo . \"fix the login bug\"", ""],
       ["rein create demo --project web", ""],
       ["rein prompt demo \"add a health check\"", ""],
       ["rein watch demo", "follow it; y, a, n answer a permission"],

@@ -11,6 +11,8 @@ export class Io extends Context.Tag("rein/cli/Io")<Io, {
   readonly stderr: NodeJS.WriteStream
   readonly stdin: NodeJS.ReadStream
   readonly env: NodeJS.ProcessEnv
+  /** The working directory, which relative paths given on the command line start from. */
+  readonly cwd: string
   /** stdout is a terminal: colour, Markdown, redrawing in place. */
   readonly tty: boolean
   /** Colours for stdout (none when piped or with NO_COLOR). */
@@ -26,6 +28,7 @@ export const layerProcess: Layer.Layer<Io> = Layer.sync(Io, () => {
     stderr: process.stderr,
     stdin: process.stdin,
     env: process.env,
+    cwd: process.cwd(),
     tty,
     style: tty ? styleFor(process.env) : styleFor({ NO_COLOR: "1" }),
     out: (s) => void process.stdout.write(s),

@@ -42,32 +42,44 @@ const stateColor = (x: Session, text: string, s: Style) => {
   }
 }
 
-/** The table, a header line and one line per session, columns padded to fit; the sessions in the order given. */
+/**
+ * The table, a header line and one line per session, columns padded to fit; the sessions in the order given.
+ * AGENT when a session has an agent a runner starts; BRANCH (its worktree's) too when the line still leaves the
+ * summary room.
+ */
 export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, now = Date.now()): Array<string> => {
-  const rows = sessions.map((x) => [
+  const anyAgent = sessions.some((x) => x.agent !== null)
+  const rowOf = (x: Listed, branch: boolean) => [
     groupOf(x) === "needs-you" ? "!" : " ",
     x.id,
     stateWords(x),
     x.project ?? "-",
+    ...(anyAgent ? [x.agent ?? "-"] : []),
+    ...(branch ? [x.workspace?.branch ?? "-"] : []),
     age(now - lastActivity(x)),
     formatCost(x.usage.costUsd) ?? "",
     (x.summary ?? "").replace(/\s+/g, " ")
-  ])
-  const head = [" ", "ID", "STATE", "PROJECT", "ACTIVE", "COST", "SUMMARY"]
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
+  ]
+  const headOf = (branch: boolean) => [" ", "ID", "STATE", "PROJECT", ...(anyAgent ? ["AGENT"] : []), ...(branch ? ["BRANCH"] : []), "ACTIVE", "COST", "SUMMARY"]
+  const widthsOf = (head: Array<string>, rows: Array<Array<string>>) => head.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
+  // The branch when the columns before the summary leave it 30 characters.
+  const withBranch = sessions.some((x) => x.workspace !== null) &&
+    widthsOf(headOf(true), sessions.map((x) => rowOf(x, true))).slice(0, -1).reduce((n, w) => n + w + 2, 0) + 30 <= width
+  const rows = sessions.map((x) => rowOf(x, withBranch))
+  const head = headOf(withBranch)
+  const widths = widthsOf(head, rows)
+  const last = head.length - 1
   const line = (r: Array<string>, x: Session | undefined) => {
-    const cells = r.slice(0, 6).map((c, i) => c.padEnd(widths[i]!))
+    const cells = r.slice(0, last).map((c, i) => c.padEnd(widths[i]!))
     const used = cells.join("  ").length + 2
-    const summary = truncate(r[6]!, Math.max(8, width - used))
+    const summary = truncate(r[last]!, Math.max(8, width - used))
     if (x === undefined) return [...cells, summary].join("  ").trimEnd()
-    const [mark, id, state, project, ageText, costText] = cells as [string, string, string, string, string, string]
+    const [mark, id, state, ...rest] = cells as [string, string, string, ...Array<string>]
     return [
       mark.trim() === "!" ? s.inverse(s.yellow("!")) : mark,
       s.bold(id),
       stateColor(x, r[2]!, s) + state.slice(r[2]!.length),
-      s.gray(project),
-      s.gray(ageText),
-      s.gray(costText),
+      ...rest.map((c) => s.gray(c)),
       summary
     ].join("  ").trimEnd()
   }
@@ -117,6 +129,7 @@ const updatedFields = (old: Session, x: Session): Record<string, unknown> | unde
   if (old.pendingPermissions !== x.pendingPermissions) fields.pendingPermissions = x.pendingPermissions
   if (old.usage !== x.usage) fields.usage = x.usage
   if (old.lastStopReason !== x.lastStopReason) fields.lastStopReason = x.lastStopReason
+  if (JSON.stringify(old.workspace) !== JSON.stringify(x.workspace)) fields.workspace = x.workspace
   return Object.keys(fields).length === 0 ? undefined : fields
 }
 

@@ -7,11 +7,12 @@
  */
 import * as Effect from "effect/Effect"
 import type { Artifact } from "../Domain/Artifact.js"
+import type { Session } from "../Domain/Session.js"
 import type { ArtifactsState } from "../client/ReinClient.js"
 import type { ConnectionState } from "../client/stream.js"
 import { Api } from "./Api.js"
 import { stateOf } from "../client/sessionState.js"
-import { type CliError, Rejected } from "./Errors.js"
+import { type CliError, Rejected, Usage } from "./Errors.js"
 import { Io } from "./Io.js"
 import { JsonPrinter, PlainPrinter, type Printer, TtyPrinter } from "./Printer.js"
 import { hidden, isPendingPermission, permissionKeys } from "./Transcript.js"
@@ -19,7 +20,25 @@ import { hidden, isPendingPermission, permissionKeys } from "./Transcript.js"
 /** How long after its record says a turn ended its artifacts are taken as final (see watchSession). */
 const TURN_END_GRACE_MS = 300
 
-type Outcome = { readonly _tag: "removed" } | { readonly _tag: "stopped" } | { readonly _tag: "failed"; readonly error: CliError }
+type Outcome =
+  | { readonly _tag: "removed" }
+  | { readonly _tag: "stopped" }
+  | { readonly _tag: "failed"; readonly error: CliError }
+  /** `untilTurnEnds`: the turn ended. */
+  | { readonly _tag: "turnEnded" }
+  /** `untilTurnEnds`: the agent failed or went away before its turn ended. */
+  | { readonly _tag: "agentGone"; readonly message: string }
+
+/** How a watch ended: the session removed, Ctrl-C (or the stream closed), or (`untilTurnEnds`) the turn's end. */
+export type WatchEnd = "removed" | "stopped" | "turnEnded"
+
+/** A session's agent, runner and branch in words ("agent demo on runner local, branch rein/a1"), or "" for none. */
+export const launchWords = (s: Session): string => {
+  const parts: Array<string> = []
+  if (s.agent !== null) parts.push(`agent ${s.agent}${s.runner !== null ? ` on runner ${s.runner}` : ""}`)
+  if (s.workspace !== null) parts.push(`branch ${s.workspace.branch}`)
+  return parts.join(", ")
+}
 
 /** The session, or a 404-like rejection naming it. */
 export const requireSession = (id: string) =>
@@ -33,6 +52,11 @@ export interface WatchOptions {
   readonly json: boolean
   /** Also the agent's raw protocol events (`custom` `acp.*`). */
   readonly verbose: boolean
+  /**
+   * End when the session's first turn has ended (`rein run`), or with a failure when its agent
+   * fails or goes away first; the agent keeps running.
+   */
+  readonly untilTurnEnds?: boolean
 }
 
 export const watchSession = (id: string, options: WatchOptions) =>
@@ -54,7 +78,11 @@ export const watchSession = (id: string, options: WatchOptions) =>
         const json = mode === "json" ? new JsonPrinter({ write: io.out }, { write: io.err }) : undefined
         const printer: Printer = tty ?? json ?? new PlainPrinter({ write: io.out }, { write: io.err })
         if (tty) {
-          io.out(s.gray(`watching ${s.bold(id)} (${stateOf(session).label.toLowerCase()}${session.project ? `, project ${session.project}` : ""}) on ${api.url} · Ctrl-C to quit`) + "\n")
+          const about = [stateOf(session).label.toLowerCase(), ...(session.project ? [`project ${session.project}`] : []), launchWords(session)]
+            .filter((x) => x !== "")
+            .join(", ")
+          const quit = options.untilTurnEnds ? "until its turn ends · Ctrl-C to quit (the agent keeps running)" : "Ctrl-C to quit"
+          io.out(s.gray(`watching ${s.bold(id)} (${about}) on ${api.url} · ${quit}`) + "\n")
         }
 
         let connection: ConnectionState = { status: "connecting", attempt: 0 }
@@ -90,17 +118,46 @@ export const watchSession = (id: string, options: WatchOptions) =>
         let last: ArtifactsState | undefined
         let ending: ReturnType<typeof setTimeout> | undefined
         const shown = (artifacts: ReadonlyArray<Artifact>) => (options.verbose || json ? artifacts : artifacts.filter((a) => !hidden(a)))
+        // untilTurnEnds: how the watch ends, taken in (like a turn's end) after the grace, once the transcript is synced.
+        let end: Outcome | undefined
+        let endTimer: ReturnType<typeof setTimeout> | undefined
+        const endIfSynced = () => {
+          if (end !== undefined && last?.synced === true) finish(end)
+        }
+        const fatalError = () => {
+          const errors = (last?.artifacts ?? []).filter((a) => a.kind === "error" && a.fatal === true)
+          const message = errors.length > 0 ? errors[errors.length - 1]!.message : undefined
+          return typeof message === "string" ? message : undefined
+        }
+        const watchForEnd = (record: Session) => {
+          if (!options.untilTurnEnds || endTimer !== undefined) return
+          const outcome = (): Outcome | undefined => {
+            if (record.lastStopReason === "error") {
+              const why = fatalError()
+              return { _tag: "agentGone", message: `the agent of ${id} failed${why !== undefined ? `: ${why}` : ""}` }
+            }
+            if (record.status === "disconnected") return { _tag: "agentGone", message: `the agent of ${id} stopped before its turn ended` }
+            if (record.status === "idle") return { _tag: "turnEnded" }
+            return undefined
+          }
+          if (outcome() === undefined) return
+          endTimer = setTimeout(() => {
+            end = outcome()
+            endIfSynced()
+          }, TURN_END_GRACE_MS)
+        }
         const setRunning = (now: boolean) => {
           running = now
           if (last !== undefined) printer.update(shown(last.artifacts), last.synced, running)
         }
-        const status = json
+        const status = json && !options.untilTurnEnds
           ? undefined
           : api.client.watchSessions({
             ...(session.project !== null && { project: session.project }),
             onChange: (list) => {
               const record = list.sessions.find((x) => x.id === id)
               if (!list.synced || record === undefined) return
+              watchForEnd(record)
               const live = record.status === "live"
               if (live && ending !== undefined) {
                 clearTimeout(ending)
@@ -131,6 +188,7 @@ export const watchSession = (id: string, options: WatchOptions) =>
             }
           }
           footer()
+          endIfSynced()
         }
         const watch = api.client.watchSession(id, { onChange: onState })
         void watch.done.then((final) => {
@@ -178,6 +236,7 @@ export const watchSession = (id: string, options: WatchOptions) =>
             watch.close()
             status?.close()
             if (ending !== undefined) clearTimeout(ending)
+            if (endTimer !== undefined) clearTimeout(endTimer)
             io.stdout.off("resize", onResize)
             if (interactive) {
               io.stdin.off("data", onKey)
@@ -192,5 +251,7 @@ export const watchSession = (id: string, options: WatchOptions) =>
       (h) => Effect.sync(h.dispose)
     )
     if (outcome._tag === "failed") return yield* Effect.fail(outcome.error)
+    if (outcome._tag === "agentGone") return yield* Effect.fail(new Usage({ message: outcome.message }))
     if (outcome._tag === "removed" && mode !== "json") io.err(`rein: session ${id} was removed\n`)
+    return outcome._tag as WatchEnd
   })

@@ -16,6 +16,8 @@ export interface TranscriptStyle {
   readonly markdown: boolean
   /** Plain output: word markers (`[tool]`) instead of symbols, no colour. */
   readonly plain: boolean
+  /** The worktree's `changes` in full (`rein artifacts`); else one summary line (`rein watch`). */
+  readonly fullChanges?: boolean
 }
 
 /** Output lines of a finished tool call shown before "… N more lines". */
@@ -206,6 +208,40 @@ const fileLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
   return typeof a.diff === "string" && a.diff !== "" ? [head, ...diffLines(sanitize(a.diff), s)] : [head]
 }
 
+/** What a unified diff changes: files, lines added and removed (file headers aside). */
+export const diffStat = (diff: string): { readonly files: number; readonly added: number; readonly removed: number } => {
+  let files = 0
+  let added = 0
+  let removed = 0
+  // Between a file's `diff --git` and its first hunk, `---` / `+++` name the file.
+  let inHeader = false
+  for (const l of diff.split("\n")) {
+    if (l.startsWith("diff --git ")) {
+      files++
+      inHeader = true
+    } else if (l.startsWith("@@")) inHeader = false
+    else if (inHeader && (l.startsWith("--- ") || l.startsWith("+++ "))) continue
+    else if (!inHeader && l.startsWith("+")) added++
+    else if (!inHeader && l.startsWith("-")) removed++
+  }
+  // A diff without git's headers: one file per `+++`.
+  if (files === 0 && diff.trim() !== "") files = Math.max(1, diff.split("\n").filter((l) => l.startsWith("+++ ")).length)
+  return { files, added, removed }
+}
+
+/** The worktree's diff against its base: one line (`watch`), or that line and the diff (`artifacts`). */
+const changesLines = (a: Artifact, t: TranscriptStyle): Array<string> => {
+  const s = t.style
+  const diff = typeof a.diff === "string" ? sanitize(a.diff) : ""
+  const { files, added, removed } = diffStat(diff)
+  const truncated = a.truncated === true ? s.gray(" (truncated)") : ""
+  const what = files === 0
+    ? s.gray("no changes against the base")
+    : `${files} file${files === 1 ? "" : "s"} changed, ${s.green(`+${added}`)} ${s.red(`-${removed}`)}`
+  const head = t.plain ? `[changes] ${what}${truncated}` : `${s.yellow("±")} ${s.bold("changes")} ${what}${truncated}`
+  return t.fullChanges === true && diff.trim() !== "" ? [head, ...diffLines(diff, s)] : [head]
+}
+
 const textLines = (text: string, t: TranscriptStyle): Array<string> =>
   t.markdown ? renderMarkdown(text, t.width, t.style.bold("x") !== "x") : sanitize(text).replace(/\n+$/, "").split("\n")
 
@@ -243,7 +279,11 @@ export const artifactLines = (a: Artifact, t: TranscriptStyle): Array<string> =>
         : ""
       return [s.gray(`${t.plain ? "[usage] " : ""}tokens in ${a.inputTokens} · out ${a.outputTokens}${cost}${ctx}`)]
     }
+    case "changes":
+      return changesLines(a, t)
     case "custom":
+      // The runner started the agent again, and it could not resume its conversation.
+      if (a.name === "rein.new_conversation") return [s.gray("— agent started again: a new conversation —")]
       return [s.gray(truncate(`[${str(a.name)}] ${str(a.data)}`, t.width))]
 
     default: {
