@@ -78,6 +78,9 @@ describe("POST /sessions/:id", () => {
       lastHeartbeat: expect.any(Number),
       pendingPermissions: 0,
       usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
+      agent: null,
+      runner: null,
+      workspace: null,
       lastStopReason: null
     })
     expect(res.body.createdAt).toBeGreaterThanOrEqual(before - 1000)
@@ -374,7 +377,9 @@ describe("GET /sessions/:id/commands (sandbox stream)", () => {
     // A summary is a barrier on /sessions/stream: the old stream's close came before it and changed nothing.
     expect((await server.request("POST", "/sessions/s3/events", { type: "summary", text: "barrier" })).status).toBe(202)
     await watch.waitFor((e) => e.event === "session_updated" && e.data.fields.summary === "barrier")
+    // (The first prompt names the session until a summary comes: issue 21.)
     expect(watch.events.filter((e) => e.event === "session_updated").map((e) => e.data)).toEqual([
+      { id: "s3", fields: { summary: "to the second" } },
       { id: "s3", fields: { summary: "barrier" } }
     ])
     expect(await status(server, "s3")).toBe("live")
@@ -431,7 +436,8 @@ describe("events and the status machine", () => {
     from = watch.events.length
     expect((await server.request("POST", "/sessions/e1/commands", { type: "prompt", text: "again" })).status).toBe(202)
     expect(await status(server, "e1")).toBe("live")
-    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "live" } })
+    // The session's first prompt also names it (issue 21).
+    expect(await nextUpdate(from)).toEqual({ id: "e1", fields: { status: "live", summary: "again" } })
     expect((await sandbox.waitFor((e) => e.event === "command")).data).toEqual({ type: "prompt", text: "again" })
   })
 
