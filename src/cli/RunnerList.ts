@@ -21,8 +21,8 @@ export const humanBytes = (bytes: number): string => {
   return `${i === 0 || n >= 10 ? Math.round(n) : n.toFixed(1)} ${units[i]}`
 }
 
-/** The table: a header line and one line per runner; the repositories take what the line leaves. */
-export const runnerTable = (runners: ReadonlyArray<RunnerInfo>, s: Style, width: number): Array<string> => {
+/** The table: a header line and one line per runner; the repositories take what the line leaves (all of them with no `width`). */
+export const runnerTable = (runners: ReadonlyArray<RunnerInfo>, s: Style, width = Infinity): Array<string> => {
   const rows = runners.map((r) => [
     r.id,
     r.embedded ? `${r.name} (embedded)` : r.name,
@@ -54,5 +54,6 @@ export const listRunners = (options: { readonly json: boolean }) =>
     const runners = yield* api.call((c) => c.listRunners())
     if (options.json) return io.out(runners.map((r) => JSON.stringify(r) + "\n").join(""))
     if (runners.length === 0) return io.out("no runners: rein-server runs one unless started with --no-runner; rein-runner adds one\n")
-    io.out(runnerTable(runners, io.style, io.stdout.columns || 120).join("\n") + "\n")
+    // Piped, the paths whole: a cut path names no repository.
+    io.out(runnerTable(runners, io.style, io.tty ? io.stdout.columns || 120 : undefined).join("\n") + "\n")
   })

@@ -11,6 +11,7 @@ import type { Session } from "../Domain/Session.js"
 import type { ArtifactsState } from "../client/ReinClient.js"
 import type { ConnectionState } from "../client/stream.js"
 import { Api } from "./Api.js"
+import { truncate } from "./Ansi.js"
 import { stateOf } from "../client/sessionState.js"
 import { type CliError, Rejected, Usage } from "./Errors.js"
 import { Io } from "./Io.js"
@@ -127,7 +128,8 @@ export const watchSession = (id: string, options: WatchOptions) =>
         const fatalError = () => {
           const errors = (last?.artifacts ?? []).filter((a) => a.kind === "error" && a.fatal === true)
           const message = errors.length > 0 ? errors[errors.length - 1]!.message : undefined
-          return typeof message === "string" ? message : undefined
+          // One line (the transcript above has it whole): a stderr tail has several.
+          return typeof message === "string" ? truncate(message.replace(/\s+/g, " ").trim(), 300) : undefined
         }
         const watchForEnd = (record: Session) => {
           if (!options.untilTurnEnds || endTimer !== undefined) return
