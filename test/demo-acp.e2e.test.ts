@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { findings, notePath, reasoning, rejectedText, summary } from "../src/demo/script.js"
 import { Bridge } from "../src/sandbox/Bridge.js"
-import { type SseClient, sse, start, tempDir, type TestServer } from "./helpers.js"
+import { type SseClient, sse, start, tempDir, type TestServer, until } from "./helpers.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 /** The entry, bundled alone (what `npm run build` makes of it is dist/demo/acp-bin.js). */
@@ -50,21 +50,6 @@ const get = async (path: string) => (await server.request("GET", path)).body
 const arts = async (id: string): Promise<Array<any>> => get(`/sessions/${id}/artifacts`)
 const kinds = (all: Array<any>, kind: string) => all.filter((a) => a.kind === kind)
 const texts = (all: Array<any>) => kinds(all, "text").map((a) => a.text as string)
-
-/** Polls until `check` passes on the value `read` gives; the last failure is the error. */
-const until = async <T>(read: () => Promise<T>, check: (value: T) => void, timeoutMs = 20_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await read()
-    try {
-      check(value)
-      return value
-    } catch (e) {
-      if (Date.now() > deadline) throw e
-    }
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 let n = 0
 /**

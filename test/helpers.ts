@@ -231,3 +231,21 @@ export const captureWarnings = () => {
   }
   return { lines, restore: () => void (console.log = original) }
 }
+
+/**
+ * Polls until `check` passes on what `read` gives (an assertion that throws until it holds);
+ * after `timeoutMs` the last failure is the test's error. Answers the value that passed.
+ */
+export const until = async <T>(read: () => Promise<T>, check: (value: T) => void, timeoutMs = 20_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await read()
+    try {
+      check(value)
+      return value
+    } catch (e) {
+      if (Date.now() > deadline) throw e
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+}

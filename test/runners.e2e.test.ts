@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { processStartTime } from "../src/runner/Processes.js"
 import { readMarker } from "../src/runner/Worktrees.js"
-import { start, type TestServer } from "./helpers.js"
+import { start, type TestServer, until } from "./helpers.js"
 import { alive, cleanup, commitAll, git, makeRepo, tempDir } from "./runner-helpers.js"
 import { buildAgent, buildRunnerBin } from "./sandboxBuild.js"
 
@@ -58,21 +58,6 @@ const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) 
   await until(() => call("GET", "/runners"), (r) =>
     expect(r.body[0]).toMatchObject({ id: "local", online: true, agents: expect.arrayContaining([{ id: "scripted", name: "Scripted" }]) }))
   return { server, call, worktrees }
-}
-
-/** Polls until `check` passes on what `read` gives; the last failure is the error. */
-const until = async <T>(read: () => Promise<T>, check: (value: T) => void, timeoutMs = 20_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await read()
-    try {
-      check(value)
-      return value
-    } catch (e) {
-      if (Date.now() > deadline) throw e
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
 }
 
 const artifacts = (call: Awaited<ReturnType<typeof hub>>["call"], id: string) =>

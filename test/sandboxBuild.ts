@@ -10,12 +10,12 @@ import { fileURLToPath } from "node:url"
 export const root = fileURLToPath(new URL("..", import.meta.url))
 const out = join(root, "dist-test")
 
-/** Builds `src/sandbox/bin.ts` (its packages left to node_modules); returns its path. */
-export const buildSandboxBin = (): string => {
-  // Under dist-test/sandbox/, as under dist/sandbox/: the bin reads ../../package.json.
-  const outfile = join(out, "sandbox", "bin.js")
+/** Bundles the bin `src/<dir>/bin.ts` (its packages left to node_modules) into dist-test/<dir>/bin.js; returns its path. */
+const buildBin = (dir: string): string => {
+  // Under dist-test/<dir>/, as under dist/<dir>/: the bin reads ../../package.json.
+  const outfile = join(out, dir, "bin.js")
   buildSync({
-    entryPoints: [join(root, "src/sandbox/bin.ts")],
+    entryPoints: [join(root, "src", dir, "bin.ts")],
     outfile,
     bundle: true,
     packages: "external",
@@ -25,25 +25,16 @@ export const buildSandboxBin = (): string => {
   })
   return outfile
 }
+
+/** `rein-sandbox`. */
+export const buildSandboxBin = (): string => buildBin("sandbox")
+
+/** `rein-runner`. */
+export const buildRunnerBin = (): string => buildBin("runner")
 
 /** Builds a test agent of test/fixtures/ (`name` without `.ts`) into one file; returns its path. */
 export const buildAgent = (name: string): string => {
   const outfile = join(out, `${name}.js`)
   buildSync({ entryPoints: [join(root, "test/fixtures", `${name}.ts`)], outfile, format: "esm", platform: "node", target: "node20" })
-  return outfile
-}
-
-/** Builds the `rein-runner` bin (src/runner/bin.ts) like the sandbox's; returns its path. */
-export const buildRunnerBin = (): string => {
-  const outfile = join(out, "runner", "bin.js")
-  buildSync({
-    entryPoints: [join(root, "src/runner/bin.ts")],
-    outfile,
-    bundle: true,
-    packages: "external",
-    format: "esm",
-    platform: "node",
-    target: "node20"
-  })
   return outfile
 }
