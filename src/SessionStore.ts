@@ -58,6 +58,49 @@ export interface Snapshot {
   readonly artifacts: ReadonlyArray<Artifact>
 }
 
+/** Which page of a session's artifacts: the `limit` just before `before`, just after `after`, or the newest. */
+export interface PageQuery {
+  readonly before?: number | undefined
+  readonly after?: number | undefined
+  readonly limit: number
+}
+
+/** A page of artifacts in seq order, and whether more lie beyond it (older when paging back, newer forward). */
+export interface Page {
+  readonly artifacts: ReadonlyArray<Artifact>
+  readonly more: boolean
+}
+
+/**
+ * Kinds whose last artifact a tail carries however old: the open text or reasoning delta, the
+ * turn's plan and usage, the agent (its modes) and the worktree's changes are extended or
+ * replaced later.
+ */
+export const lastOfKinds = ["text", "reasoning", "plan", "usage", "agent", "changes"] as const
+
+/** An artifact whose later changes are still to come: a tool call not finished, a permission not answered. */
+export const isUnfinished = (a: Artifact): boolean =>
+  (a.kind === "tool_call" && (a.status === "pending" || a.status === "running")) ||
+  (a.kind === "permission" && (a.decision === null || a.decision === undefined))
+
+/**
+ * What a tail of `n` holds out of `artifacts` (all of a session's, in seq order): the last `n`,
+ * and before them every unfinished one and the last of each of `lastOfKinds`.
+ */
+export const tailOf = (artifacts: ReadonlyArray<Artifact>, n: number): ReadonlyArray<Artifact> => {
+  const from = Math.max(0, artifacts.length - n)
+  const keep = new Set<number>()
+  const seen = new Set<string>()
+  for (let i = from - 1; i >= 0; i--) {
+    const a = artifacts[i]!
+    if ((lastOfKinds as ReadonlyArray<string>).includes(a.kind) && !seen.has(a.kind)) {
+      seen.add(a.kind)
+      keep.add(i)
+    } else if (isUnfinished(a)) keep.add(i)
+  }
+  return artifacts.filter((_, i) => i >= from || keep.has(i))
+}
+
 export interface SessionPatch {
   readonly status?: SessionStatus
   readonly summary?: string | null
@@ -82,6 +125,16 @@ export class SessionStore extends Context.Tag("@rein-ai/server/SessionStore")<Se
    * those with seq >= N or changed after artifact N was created.
    */
   readonly artifacts: (id: string, resumeFrom?: number) => Effect.Effect<Snapshot, StoreError>
+  /**
+   * One page: the last `limit` artifacts with seq < `before` (or of all, with neither bound), or
+   * the first `limit` with seq > `after`; in seq order, with appendable text whole.
+   */
+  readonly page: (id: string, query: PageQuery) => Effect.Effect<Page, StoreError>
+  /**
+   * The last `n` artifacts and the older ones still changing (`tailOf`), in seq order, as of one
+   * rev: what a stream opened with `?tail=n` starts from.
+   */
+  readonly tail: (id: string, n: number) => Effect.Effect<Snapshot, StoreError>
   readonly hasIdempotencyKey: (id: string, key: string) => Effect.Effect<boolean, StoreError>
   /** Answers when the store is usable (for health checks). */
   readonly ping: Effect.Effect<void, StoreError>
@@ -184,6 +237,23 @@ export const makeMemory = Effect.sync(() => {
       Effect.sync(() => {
         const s = sessions.get(id)
         return s === undefined ? { rev: 0, artifacts: [] } : { rev: s.rev, artifacts: resume(s, from) }
+      }),
+    page: (id, { after, before, limit }) =>
+      Effect.sync(() => {
+        const all = sessions.get(id)?.artifacts ?? []
+        // seq n is at index n - 1 (gap-free from 1).
+        if (after !== undefined) {
+          const page = all.slice(after, after + limit)
+          return { artifacts: page.map((a) => a.artifact), more: after + limit < all.length }
+        }
+        const end = before === undefined ? all.length : Math.min(all.length, before - 1)
+        const start = Math.max(0, end - limit)
+        return { artifacts: all.slice(start, end).map((a) => a.artifact), more: start > 0 }
+      }),
+    tail: (id, n) =>
+      Effect.sync(() => {
+        const s = sessions.get(id)
+        return s === undefined ? { rev: 0, artifacts: [] } : { rev: s.rev, artifacts: tailOf(s.artifacts.map((a) => a.artifact), n) }
       }),
     hasIdempotencyKey: (id, key) => Effect.sync(() => sessions.get(id)?.keys.has(key) ?? false),
     ping: Effect.void,

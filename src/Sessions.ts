@@ -28,7 +28,7 @@ import type { Event } from "./Domain/Event.js"
 import type { Session } from "./Domain/Session.js"
 import { type ArtifactNotice, EventBus, type SessionNotice, type Sink, type SlowConsumer } from "./EventBus.js"
 import { Reducer } from "./Reducer.js"
-import { SessionStore } from "./SessionStore.js"
+import { type Page, type PageQuery, SessionStore } from "./SessionStore.js"
 import type { SessionFilter } from "./Sessions/Attention.js"
 export type { SessionFilter }
 import * as Deadlines from "./Sessions/Deadlines.js"
@@ -100,17 +100,24 @@ export class Sessions extends Context.Tag("@rein-ai/server/Sessions")<Sessions, 
     idempotencyKey?: string
   ) => Effect.Effect<void, SessionNotFound | InvalidInput | StoreError>
   readonly artifacts: (id: string) => Effect.Effect<ReadonlyArray<Artifact>, SessionNotFound | StoreError>
-  /** The artifacts (all, or the resume set after `lastEventId`) and their live changes, gap-free. */
+  /** One page of the artifacts (before or after a seq, or the newest), and whether more lie beyond it. */
+  readonly artifactsPage: (id: string, query: PageQuery) => Effect.Effect<Page, SessionNotFound | StoreError>
+  /**
+   * The artifacts (all; the resume set after `lastEventId`; or, not resuming, the last `tail` and
+   * the older ones still changing) and their live changes, gap-free.
+   */
   readonly openArtifacts: (
     id: string,
-    lastEventId?: number
+    lastEventId?: number,
+    tail?: number
   ) => Effect.Effect<Feed<Artifact, ArtifactNotice>, SessionNotFound | StoreError, Scope.Scope>
   /** The sessions (those `filter` admits) and their live changes, gap-free. */
   readonly openSessions: (filter?: SessionFilter) => Effect.Effect<Feed<Session, SessionNotice>, StoreError, Scope.Scope>
   /** `openArtifacts` as a Stream: snapshots, `complete`, then live changes. */
   readonly watchArtifacts: (
     id: string,
-    lastEventId?: number
+    lastEventId?: number,
+    tail?: number
   ) => Effect.Effect<Stream.Stream<ArtifactStreamItem, SlowConsumer>, SessionNotFound | StoreError, Scope.Scope>
   readonly watchSessions: (
     filter?: SessionFilter
@@ -177,6 +184,7 @@ export const make = (options: SessionsOptions) =>
       command: sandboxes.command,
       ingest: ingest.ingest,
       artifacts: feeds.artifacts,
+      artifactsPage: feeds.artifactsPage,
       openArtifacts: feeds.openArtifacts,
       openSessions: feeds.openSessions,
       watchArtifacts: feeds.watchArtifacts,

@@ -297,6 +297,8 @@ const switchableStore = () => {
         update: (...a) => guard(`update:${a[0]}`, () => s.update(...a)),
         commit: (...a) => guard(`commit:${a[0]}`, () => s.commit(...a)),
         artifacts: (...a) => guard(`artifacts:${a[0]}`, () => s.artifacts(...a)),
+        page: (...a) => guard(`page:${a[0]}`, () => s.page(...a)),
+        tail: (...a) => guard(`tail:${a[0]}`, () => s.tail(...a)),
         hasIdempotencyKey: (...a) => guard(`hasIdempotencyKey:${a[0]}`, () => s.hasIdempotencyKey(...a)),
         ping: guard("ping", () => s.ping),
         runners: s.runners

@@ -15,10 +15,11 @@ import { isDeepStrictEqual } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Artifact, CommittedChange } from "../src/Domain/Artifact.js"
 import { newSession, type Session } from "../src/Domain/Session.js"
-import { type Commit, idempotencyWindow, layerMemory, SessionStore } from "../src/SessionStore.js"
+import type { ServerOptions } from "../src/Server.js"
+import { type Commit, idempotencyWindow, layerMemory, type Page, SessionStore, tailOf } from "../src/SessionStore.js"
 import * as Pg from "../src/SessionStore/Pg.js"
 import * as Sqlite from "../src/SessionStore/Sqlite.js"
-import { foldArtifacts, pgSchema, type SseClient, sse, sorted, start, type TestServer, tempDir } from "./helpers.js"
+import { foldArtifacts, pgSchema, type SseClient, type SseEvent, sse, sorted, start, type TestServer, tempDir } from "./helpers.js"
 
 const databaseUrl = process.env.DATABASE_URL
 const noPg = databaseUrl === undefined || databaseUrl === ""
@@ -468,6 +469,120 @@ describe.each(places)("SessionStore conformance (%s)", (_name, skip, makePlace) 
       })
     ))
 
+  /** A session of `n` text artifacts whose text is long (chunked), escaped and appended to across commits. */
+  const longSession = (store: Store, id: string, n: number) =>
+    Effect.gen(function*() {
+      yield* store.create(session(id))
+      let rev = 0
+      for (let seq = 1; seq <= n; seq++) {
+        yield* commit(store, id, ++rev, [created(textArtifact(seq, seq % 3 === 0 ? "L".repeat(2100 + seq) : `t${seq} ${tricky}`, NOW + seq), rev)])
+        if (seq % 4 === 0) yield* commit(store, id, ++rev, [append(seq, "text", tricky + "🙂".repeat(seq), rev)])
+      }
+      // Early artifacts grow after later ones exist.
+      yield* commit(store, id, ++rev, [append(2, "text", "+two", rev), append(9, "text", "Z".repeat(3000), rev + 1)])
+      return (yield* store.artifacts(id)).artifacts
+    })
+
+  it.skipIf(skip)("page: before, after, the newest; boundaries; more; text assembled right on every page", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        const all = yield* longSession(store, "pg1", 25)
+        expect(all.map((a) => a.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1))
+        const expectPage = (page: Page, seqs: ReadonlyArray<number>, more: boolean) =>
+          expect(page).toEqual({ artifacts: seqs.map((seq) => all[seq - 1]), more })
+        const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
+
+        // The newest page.
+        expectPage(yield* store.page("pg1", { limit: 10 }), range(16, 25), true)
+        expectPage(yield* store.page("pg1", { limit: 24 }), range(2, 25), true)
+        expectPage(yield* store.page("pg1", { limit: 25 }), range(1, 25), false)
+        expectPage(yield* store.page("pg1", { limit: 1000 }), range(1, 25), false)
+        // Before: the page just before, ascending.
+        for (const before of [1, 2, 5, 10, 11, 12, 25, 26, 27, 1000, 2 ** 40]) {
+          const below = Math.min(before - 1, 25)
+          expectPage(yield* store.page("pg1", { before, limit: 10 }), range(Math.max(1, below - 9), below), below > 10)
+        }
+        expectPage(yield* store.page("pg1", { before: 3, limit: 1 }), [2], true)
+        // After: the page just after, ascending.
+        for (const after of [1, 5, 14, 15, 16, 24, 25, 26, 2 ** 40]) {
+          expectPage(yield* store.page("pg1", { after, limit: 10 }), range(after + 1, Math.min(25, after + 10)), after + 10 < 25)
+        }
+        expectPage(yield* store.page("pg1", { after: 24, limit: 1 }), [25], false)
+        // Paging back from the newest, and forward from the first, gives the whole transcript.
+        const back: Array<unknown> = []
+        let page = yield* store.page("pg1", { limit: 7 })
+        back.unshift(...page.artifacts)
+        while (page.more) {
+          page = yield* store.page("pg1", { before: page.artifacts[0]!.seq, limit: 7 })
+          back.unshift(...page.artifacts)
+        }
+        expect(back).toEqual(all)
+        const forward: Array<unknown> = [all[0]]
+        for (let after = 1, more = true; more;) {
+          const p = yield* store.page("pg1", { after, limit: 6 })
+          forward.push(...p.artifacts)
+          more = p.more
+          after = p.artifacts.at(-1)?.seq ?? after
+        }
+        expect(forward).toEqual(all)
+        // An append after a read shows on the next page read.
+        yield* commit(store, "pg1", 100, [append(25, "text", "!", 100)])
+        expect((yield* store.page("pg1", { limit: 1 })).artifacts[0]!.text).toBe(`${all[24]!.text}!`)
+        // Nothing to page: an empty session, an unknown one.
+        yield* store.create(session("pg2"))
+        for (const id of ["pg2", "nobody"]) {
+          for (const q of [{ limit: 10 }, { before: 5, limit: 10 }, { after: 1, limit: 10 }]) {
+            expect(yield* store.page(id, q)).toEqual({ artifacts: [], more: false })
+          }
+        }
+      })
+    ))
+
+  it.skipIf(skip)("tail(n): the last n, and before them what still changes: unfinished tool calls and permissions, the last of text, reasoning, plan, usage, agent", () =>
+    run((store) =>
+      Effect.gen(function*() {
+        yield* store.create(session("t1"))
+        const at = (seq: number) => ({ seq, createdAt: NOW + seq, updatedAt: NOW + seq })
+        const tool = (seq: number, status: string) =>
+          ({ ...at(seq), kind: "tool_call", toolCallId: `c${seq}`, name: "bash", title: null, toolKind: null, locations: null, input: `{"n":${seq}} ${tricky}`, output: status === "done" ? tricky : null, status }) as Artifact
+        const permission = (seq: number, decision: string | null) =>
+          ({ ...at(seq), kind: "permission", requestId: `r${seq}`, toolCallId: null, title: `may I ${tricky}`, options: null, diff: null, decision, optionId: null }) as Artifact
+        const artifacts: Array<Artifact> = [
+          { ...at(1), kind: "user_message", text: "go" },
+          { ...at(2), kind: "text", text: `hello ${tricky}` },
+          tool(3, "running"),
+          tool(4, "done"),
+          permission(5, null),
+          permission(6, "allow_once"),
+          { ...at(7), kind: "plan", entries: [] },
+          { ...at(8), kind: "reasoning", text: "hmm" },
+          { ...at(9), kind: "text", text: "L".repeat(5000) },
+          { ...at(10), kind: "usage", inputTokens: 1, outputTokens: 2, costUsd: null, context: null },
+          { ...at(11), kind: "agent", name: "a", version: null, commands: [], modes: [], currentModeId: null },
+          tool(12, "pending"),
+          ...Array.from({ length: 8 }, (_, i) => textArtifact(13 + i, `t${13 + i}`, NOW + 13 + i))
+        ]
+        let rev = 0
+        for (const a of artifacts) yield* commit(store, "t1", ++rev, [created(a, rev)])
+        yield* commit(store, "t1", rev + 2, [append(3, "input", "+more", rev + 1), append(9, "text", "!", rev + 2)])
+        rev += 2
+        const all = (yield* store.artifacts("t1")).artifacts
+        const tail = (seqs: ReadonlyArray<number>) => ({ rev, artifacts: seqs.map((seq) => all[seq - 1]) })
+        expect(yield* store.tail("t1", 5)).toEqual(tail([3, 5, 7, 8, 10, 11, 12, 15, 16, 17, 18, 19, 20]))
+        expect(yield* store.tail("t1", 1)).toEqual(tail([3, 5, 7, 8, 10, 11, 12, 19, 20]))
+        expect(yield* store.tail("t1", 11)).toEqual(tail([3, 5, 7, 8, 9, ...Array.from({ length: 11 }, (_, i) => 10 + i)]))
+        for (const n of [20, 21, 1000]) expect(yield* store.tail("t1", n)).toEqual(tail(all.map((a) => a.seq)))
+        // Finished: the tool call and the permission are no longer carried.
+        yield* commit(store, "t1", rev + 3, [set(3, "status", "done", rev + 1), set(5, "decision", "reject", rev + 2), set(12, "status", "running", rev + 3)])
+        rev += 3
+        const after = (yield* store.artifacts("t1")).artifacts
+        expect(yield* store.tail("t1", 5)).toEqual({ rev, artifacts: [7, 8, 10, 11, 12, 15, 16, 17, 18, 19, 20].map((seq) => after[seq - 1]) })
+        expect(yield* store.tail("nobody", 5)).toEqual({ rev: 0, artifacts: [] })
+        yield* store.create(session("t2"))
+        expect(yield* store.tail("t2", 5)).toEqual({ rev: 0, artifacts: [] })
+      })
+    ))
+
   it.skipIf(skip)("ping answers", () => run((store) => store.ping))
 
   it.skipIf(skip)("a persistent store keeps everything across a reopen, and appends continue", async () => {
@@ -567,5 +682,214 @@ describe("createServer({ pgUrl }): end to end", () => {
     expect((await second.request("POST", "/sessions/e1/events", { type: "turn_end" }, { "idempotency-key": "once" })).status)
       .toBe(202)
     expect((await second.request("GET", "/sessions/e1/artifacts")).body).toEqual(artifacts)
+  })
+})
+
+/** The stores a server runs on, for the HTTP tests of paging and tails. */
+const servedBy: ReadonlyArray<readonly [string, boolean, () => Promise<{ options: ServerOptions; cleanup: () => Promise<void> }>]> = [
+  ["memory", false, async () => ({ options: {}, cleanup: async () => {} })],
+  ["sqlite file", false, async () => {
+    const tmp = tempDir()
+    return { options: { dbPath: join(tmp.dir, "rein.db") }, cleanup: async () => tmp.cleanup() }
+  }],
+  ["postgresql", noPg, async () => {
+    const db = await pgSchema(databaseUrl!)
+    return { options: { pgUrl: db.url }, cleanup: db.drop }
+  }]
+]
+
+/** A client's fold of a stream that may hold only part of the artifacts: updates of others are counted, not applied. */
+const foldHeld = (events: ReadonlyArray<SseEvent>, into = new Map<number, any>()) => {
+  let strays = 0
+  for (const e of events) {
+    if (e.event === "artifact_updated" && !into.has(e.data.seq)) strays++
+    else foldArtifacts([e], into)
+  }
+  return { held: into, strays }
+}
+
+describe.each(servedBy)("paged transcripts over HTTP (%s)", (_name, skip, makeOptions) => {
+  const servers: Array<TestServer> = []
+  const clients: Array<SseClient> = []
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close()
+    await Promise.all(servers.splice(0).map((s) => s.close()))
+    for (const c of cleanups.splice(0)) await c()
+  })
+
+  /** A server with session `id` whose sandbox is connected. */
+  const serve = async (id: string) => {
+    const { cleanup, options } = await makeOptions()
+    cleanups.push(cleanup)
+    const server = await start({ ...options, bootstrapTimeout: 600_000 })
+    servers.push(server)
+    expect((await server.request("POST", `/sessions/${id}`)).status).toBe(201)
+    const sandbox = await sse(`${server.url}/sessions/${id}/commands`)
+    clients.push(sandbox)
+    await sandbox.waitFor((e) => e.event === "snapshot_complete")
+    const post = async (events: ReadonlyArray<unknown>) => {
+      for (let i = 0; i < events.length; i += 500) {
+        const res = await server.request("POST", `/sessions/${id}/events`, events.slice(i, i + 500))
+        expect(res.status, res.text).toBe(202)
+      }
+    }
+    return { server, post }
+  }
+
+  /** Events that make `n` artifacts (each a tool call, done, or a text with a long, escaped text). */
+  const history = (n: number, from = 0) =>
+    Array.from({ length: n }, (_, i) =>
+      (from + i) % 2 === 0
+        ? [{ type: "tool_call_start", toolCallId: `h${from + i}`, name: "bash", input: `{"i":${from + i}}` }, {
+          type: "tool_call_end",
+          toolCallId: `h${from + i}`,
+          output: `out ${from + i} ${tricky}`
+        }]
+        : [{ type: "text_delta", delta: `text ${from + i} ${tricky} ` }, { type: "text_delta", delta: "L".repeat(2100) }, {
+          type: "file_change",
+          path: `f${from + i}`,
+          action: "modify"
+        }]).flat()
+
+  it.skipIf(skip)("GET /artifacts?before=&after=&limit=: pages in seq order, x-rein-more; bad parameters are 400s naming them", async () => {
+    const { post, server } = await serve("p1")
+    await post(history(60))
+    const all = (await server.request("GET", "/sessions/p1/artifacts")).body as Array<Artifact>
+    expect(all.length).toBeGreaterThan(60)
+    const whole = await server.request("GET", "/sessions/p1/artifacts")
+    expect(whole.headers.get("x-rein-more")).toBeNull()
+    const last = all.length
+    const get = async (q: string) => {
+      const res = await server.request("GET", `/sessions/p1/artifacts?${q}`)
+      expect(res.status, res.text).toBe(200)
+      return { seqs: (res.body as Array<Artifact>).map((a) => a.seq), body: res.body, more: res.headers.get("x-rein-more") }
+    }
+    const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+    expect(await get("limit=10")).toMatchObject({ seqs: range(last - 9, last), more: "1" })
+    expect((await get("limit=10")).body).toEqual(all.slice(-10))
+    expect(await get(`limit=${last}`)).toMatchObject({ seqs: range(1, last), more: "0" })
+    expect(await get("before=21&limit=5")).toMatchObject({ seqs: range(16, 20), more: "1" })
+    expect(await get("before=6&limit=5")).toMatchObject({ seqs: range(1, 5), more: "0" })
+    expect(await get("before=1")).toMatchObject({ seqs: [], more: "0" })
+    expect(await get("after=20&limit=5")).toMatchObject({ seqs: range(21, 25), more: "1" })
+    expect(await get(`after=${last - 5}&limit=5`)).toMatchObject({ seqs: range(last - 4, last), more: "0" })
+    expect(await get(`after=${last}`)).toMatchObject({ seqs: [], more: "0" })
+    // limit defaults to 200.
+    await post(history(200, 60))
+    const total = ((await server.request("GET", "/sessions/p1/artifacts")).body as Array<Artifact>).length
+    expect(await get("after=1")).toMatchObject({ seqs: range(2, 201), more: "1" })
+    expect(await get("before=999999999999")).toMatchObject({ seqs: range(total - 199, total), more: "1" })
+    expect((await get("limit=1000")).seqs).toEqual(range(1, total))
+
+    for (
+      const [q, name] of [
+        ["limit=0", "limit"],
+        ["limit=1001", "limit"],
+        ["limit=abc", "limit"],
+        ["limit=1.5", "limit"],
+        ["before=0", "before"],
+        ["before=-3", "before"],
+        ["before=x", "before"],
+        ["after=0", "after"],
+        ["after=1e3", "after"],
+        ["before=5&after=2", "before, after"]
+      ]
+    ) {
+      const res = await server.request("GET", `/sessions/p1/artifacts?${q}`)
+      expect(res.status, q).toBe(400)
+      expect(res.body.error.message.startsWith(`${name}: `), res.body.error.message).toBe(true)
+    }
+    expect((await server.request("GET", "/sessions/nobody/artifacts?limit=5")).status).toBe(404)
+    for (const q of ["tail=0", "tail=1001", "tail=x"]) {
+      const res = await server.request("GET", `/sessions/p1/stream?${q}`)
+      expect(res.status, q).toBe(400)
+      expect(res.body.error.message).toMatch(/^tail: /)
+    }
+  })
+
+  it.skipIf(skip)("GET /stream?tail=n: the last n and what still changes; converges with a full read; pages before it; resumes across a page boundary", async () => {
+    const { post, server } = await serve("s1")
+    // Early: a tool call that keeps running, a permission nobody answered, a plan.
+    await post([
+      { type: "turn_start" },
+      { type: "tool_call_start", toolCallId: "slow", name: "build", input: "{" },
+      { type: "permission_request", requestId: "r1", title: `may I ${tricky}`, options: [{ optionId: "ok", name: "Allow", kind: "allow_once" }] },
+      { type: "plan", entries: [{ content: "one", status: "in_progress" }] },
+      ...history(40),
+      { type: "text_delta", delta: "the open delta" }
+    ])
+    const all = (await server.request("GET", "/sessions/s1/artifacts")).body as Array<Artifact>
+    const watcher = await sse(`${server.url}/sessions/s1/stream?tail=5`)
+    clients.push(watcher)
+    await watcher.waitFor((e) => e.event === "snapshot_complete")
+    const snapshot = watcher.events.filter((e) => e.event === "artifact_snapshot").map((e) => e.data.artifact as Artifact)
+    expect(snapshot).toEqual(tailOf(all, 5))
+    const seqs = snapshot.map((a) => a.seq)
+    expect(seqs.slice(-5)).toEqual(all.slice(-5).map((a) => a.seq))
+    const [slow, r1, plan] = ["slow", "r1"].map((id) => all.find((a) => a.toolCallId === id || a.requestId === id)!.seq)
+      .concat(all.find((a) => a.kind === "plan")!.seq)
+    expect(seqs).toEqual(expect.arrayContaining([slow, r1, plan]))
+    expect(seqs.length).toBeLessThan(12)
+
+    // Live: what still changed long ago changes again; new artifacts come.
+    await post([
+      { type: "tool_call_input_delta", toolCallId: "slow", delta: "\"target\":\"all\"}" },
+      { type: "text_delta", delta: " goes on" },
+      { type: "plan", entries: [{ content: "one", status: "completed" }] },
+      ...history(6, 100),
+      { type: "tool_call_end", toolCallId: "slow", output: tricky }
+    ])
+    const res = await server.request("POST", "/sessions/s1/commands", { type: "permission_reply", requestId: "r1", decision: "allow_once" })
+    expect(res.status, res.text).toBe(202)
+    const full = async () => (await server.request("GET", "/sessions/s1/artifacts")).body as Array<Artifact>
+    const converged = async (events: ReadonlyArray<SseEvent>) => {
+      const server = await full()
+      const { held, strays } = foldHeld(events)
+      expect(strays).toBe(0)
+      return isDeepStrictEqual(sorted(held), server.filter((a) => held.has(a.seq)))
+        && server.slice(-5).every((a) => held.has(a.seq)) && held.has(server.at(-1)!.seq)
+    }
+    const deadline = Date.now() + 10_000
+    while (!(await converged(watcher.events)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    expect(await converged(watcher.events)).toBe(true)
+    const now = await full()
+    const { held } = foldHeld(watcher.events)
+    expect(held.get(slow)).toEqual(now[slow - 1])
+    expect(held.get(r1)).toMatchObject({ decision: "allow_once" })
+
+    // What lies before the tail's first contiguous seq, page by page: with it, the whole transcript.
+    let first = Math.min(...[...held.keys()].filter((seq) => [...Array(now.length - seq + 1)].every((_, i) => held.has(seq + i))))
+    const pages = new Map(held)
+    for (let more = "1"; more === "1";) {
+      const page = await server.request("GET", `/sessions/s1/artifacts?before=${first}&limit=7`)
+      for (const a of page.body as Array<Artifact>) if (!pages.has(a.seq)) pages.set(a.seq, a)
+      first = (page.body as Array<Artifact>)[0]?.seq ?? first
+      more = page.headers.get("x-rein-more")!
+    }
+    expect(sorted(pages)).toEqual(now)
+
+    // Resume after a drop, from the last id seen (an update of the old tool call: below the tail's
+    // pages): the resume set, not a tail, and the client converges.
+    const lastId = watcher.events.filter((e) => e.id !== undefined).at(-1)!.id!
+    watcher.close()
+    await post([{ type: "text_delta", delta: "after the drop" }, ...history(3, 200)])
+    const resumed = await sse(`${server.url}/sessions/s1/stream?tail=2`, { "last-event-id": lastId })
+    clients.push(resumed)
+    await resumed.waitFor((e) => e.event === "snapshot_complete")
+    const latest = await full()
+    const resumedSeqs = resumed.events.filter((e) => e.event === "artifact_snapshot").map((e) => e.data.artifact.seq as number)
+    expect(resumedSeqs.slice(-(latest.length - Number(lastId) + 1))).toEqual(latest.slice(Number(lastId) - 1).map((a) => a.seq))
+    const mine = new Map(held)
+    const folded = foldHeld(resumed.events, mine)
+    expect(folded.strays).toBe(0)
+    expect(sorted(mine)).toEqual(latest.filter((a) => mine.has(a.seq)))
+    expect(latest.slice(-5).every((a) => mine.has(a.seq))).toBe(true)
+
+    // A resume from an old seq of the first page replays from there; ?tail does not cut it.
+    const old = await sse(`${server.url}/sessions/s1/stream?tail=1`, { "last-event-id": String(slow) })
+    clients.push(old)
+    await old.waitFor((e) => e.event === "snapshot_complete")
+    expect(old.events.filter((e) => e.event === "artifact_snapshot").map((e) => e.data.artifact)).toEqual(latest.slice(slow - 1))
   })
 })

@@ -60,6 +60,40 @@ const sessionFilter = Effect.flatMap(HttpServerRequest.ParsedSearchParams, (q): 
   return Effect.succeed({ project: first(q.project), attention: attention === "1" })
 })
 
+/** Most artifacts one page or tail holds, and a page's size when `limit` is not given. */
+export const pageLimitMax = 1000
+export const pageLimitDefault = 200
+
+const badParam = (name: string, expected: string, got: string) =>
+  new InvalidInput({ message: `${name}: must be ${expected}, got "${got.slice(0, 64)}"` })
+
+/** Query parameter `name` as an integer from `min` to `max`; undefined when absent. */
+const intParam = (q: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>, name: string, min: number, max: number) => {
+  const raw = first(q[name])
+  if (raw === undefined) return Effect.succeed(undefined)
+  const n = /^[0-9]{1,16}$/.test(raw) ? Number(raw) : NaN
+  if (!(n >= min && n <= max)) {
+    return Effect.fail(badParam(name, max === Number.MAX_SAFE_INTEGER ? "a positive integer" : `an integer from ${min} to ${max}`, raw))
+  }
+  return Effect.succeed(n)
+}
+
+/** `?before=`, `?after=`, `?limit=`: a page of the artifacts, or undefined for all of them. */
+const pageQuery = Effect.flatMap(HttpServerRequest.ParsedSearchParams, (q) =>
+  Effect.gen(function*() {
+    const before = yield* intParam(q, "before", 1, Number.MAX_SAFE_INTEGER)
+    const after = yield* intParam(q, "after", 1, Number.MAX_SAFE_INTEGER)
+    const limit = yield* intParam(q, "limit", 1, pageLimitMax)
+    if (before !== undefined && after !== undefined) {
+      return yield* new InvalidInput({ message: "before, after: give one of them, not both" })
+    }
+    if (before === undefined && after === undefined && limit === undefined) return undefined
+    return { before, after, limit: limit ?? pageLimitDefault }
+  }))
+
+/** `?tail=n` on the artifact stream. */
+const tailParam = Effect.flatMap(HttpServerRequest.ParsedSearchParams, (q) => intParam(q, "tail", 1, pageLimitMax))
+
 /** `Last-Event-ID` as a seq; anything else means a full replay. */
 const lastEventId = Effect.map(HttpServerRequest.HttpServerRequest, (req) => {
   const raw = req.headers["last-event-id"]
@@ -382,7 +416,12 @@ export const make = (options: RouterOptions) =>
         Effect.gen(function*() {
           yield* guard.client()
           const sessions = yield* Sessions
-          return HttpServerResponse.unsafeJson(yield* sessions.artifacts(yield* sessionId))
+          const id = yield* sessionId
+          const page = yield* pageQuery
+          if (page === undefined) return HttpServerResponse.unsafeJson(yield* sessions.artifacts(id))
+          const { artifacts, more } = yield* sessions.artifactsPage(id, page)
+          // Whether more lie beyond the page: older (before, or the newest page), newer (after).
+          return HttpServerResponse.unsafeJson(artifacts, { headers: { "x-rein-more": more ? "1" : "0" } })
         })
       ),
       HttpRouter.get(
@@ -391,8 +430,9 @@ export const make = (options: RouterOptions) =>
           yield* guard.client({ query: true })
           const sessions = yield* Sessions
           const id = yield* sessionId
+          const tail = yield* tailParam
           const c = yield* channel
-          return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId), Sse.artifactSnapshot, Sse.artifactNotice, c)
+          return yield* feed(yield* sessions.openArtifacts(id, yield* lastEventId, tail), Sse.artifactSnapshot, Sse.artifactNotice, c)
         })
       ),
       HttpRouter.concat(hub),

@@ -20,7 +20,7 @@ import { SessionExists, StaleSession, StoreError } from "../Domain/Errors.js"
 import type { Artifact } from "../Domain/Artifact.js"
 import type { Session, SessionStatus, Workspace } from "../Domain/Session.js"
 import type { Turn } from "../Domain/Turn.js"
-import { type Commit, idempotencyWindow, SessionStore, type StoredSession } from "../SessionStore.js"
+import { type Commit, idempotencyWindow, lastOfKinds, type Page, type PageQuery, SessionStore, type StoredSession } from "../SessionStore.js"
 import { transaction } from "../SqlTransaction.js"
 import * as SqliteConnection from "./SqliteConnection.js"
 import { type ArtifactRow, assemble, type ChunkRow, coalesce, noTail, type Plan, planWrites, type Tail, tailKey, type Write } from "./Chunks.js"
@@ -215,7 +215,26 @@ const pgMigrations = migrationsWith({ big: "BIGINT", order: ",\n        ord BIGI
     yield* sql`ALTER TABLE sessions ADD COLUMN turn TEXT`
   }),
   "0004_attention": attentionColumns({ big: "BIGINT", real: "DOUBLE PRECISION" }),
-  "0005_launch": launchColumns({ big: "BIGINT" })
+  "0005_launch": launchColumns({ big: "BIGINT" }),
+  // Runners across instances (issue 20): which instance holds each runner's job stream (a lease,
+  // with what it offers), and jobs on their way to that instance.
+  "0006_runner_presence": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE rein_runner_presence (
+      runner_id TEXT PRIMARY KEY,
+      instance TEXT NOT NULL,
+      offer TEXT NOT NULL,
+      expires_at TIMESTAMPTZ NOT NULL
+    )`
+    yield* sql`CREATE TABLE rein_runner_jobs (
+      id BIGSERIAL PRIMARY KEY,
+      instance TEXT NOT NULL,
+      runner_id TEXT NOT NULL,
+      body TEXT NOT NULL,
+      at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )`
+    yield* sql`CREATE INDEX rein_runner_jobs_instance ON rein_runner_jobs (instance, id)`
+  })
 })
 
 /** Runs one raw statement on the transaction's connection; queries are written with `?` placeholders. */
@@ -272,6 +291,8 @@ export interface Dialect {
   readonly snapshotRead: string | undefined
   /** Whether a commit may be one statement of data-modifying CTEs (one round trip, no BEGIN/COMMIT). */
   readonly oneStatement: boolean
+  /** The SQL condition on an `artifacts` row: a tool call not finished, a permission not answered (`isUnfinished`). */
+  readonly unfinished: string
 }
 
 export const sqlite: Dialect = {
@@ -284,7 +305,9 @@ export const sqlite: Dialect = {
       [`$.${field}`, JSON.stringify(value ?? null), at, rev, id, seq]
     ),
   snapshotRead: undefined,
-  oneStatement: false
+  oneStatement: false,
+  unfinished: `(kind = 'tool_call' AND json_extract(fields, '$.status') IN ('pending', 'running'))
+    OR (kind = 'permission' AND json_extract(fields, '$.decision') IS NULL)`
 }
 
 const numbered = new Map<string, string>()
@@ -317,7 +340,12 @@ export const pg: Dialect = {
       ])
   },
   snapshotRead: "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-  oneStatement: true
+  oneStatement: true,
+  // Matched as text: PostgreSQL's JSON operators refuse a document holding a \u0000 escape, which
+  // artifact fields may. \`fields\` is compact JSON (JSON.stringify), where a quote inside a string
+  // is escaped, so \`"status":"running"\` matches the top-level field only.
+  unfinished: `(kind = 'tool_call' AND (fields LIKE '%"status":"pending"%' OR fields LIKE '%"status":"running"%'))
+    OR (kind = 'permission' AND (fields LIKE '%"decision":null%' OR fields NOT LIKE '%"decision":%'))`
 }
 
 interface SessionRow {
@@ -366,6 +394,46 @@ const toStored = (r: SessionRow): StoredSession => ({
   sandboxTokenHash: r.sandbox_token_hash,
   ...(typeof r.turn === "string" && { turn: JSON.parse(r.turn) as Turn })
 })
+
+/** Seqs as high as a page query may name: PostgreSQL's INTEGER column refuses a larger parameter. */
+const seqMax = 2_147_483_647
+/** Seqs bound in one `IN (...)` list. */
+const inBatch = 500
+
+const artifactColumns = "seq, kind, fields, created_at, updated_at"
+
+/** Rows and chunks of the artifacts from `from` to `to` (seqs, inclusive): two range reads on the primary keys. */
+function* readRange(id: string, from: number, to: number): Steps<{ rows: Array<ArtifactRow>; chunks: Array<ChunkRow> }> {
+  if (to < from) return { rows: [], chunks: [] }
+  const rows = yield* query(`SELECT ${artifactColumns} FROM artifacts WHERE session_id = ? AND seq >= ? AND seq <= ? ORDER BY seq`, [
+    id,
+    from,
+    to
+  ])
+  const chunks = yield* query(
+    "SELECT seq, field, text FROM artifact_chunks WHERE session_id = ? AND seq >= ? AND seq <= ? ORDER BY seq, field, n",
+    [id, from, to]
+  )
+  return { rows: rows as Array<ArtifactRow>, chunks: chunks as Array<ChunkRow> }
+}
+
+/** Rows and chunks of the artifacts `seqs` (ascending), a batch of seqs per statement. */
+function* readSeqs(id: string, seqs: ReadonlyArray<number>): Steps<{ rows: Array<ArtifactRow>; chunks: Array<ChunkRow> }> {
+  const rows: Array<ArtifactRow> = []
+  const chunks: Array<ChunkRow> = []
+  for (let i = 0; i < seqs.length; i += inBatch) {
+    const batch = seqs.slice(i, i + inBatch)
+    const list = batch.map(() => "?").join(", ")
+    rows.push(...(yield* query(`SELECT ${artifactColumns} FROM artifacts WHERE session_id = ? AND seq IN (${list}) ORDER BY seq`, [id, ...batch])))
+    chunks.push(
+      ...(yield* query(`SELECT seq, field, text FROM artifact_chunks WHERE session_id = ? AND seq IN (${list}) ORDER BY seq, field, n`, [
+        id,
+        ...batch
+      ]))
+    )
+  }
+  return { rows, chunks }
+}
 
 export interface MakeOptions {
   /**
@@ -452,6 +520,54 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
     sync === undefined
       ? viaClient
       : Effect.flatMap(sync.transaction(body), (r) => r === SqliteConnection.busy ? viaClient : Effect.succeed(r))
+
+  /**
+   * A read of several statements that see one snapshot: on SQLite one synchronous transaction,
+   * on PostgreSQL a repeatable-read one through the client.
+   */
+  const read = <A>(steps: () => Steps<A>): Effect.Effect<A, StoreError> =>
+    syncOr(
+      (exec) => driveSync(steps(), exec),
+      Effect.gen(function*() {
+        if (dialect.snapshotRead !== undefined) yield* sql.unsafe(dialect.snapshotRead)
+        // withTransaction provides the connection; the type system cannot see that.
+        const [connection] = Option.getOrThrow(yield* Effect.serviceOption(SqlClient.TransactionConnection))
+        return yield* drive(steps, (query, params) => connection.execute(dialect.placeholders(query), params, undefined))
+      }).pipe(transaction(sql))
+    ).pipe(StoreError.refail)
+
+  /** The session's last seq (0 without artifacts). Seqs count from 1, gap-free, so it is also their number. */
+  function* lastSeq(id: string): Steps<number> {
+    const rows = yield* query("SELECT max(seq) AS last FROM artifacts WHERE session_id = ?", [id])
+    return Number(rows[0]?.last ?? 0)
+  }
+
+  /** A page is a range of seqs, read by the primary keys: it costs what the page holds, not the session. */
+  function* pageSteps(id: string, { after, before, limit }: PageQuery): Steps<Page> {
+    const last = yield* lastSeq(id)
+    const [from, to] = after !== undefined
+      ? [after + 1, Math.min(last, after + limit)]
+      : [Math.max(1, Math.min(last, (before ?? seqMax) - 1) - limit + 1), Math.min(last, (before ?? seqMax) - 1)]
+    const { chunks, rows } = yield* readRange(id, from, to)
+    return { artifacts: assemble(rows, chunks), more: after !== undefined ? to < last : from > 1 && to >= 1 }
+  }
+
+  /** The last `n`, and the older artifacts still changing (see `tailOf`, which the memory store runs). */
+  function* tailSteps(id: string, n: number): Steps<{ rev: number; artifacts: Array<Artifact> }> {
+    const session = yield* query("SELECT rev FROM sessions WHERE id = ?", [id])
+    const rev = Number(session[0]?.rev ?? 0)
+    const last = yield* lastSeq(id)
+    const from = Math.max(1, last - n + 1)
+    const older = from === 1 ? [] : yield* query(
+      `SELECT seq FROM artifacts WHERE session_id = ? AND seq < ? AND (${dialect.unfinished})
+      UNION SELECT max(seq) AS seq FROM artifacts WHERE session_id = ? AND seq < ?
+        AND kind IN (${lastOfKinds.map((k) => `'${k}'`).join(", ")}) GROUP BY kind`,
+      [id, from, id, from]
+    )
+    const extra = yield* readSeqs(id, older.map((r) => Number(r.seq)).sort((a, b) => a - b))
+    const range = yield* readRange(id, from, last)
+    return { rev, artifacts: [...assemble(extra.rows, extra.chunks), ...assemble(range.rows, range.chunks)] }
+  }
 
   /** The tails only the database knows, read on the transaction's connection. */
   function* readTails(id: string, missing: ReadonlyArray<{ readonly seq: number; readonly field: string }>): Steps<Map<string, Tail>> {
@@ -839,6 +955,8 @@ export const make = (dialect: Dialect, options: MakeOptions = {}) => Effect.gen(
           ORDER BY c.seq, c.field, c.n`
         return { rev, artifacts: assemble(rows, chunks) }
       }).pipe(transaction(sql), StoreError.refail),
+    page: (id, q) => read(() => pageSteps(id, { ...q, ...(q.before !== undefined && { before: Math.min(q.before, seqMax) }) })),
+    tail: (id, n) => read(() => tailSteps(id, n)),
     hasIdempotencyKey: (id, key) => {
       // Asked before every keyed batch: on SQLite, one synchronous read.
       return syncOr(

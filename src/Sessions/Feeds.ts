@@ -9,7 +9,7 @@ import type { Artifact } from "../Domain/Artifact.js"
 import { SessionNotFound } from "../Domain/Errors.js"
 import type { Session } from "../Domain/Session.js"
 import { type ArtifactNotice, type EventBus, Gate, queueSink, type SessionNotice } from "../EventBus.js"
-import type { SessionStore } from "../SessionStore.js"
+import type { PageQuery, SessionStore } from "../SessionStore.js"
 import type { ArtifactStreamItem, Feed, SessionStreamItem } from "../Sessions.js"
 import * as Attention from "./Attention.js"
 import type { SessionFilter } from "./Attention.js"
@@ -42,7 +42,11 @@ export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) =>
       ? Effect.flatMap(store.get(id), (s) => s === undefined ? Effect.fail(new SessionNotFound({ id })) : Effect.succeed(s.session))
       : Effect.map(lookup(id), (e) => e.session)
 
-  const openArtifacts = (id: string, lastEventId?: number) =>
+  /**
+   * `lastEventId`: resume (all from it, and older ones changed since it was created). Otherwise
+   * `tail`: the last `tail` and the older ones still changing; neither: every artifact.
+   */
+  const openArtifacts = (id: string, lastEventId?: number, tail?: number) =>
     Effect.gen(function*() {
       yield* peers.requireListening
       yield* lookup(id)
@@ -50,7 +54,9 @@ export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) =>
       const gate = new Gate<ArtifactNotice>(subscriberBuffer)
       yield* bus.subscribeArtifacts(id, gate)
       yield* lookup(id)
-      const { artifacts, rev } = yield* store.artifacts(id, lastEventId)
+      const { artifacts, rev } = yield* (lastEventId === undefined && tail !== undefined
+        ? store.tail(id, tail)
+        : store.artifacts(id, lastEventId))
       return {
         snapshot: artifacts,
         // Changes the snapshot already holds are skipped: no duplicate.
@@ -94,10 +100,11 @@ export const make = ({ bus, peers, registry, store, subscriberBuffer }: Deps) =>
     get,
     sandboxTokenHash: (id: string) => Effect.map(lookup(id), (e) => e.sandboxTokenHash),
     artifacts: (id: string) => Effect.flatMap(lookup(id), () => store.artifacts(id)).pipe(Effect.map((s) => s.artifacts)),
+    artifactsPage: (id: string, query: PageQuery) => Effect.flatMap(lookup(id), () => store.page(id, query)),
     openArtifacts,
     openSessions,
-    watchArtifacts: (id: string, lastEventId?: number) =>
-      Effect.flatMap(openArtifacts(id, lastEventId), (feed) =>
+    watchArtifacts: (id: string, lastEventId?: number, tail?: number) =>
+      Effect.flatMap(openArtifacts(id, lastEventId, tail), (feed) =>
         asStream(feed, (artifact): ArtifactStreamItem => ({ _tag: "snapshot", artifact }), (n): ArtifactStreamItem => ({
           _tag: "change",
           change: n.change
