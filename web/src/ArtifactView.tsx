@@ -3,6 +3,7 @@
  * text (escaped by Preact), except `text` artifacts, which go through the
  * safe Markdown renderer.
  */
+import type { ComponentChildren } from "preact"
 import { memo } from "preact/compat"
 import { useMemo, useState } from "preact/hooks"
 import type { Artifact, PermissionDecision, ReinClient } from "../../src/client/index.js"
@@ -65,6 +66,44 @@ export const fencedSegments = (output: string): Array<Segment> => {
   return segments
 }
 
+/** Tool output or input longer than CLIP_LINES lines or CLIP_CHARS characters is shown collapsed, until expanded. */
+const CLIP_LINES = 24
+const CLIP_CHARS = 3_000
+/** What a collapsed text shows: its first lines, at most HEAD_CHARS characters. */
+const HEAD_LINES = 16
+const HEAD_CHARS = 1_500
+
+/** `text`'s head for a collapsed view, and how many lines it has; undefined when it is short enough to show whole. */
+export const clipped = (text: string): { readonly head: string; readonly lines: number } | undefined => {
+  if (text.length <= CLIP_CHARS && text.split("\n", CLIP_LINES + 1).length <= CLIP_LINES) return undefined
+  const lines = text.split("\n")
+  const head = lines.slice(0, HEAD_LINES).join("\n")
+  return { head: head.length > HEAD_CHARS ? `${head.slice(0, HEAD_CHARS)}…` : head, lines: lines.length }
+}
+
+/** What of a long text is shown expanded, kept while its artifact scrolls out of the DOM and back. */
+const expanded = new Set<string>()
+
+/** A long tool output or input, collapsed to its first lines with a button to show it all (and to collapse it again). */
+const Collapsible = ({ text, id, what, children }: { text: string; id: string; what: string; children: (shown: string) => ComponentChildren }) => {
+  const clip = useMemo(() => clipped(text), [text])
+  const [open, setOpen] = useState(() => expanded.has(id))
+  if (clip === undefined) return <>{children(text)}</>
+  const toggle = () => {
+    if (open) expanded.delete(id)
+    else expanded.add(id)
+    setOpen(!open)
+  }
+  return (
+    <div class={`clip${open ? " open" : " collapsed"}`}>
+      {children(open ? text : clip.head)}
+      <button type="button" class="button secondary clip-toggle" aria-expanded={open} onClick={toggle}>
+        {open ? `Collapse the ${what}` : `Show all ${integer(clip.lines)} line${clip.lines === 1 ? "" : "s"} of the ${what}`}
+      </button>
+    </div>
+  )
+}
+
 const ToolOutput = ({ output, error }: { output: string; error: boolean }) => {
   const segments = useMemo(() => fencedSegments(output), [output])
   const cls = `tool-output${error ? " is-error" : ""}`
@@ -80,7 +119,7 @@ const ToolOutput = ({ output, error }: { output: string; error: boolean }) => {
   )
 }
 
-const ToolCall = ({ a }: { a: Artifact }) => {
+const ToolCall = ({ a, sessionId }: { a: Artifact; sessionId: string }) => {
   const input = prettyJson(a.input)
   const output = str(a.output)
   const title = str(a.title)
@@ -102,13 +141,17 @@ const ToolCall = ({ a }: { a: Artifact }) => {
       {input !== "" && (
         <div class="io">
           <div class="io-label">Input</div>
-          <pre class="tool-input">{input}</pre>
+          <Collapsible text={input} id={`${sessionId}/${a.seq}/input`} what="input">
+            {(shown) => <pre class="tool-input">{shown}</pre>}
+          </Collapsible>
         </div>
       )}
       {a.output !== null && a.output !== undefined && (
         <div class="io">
           <div class="io-label">Output</div>
-          <ToolOutput output={output} error={a.status === "error"} />
+          <Collapsible text={output} id={`${sessionId}/${a.seq}/output`} what="output">
+            {(shown) => <ToolOutput output={shown} error={a.status === "error"} />}
+          </Collapsible>
         </div>
       )}
     </section>
@@ -415,7 +458,7 @@ const Body = ({ a, client, sessionId, toolCall, stopped }: Props) => {
         </details>
       )
     case "tool_call":
-      return <ToolCall a={a} />
+      return <ToolCall a={a} sessionId={sessionId} />
     case "permission":
       return <Permission a={a} client={client} sessionId={sessionId} toolCall={toolCall} />
     case "plan":

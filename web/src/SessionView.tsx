@@ -1,19 +1,19 @@
 /**
- * One session: its transcript, live from `/sessions/:id/stream`, a prompt
- * box and an Abort button. The transcript follows new output while the
- * reader is at the bottom, and stops following when they scroll up.
+ * One session: its transcript, live from `/sessions/:id/stream` and paged (only its last page at
+ * first, older pages as the reader scrolls up; only what is near the view in the DOM), a prompt
+ * box and an Abort button. Typing re-renders the composer only, never the transcript.
  */
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks"
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks"
 import type { Artifact, ArtifactsState, ReinClient, Session } from "../../src/client/index.js"
 import { formatCost, ReinError } from "../../src/client/index.js"
 import { AgentBar, ConnectSandbox } from "./AgentControls.js"
-import { ArtifactView } from "./ArtifactView.js"
 import { ChangesView, changesOf } from "./Changes.js"
 import { patchFiles } from "./Diff.js"
 import { changedFiles, FilesView } from "./Files.js"
 import { fullTime } from "./format.js"
-import { useWatch } from "./hooks.js"
+import { usePagedTranscript } from "./paging.js"
 import { SessionStateBadge } from "./SessionList.js"
+import { Transcript } from "./Transcript.js"
 
 const connectionLabel = (state: ArtifactsState | undefined): { text: string; tone: string } => {
   if (state === undefined) return { text: "Connecting…", tone: "pending" }
@@ -46,8 +46,6 @@ const commandError = (e: unknown): string => {
   return String(e)
 }
 
-const NEAR_BOTTOM_PX = 48
-
 /**
  * A phone or tablet: a touch screen without a hover pointer. Focusing the prompt there opens the
  * on-screen keyboard, which covers what the session is asking (a permission request), so the
@@ -56,20 +54,87 @@ const NEAR_BOTTOM_PX = 48
 const touchOnly = () =>
   typeof matchMedia === "function" && (matchMedia("(hover: none) and (pointer: coarse)").matches || matchMedia("(max-width: 760px)").matches)
 
-export const SessionView = (
-  { client, sessionId, session, authOn = false }: { client: ReinClient; sessionId: string; session: Session | undefined; authOn?: boolean }
+/**
+ * The prompt box, Send and Abort. It holds what is typed, so typing re-renders it alone.
+ * `onSend`: a prompt is being sent (the transcript follows again).
+ */
+const Composer = (
+  { client, sessionId, gone, status, onSend }: {
+    client: ReinClient
+    sessionId: string
+    gone: boolean
+    status: Session["status"] | undefined
+    onSend: () => void
+  }
 ) => {
-  const state = useWatch(() => client.watchSession(sessionId), [client, sessionId])
-  const artifacts = state?.artifacts ?? []
   const [prompt, setPrompt] = useState("")
   const [sending, setSending] = useState(false)
   const [error, setError] = useState<string | undefined>()
-  const scroller = useRef<HTMLDivElement>(null)
-  const content = useRef<HTMLDivElement>(null)
-  const follow = useRef(true)
-  const lastTop = useRef(0)
-  const [unseen, setUnseen] = useState(false)
   const promptBox = useRef<HTMLTextAreaElement>(null)
+
+  useEffect(() => {
+    if (!touchOnly()) promptBox.current?.focus()
+  }, [sessionId])
+
+  const run = async (what: () => Promise<void>) => {
+    setSending(true)
+    setError(undefined)
+    try {
+      await what()
+      return true
+    } catch (e) {
+      setError(commandError(e))
+      return false
+    } finally {
+      setSending(false)
+    }
+  }
+
+  const send = async (e?: Event) => {
+    e?.preventDefault()
+    const text = prompt.trim()
+    if (text === "" || sending) return
+    onSend()
+    if (await run(() => client.prompt(sessionId, text))) setPrompt("")
+  }
+
+  const abort = () => run(() => client.abort(sessionId))
+
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) void send(e)
+  }
+
+  return (
+    <form class="composer" onSubmit={send}>
+      <label class="sr-only" for="prompt">Prompt</label>
+      <textarea
+        id="prompt"
+        ref={promptBox}
+        rows={2}
+        placeholder={gone ? "This session was deleted" : "Ask the agent… (Enter to send, Shift+Enter for a new line)"}
+        value={prompt}
+        disabled={gone}
+        onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)}
+        onKeyDown={onKeyDown}
+      />
+      <div class="composer-actions">
+        <button type="submit" class="button primary" disabled={gone || sending || prompt.trim() === ""}>Send</button>
+        <button type="button" class="button danger" disabled={gone || status !== "live"} onClick={abort} title="Ask the agent to stop this turn">
+          Abort
+        </button>
+      </div>
+      {error && <p class="inline-error" role="alert">{error}</p>}
+    </form>
+  )
+}
+
+export const SessionView = (
+  { client, sessionId, session, authOn = false }: { client: ReinClient; sessionId: string; session: Session | undefined; authOn?: boolean }
+) => {
+  const paged = usePagedTranscript(client, sessionId)
+  const { state, artifacts } = paged
+  const follow = useRef(true)
+  const onSend = useCallback(() => void (follow.current = true), [])
   const [tab, setTab] = useState<"transcript" | "files" | "changes">("transcript")
   const files = useMemo(() => changedFiles(artifacts), [artifacts])
   const changes = useMemo(() => changesOf(artifacts), [artifacts])
@@ -97,82 +162,6 @@ export const SessionView = (
     for (const a of artifacts) if (a.kind === "tool_call") m.set(String(a.toolCallId), a)
     return m
   }, [artifacts])
-
-  // Follow new output while the reader is at the bottom.
-  useLayoutEffect(() => {
-    const el = scroller.current
-    if (!el) return
-    if (follow.current) el.scrollTop = el.scrollHeight
-    else if (artifacts.length > 0) setUnseen(true)
-  }, [artifacts])
-
-  // Content grows after a render (fonts, wrapping, an opened <details>) and the view shrinks (the header
-  // fills in): keep the bottom in view while following.
-  useEffect(() => {
-    const el = scroller.current
-    const body = content.current
-    if (!el || !body || typeof ResizeObserver === "undefined") return
-    const observer = new ResizeObserver(() => {
-      if (follow.current) el.scrollTop = el.scrollHeight
-    })
-    observer.observe(body)
-    observer.observe(el)
-    return () => observer.disconnect()
-  }, [])
-
-  useEffect(() => {
-    follow.current = true
-    setUnseen(false)
-    setError(undefined)
-    if (!touchOnly()) promptBox.current?.focus()
-  }, [sessionId])
-
-  // Only the reader scrolling up stops following: growth below the view must not count as leaving the bottom.
-  const onScroll = () => {
-    const el = scroller.current
-    if (!el) return
-    if (el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX) {
-      follow.current = true
-      setUnseen(false)
-    } else if (el.scrollTop < lastTop.current) follow.current = false
-    lastTop.current = el.scrollTop
-  }
-
-  const jumpToLatest = () => {
-    const el = scroller.current
-    if (!el) return
-    follow.current = true
-    setUnseen(false)
-    el.scrollTop = el.scrollHeight
-  }
-
-  const run = async (what: () => Promise<void>) => {
-    setSending(true)
-    setError(undefined)
-    try {
-      await what()
-      return true
-    } catch (e) {
-      setError(commandError(e))
-      return false
-    } finally {
-      setSending(false)
-    }
-  }
-
-  const send = async (e?: Event) => {
-    e?.preventDefault()
-    const text = prompt.trim()
-    if (text === "" || sending) return
-    follow.current = true
-    if (await run(() => client.prompt(sessionId, text))) setPrompt("")
-  }
-
-  const abort = () => run(() => client.abort(sessionId))
-
-  const onKeyDown = (e: KeyboardEvent) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) void send(e)
-  }
 
   const conn = connectionLabel(state)
   const gone = state?.connection.status === "gone"
@@ -231,57 +220,23 @@ export const SessionView = (
           <ChangesView changes={changes} />
         </div>
       )}
-      <div
-        class="transcript"
-        ref={scroller}
-        onScroll={onScroll}
-        tabIndex={0}
-        aria-label="Transcript"
-        aria-live="off"
+      <Transcript
+        client={client}
+        sessionId={sessionId}
+        artifacts={artifacts}
+        gap={paged.gap}
+        more={paged.more}
+        loading={paged.loading}
+        error={paged.error}
+        loadOlder={paged.loadOlder}
+        toolCalls={toolCalls}
+        stoppedPlans={stoppedPlans}
+        synced={state?.synced === true}
+        bootstrapping={status === "bootstrapping"}
         hidden={tab !== "transcript"}
-      >
-        <div class="transcript-content" ref={content}>
-          {state?.synced && artifacts.length === 0 && (
-            <p class="empty">Nothing here yet. Send a prompt below{status === "bootstrapping" ? " once an agent connects" : ""}.</p>
-          )}
-          {artifacts.map((a) => (
-            <ArtifactView
-              key={a.seq}
-              a={a}
-              client={client}
-              sessionId={sessionId}
-              toolCall={a.kind === "permission" && a.toolCallId ? toolCalls.get(String(a.toolCallId)) : undefined}
-              stopped={a.kind === "plan" ? stoppedPlans.has(a.seq) : undefined}
-            />
-          ))}
-        </div>
-      </div>
-      {unseen && (
-        <button type="button" class="button jump" onClick={jumpToLatest}>
-          ↓ New activity
-        </button>
-      )}
-
-      <form class="composer" onSubmit={send}>
-        <label class="sr-only" for="prompt">Prompt</label>
-        <textarea
-          id="prompt"
-          ref={promptBox}
-          rows={2}
-          placeholder={gone ? "This session was deleted" : "Ask the agent… (Enter to send, Shift+Enter for a new line)"}
-          value={prompt}
-          disabled={gone}
-          onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)}
-          onKeyDown={onKeyDown}
-        />
-        <div class="composer-actions">
-          <button type="submit" class="button primary" disabled={gone || sending || prompt.trim() === ""}>Send</button>
-          <button type="button" class="button danger" disabled={gone || status !== "live"} onClick={abort} title="Ask the agent to stop this turn">
-            Abort
-          </button>
-        </div>
-        {error && <p class="inline-error" role="alert">{error}</p>}
-      </form>
+        follow={follow}
+      />
+      <Composer client={client} sessionId={sessionId} gone={gone} status={status} onSend={onSend} />
     </section>
   )
 }

@@ -1,0 +1,286 @@
+/**
+ * A long session in Chromium (issue 23, paged transcripts): 20 000 artifacts, posted in big
+ * batches. The dashboard opens it on its last page, keeps the DOM bounded, loads older pages as
+ * the reader scrolls up (keeping what they were looking at in view), and echoes typing as in a
+ * small session. Figures are printed (and recorded in bench/RESULTS.md), never asserted as
+ * timings: they vary with the machine.
+ */
+import type { Browser, Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ReinClient } from "../src/client/index.js"
+import { chromiumPath, ensureDashboardBuilt, haveChromium, launch } from "./chromium.js"
+import { sse, type SseClient, start, type TestServer } from "./helpers.js"
+
+if (!haveChromium) {
+  console.warn(`${chromiumPath} is missing: browser tests ${process.env.CI ? "fail" : "are skipped"} (apt-get install chromium)`)
+}
+
+const T = 30_000
+const ARTIFACTS = Number(process.env.REIN_LONG_ARTIFACTS ?? 20_000)
+const MID = 1_000
+/** The typed client pages (issue 23): the dashboard then opens on the last page and loads older ones. */
+const paging = typeof (ReinClient.prototype as unknown as { artifactsPage?: unknown }).artifactsPage === "function"
+
+/** Events making exactly `n` artifacts: turns of a prompt, text, tool calls (some with long output), a custom one. */
+const transcript = (n: number): Array<unknown> => {
+  const events: Array<unknown> = []
+  let made = 0
+  let call = 0
+  let turn = 0
+  while (made < n) {
+    const left = n - made
+    if (made % 40 === 0) {
+      events.push({ type: "user_message", text: `Prompt ${turn++}: look at part ${made} of the code and tell me what it does` })
+      made++
+      continue
+    }
+    if (left >= 2 && made % 2 === 1) {
+      const id = `c${call++}`
+      const long = call % 50 === 0
+      const output = long
+        ? Array.from({ length: 150 }, (_, i) => `line ${i} of the output of call ${id}: ${"x".repeat(40)}`).join("\n")
+        : `ok ${id}\n${"result ".repeat(8)}`
+      events.push(
+        { type: "tool_call_start", toolCallId: id, name: "read_file", title: `Read src/file${call}.ts`, kind: "read", input: JSON.stringify({ path: `src/file${call}.ts` }) },
+        { type: "tool_call_end", toolCallId: id, output }
+      )
+      events.push({ type: "text_delta", delta: `Artifact ${made + 1}: the file **defines** \`thing${made}\` and\n\n- one item\n- another item, with [a link](https://example.com/${made})` })
+      made += 2
+      continue
+    }
+    events.push({ type: "custom", name: "bench.note", data: { n: made } })
+    made++
+  }
+  return events
+}
+
+describe.skipIf(!haveChromium && !process.env.CI)("a long session in Chromium", () => {
+  let server: TestServer
+  let browser: Browser
+  const open: Array<SseClient> = []
+  const pageErrors: Array<string> = []
+  let lastSeq = 0
+
+  const newSession = async (id: string, events: ReadonlyArray<unknown>) => {
+    expect((await server.request("POST", `/sessions/${id}`, {})).status).toBe(201)
+    const commands = await sse(`${server.url}/sessions/${id}/commands`)
+    open.push(commands)
+    await commands.waitFor((e) => e.event === "snapshot_complete")
+    // Big batches: up to 10 000 events, under the 1 MB body limit.
+    let batch: Array<unknown> = []
+    let bytes = 0
+    const flush = async () => {
+      const r = await server.request("POST", `/sessions/${id}/events`, batch)
+      expect(r.status, JSON.stringify(r.body)).toBe(202)
+      batch = []
+      bytes = 0
+    }
+    for (const e of events) {
+      const size = JSON.stringify(e).length + 1
+      if (batch.length === 10_000 || bytes + size > 900_000) await flush()
+      batch.push(e)
+      bytes += size
+    }
+    if (batch.length > 0) await flush()
+  }
+
+  beforeAll(async () => {
+    ensureDashboardBuilt()
+    server = await start()
+    browser = await launch()
+    const t0 = Date.now()
+    await newSession("long", transcript(ARTIFACTS))
+    await newSession("short", transcript(40))
+    await newSession("mid", transcript(MID))
+    const all = (await server.request("GET", "/sessions/long/artifacts")).body as Array<{ seq: number }>
+    expect(all.length).toBe(ARTIFACTS)
+    lastSeq = all[all.length - 1]!.seq
+    console.log(`seeded ${ARTIFACTS} artifacts in ${Date.now() - t0} ms`)
+  }, 180_000)
+
+  afterAll(async () => {
+    for (const c of open) c.close()
+    await browser?.close()
+    await server?.close()
+  })
+
+  const newPage = async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } })
+    page.setDefaultTimeout(T)
+    page.on("pageerror", (e) => pageErrors.push(e.message))
+    page.on("console", (m) => {
+      if (m.type() === "error") pageErrors.push(m.text())
+    })
+    return page
+  }
+
+  /** Opens a session and resolves with the ms from navigation start to the frame after `seq` is in the DOM. */
+  const openAt = async (page: Page, id: string, seq: number) => {
+    await page.addInitScript((want: number) => {
+      const w = globalThis as any
+      const check = () => {
+        if (w.__shownAt === undefined && w.document.querySelector(`.transcript [data-seq="${want}"]`) !== null) {
+          w.__shownAt = -1
+          w.requestAnimationFrame(() => (w.__shownAt = w.performance.now()))
+        }
+      }
+      new w.MutationObserver(check).observe(w.document, { childList: true, subtree: true })
+    }, seq)
+    await page.goto(`${server.url}/#/sessions/${id}`)
+    await page.waitForFunction(() => ((globalThis as any).__shownAt ?? -1) > 0, undefined, { timeout: 120_000 })
+    return page.evaluate(() => (globalThis as any).__shownAt as number)
+  }
+
+  const domNodes = (page: Page) => page.evaluate(() => (globalThis as any).document.getElementsByTagName("*").length as number)
+
+  /** Types 30 characters into the prompt box; the ms until the box shows them all. */
+  const echo = async (page: Page) => {
+    const box = page.getByLabel("Prompt")
+    await box.click()
+    const text = "the quick brown fox jumps over"
+    const t0 = Date.now()
+    await page.keyboard.type(text)
+    await page.waitForFunction((t) => ((globalThis as any).document.getElementById("prompt")?.value ?? "") === t, text)
+    return Date.now() - t0
+  }
+
+  /** The seqs in the DOM, in order. */
+  const seqs = (page: Page) =>
+    page.$$eval(".transcript .transcript-content > [data-seq]", (els) => els.map((e) => Number(e.getAttribute("data-seq"))))
+
+  /** Two frames: what the page does after a scroll or a load is laid out. */
+  const settle = (page: Page) =>
+    page.evaluate(() => new Promise((r) => (globalThis as any).requestAnimationFrame(() => (globalThis as any).requestAnimationFrame(r))))
+
+  /**
+   * Scrolls the transcript to its very top, as a reader dragging the bar would, and waits for
+   * what that brings (older artifacts above, loaded if need be). Returns the artifact that was at
+   * the top of the view and where it was, and where it is after.
+   */
+  const scrollToTop = async (page: Page) => {
+    const before = await page.evaluate(() => {
+      const el = (globalThis as any).document.querySelector(".transcript")
+      el.scrollTop = 0
+      const top = el.getBoundingClientRect().top
+      for (const k of el.querySelectorAll(":scope > .transcript-content > [data-seq]")) {
+        const r = k.getBoundingClientRect()
+        if (r.bottom > top) return { seq: Number(k.getAttribute("data-seq")), offset: r.top - top }
+      }
+      throw new Error("no artifact in view")
+    })
+    await page.waitForFunction((seq) => {
+      const first = (globalThis as any).document.querySelector(".transcript .transcript-content > [data-seq]")
+      const s = Number(first?.getAttribute("data-seq"))
+      return s < seq || s === 1
+    }, before.seq)
+    await settle(page)
+    const after = await page.evaluate((seq) => {
+      const el = (globalThis as any).document.querySelector(".transcript")
+      const k = el.querySelector(`:scope > .transcript-content > [data-seq="${seq}"]`)
+      return k === null ? undefined : k.getBoundingClientRect().top - el.getBoundingClientRect().top
+    }, before.seq)
+    return { seq: before.seq, before: before.offset, after }
+  }
+
+  it("opens on its last page with a bounded DOM, and typing echoes as in a small session", async () => {
+    const small = await newPage()
+    const smallOpen = await openAt(small, "short", 40)
+    const smallEcho = await echo(small)
+    await small.close()
+
+    const page = await newPage()
+    const opened = await openAt(page, "long", lastSeq)
+    const nodes = await domNodes(page)
+    const typed = await echo(page)
+    const nodesAfter = await domNodes(page)
+    console.log(
+      `long session (${ARTIFACTS} artifacts): opened in ${Math.round(opened)} ms, ${nodes} DOM nodes; 30 characters echoed in ${typed} ms ` +
+        `(a 40-artifact session: opened in ${Math.round(smallOpen)} ms, echoed in ${smallEcho} ms)`
+    )
+    expect(nodes).toBeLessThan(5_000)
+    expect(nodesAfter).toBeLessThan(5_000)
+    expect(pageErrors).toEqual([])
+    await page.close()
+  }, 300_000)
+
+  it("scrolling up brings older artifacts a page at a time, the one the reader looked at staying in place; the DOM stays bounded", async () => {
+    const page = await newPage()
+    const requests: Array<string> = []
+    page.on("request", (r) => {
+      if (r.url().includes("/artifacts?")) requests.push(r.url())
+    })
+    await openAt(page, "long", lastSeq)
+    if (paging) {
+      // Only the last page was loaded: nothing older than the stream's tail.
+      expect(Number(await page.locator(".transcript").getAttribute("data-loaded"))).toBeLessThanOrEqual(250)
+      expect(await page.locator(".transcript").getAttribute("data-more")).toBe("1")
+    }
+    let maxNodes = 0
+    let oldest = lastSeq
+    for (let i = 0; i < 12; i++) {
+      const t0 = Date.now()
+      const step = await scrollToTop(page)
+      const ms = Date.now() - t0
+      // What the reader looked at is where it was (to the pixel).
+      expect(step.after, `step ${i}: artifact ${step.seq} is still in the DOM`).toBeDefined()
+      expect(Math.abs(step.after! - step.before), `step ${i}: artifact ${step.seq} moved from ${step.before} to ${step.after}`).toBeLessThan(2)
+      const shown = await seqs(page)
+      // In order, without holes or repeats.
+      expect(shown.every((s, k) => k === 0 || s === shown[k - 1]! + 1), `step ${i}: contiguous`).toBe(true)
+      oldest = Math.min(oldest, shown[0]!)
+      maxNodes = Math.max(maxNodes, await domNodes(page))
+      if (i < 3) console.log(`scrolled to the top: ${shown.length} artifacts in the DOM from ${shown[0]}, in ${ms} ms`)
+    }
+    console.log(`after 12 scrolls to the top: oldest shown ${oldest}, ${requests.length} page requests, at most ${maxNodes} DOM nodes`)
+    expect(maxNodes).toBeLessThan(5_000)
+    expect(oldest).toBeLessThan(lastSeq - 200 - 50)
+    if (paging) {
+      expect(requests.length).toBeGreaterThan(0)
+      expect(requests.every((u) => /[?&]before=\d+/.test(u) && /[?&]limit=\d+/.test(u))).toBe(true)
+    }
+
+    // Far from the bottom, new output is announced; the jump shows the newest again.
+    const r = await server.request("POST", "/sessions/long/events", [{ type: "user_message", text: "one more thing" }])
+    expect(r.status).toBe(202)
+    await page.getByRole("button", { name: "New activity" }).click()
+    await page.locator(".transcript [data-seq]", { hasText: "one more thing" }).waitFor()
+    await settle(page)
+    const el = await page.locator(".transcript").evaluate((e: any) => ({ bottom: e.scrollHeight - e.scrollTop - e.clientHeight }))
+    expect(el.bottom).toBeLessThan(2)
+    expect(await domNodes(page)).toBeLessThan(5_000)
+    expect(pageErrors).toEqual([])
+    await page.close()
+  }, 300_000)
+
+  it(`a session of ${MID} artifacts read from its newest to its first: every artifact once, in order, the DOM bounded`, async () => {
+    const page = await newPage()
+    await openAt(page, "mid", MID)
+    const seen = new Set<number>()
+    let maxNodes = 0
+    for (let i = 0; i < 200; i++) {
+      for (const s of await seqs(page)) seen.add(s)
+      maxNodes = Math.max(maxNodes, await domNodes(page))
+      const shown = await seqs(page)
+      if (shown[0] === 1) break
+      const step = await scrollToTop(page)
+      expect(Math.abs((step.after ?? Infinity) - step.before), `artifact ${step.seq} stays in place`).toBeLessThan(2)
+    }
+    for (const s of await seqs(page)) seen.add(s)
+    expect(seen.size).toBe(MID)
+    expect(Math.min(...seen)).toBe(1)
+    expect(await page.locator(".transcript").getAttribute("data-more")).toBe("0")
+    expect(await page.locator(".transcript-older").count()).toBe(0)
+    expect(maxNodes).toBeLessThan(5_000)
+
+    // Long tool output is collapsed, and expands on a click.
+    const long = page.locator(".kind-tool_call", { has: page.locator(".clip-toggle") }).first()
+    const toggle = long.locator(".clip-toggle")
+    expect(await toggle.textContent()).toBe("Show all 150 lines of the output")
+    expect(await long.locator(".tool-output").textContent()).not.toContain("line 149 ")
+    await toggle.click()
+    expect(await toggle.getAttribute("aria-expanded")).toBe("true")
+    expect(await long.locator(".tool-output").textContent()).toContain("line 149 ")
+    expect(pageErrors).toEqual([])
+    await page.close()
+  }, 300_000)
+})
