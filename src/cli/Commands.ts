@@ -91,9 +91,8 @@ const agentOptions = {
 /** A created session in words: its state, project, agent, runner and branch; the repository on a second line. */
 const createdLines = (s: CreatedSession, st: Style): string => {
   const about = [s.status, ...(s.project !== null ? [`project ${s.project}`] : []), launchWords(s)].filter((x) => x !== "").join(", ")
-  const repo = s.workspace !== null
-    ? st.gray(`  repository ${s.workspace.repo}${s.workspace.baseRef !== null ? `, from ${s.workspace.baseRef}` : ""}`) + "\n"
-    : ""
+  const w = s.workspace ?? null
+  const repo = w !== null ? st.gray(`  repository ${w.repo}${w.baseRef !== null ? `, from ${w.baseRef}` : ""}`) + "\n" : ""
   return `${st.green("created")} ${st.bold(s.id)} (${about})\n${repo}`
 }
 
@@ -135,7 +134,7 @@ const create = Command.make(
       const st = io.style
       io.out(createdLines(s, st))
       // A runner's agent gets the sandbox token from the hub; only a sandbox started by hand needs it.
-      if (s.sandboxToken !== undefined && s.agent === null) {
+      if (s.sandboxToken !== undefined && (s.agent ?? null) === null) {
         io.out(`sandbox token: ${s.sandboxToken}\n`)
         io.err(st.gray("rein: the sandbox token is shown only once; give it to this session's sandbox\n"))
       }

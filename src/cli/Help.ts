@@ -37,9 +37,9 @@ export const globalOptions: ReadonlyArray<OptionHelp> = [
 const json: OptionHelp = { flag: "--json", text: "JSON, one object per line, for scripts and jq" }
 const verbose: OptionHelp = { flag: "--verbose", text: "also the agent's raw protocol events (custom acp.*)" }
 const idArg = ["<id>", "the session id"] as const
-const repo: OptionHelp = { flag: "--repo", value: "PATH", text: "the repository to make the worktree of (. is this directory; default: the runner's first)" }
-const base: OptionHelp = { flag: "--base", value: "REF", text: "the commit, branch or tag the worktree starts from (default: the repository's HEAD)" }
-const runner: OptionHelp = { flag: "--runner", value: "RUNNER", text: "the runner to start it on, by id or name (default: the least busy that can)" }
+const repo: OptionHelp = { flag: "--repo", value: "PATH", text: "the repository's path (default: the runner's)" }
+const base: OptionHelp = { flag: "--base", value: "REF", text: "the worktree's base (default: HEAD)" }
+const runner: OptionHelp = { flag: "--runner", value: "RUNNER", text: "the runner, by id or name (default: any)" }
 const requestArg = ["[requestId]", "the permission request; default: the one pending request"] as const
 
 export const commands: ReadonlyArray<CommandHelp> = [
@@ -75,13 +75,16 @@ export const commands: ReadonlyArray<CommandHelp> = [
         "of the repository, on a new branch rein/<id>, and sends it --prompt first; the record then names the " +
         "agent, the runner and the branch. Without, its sandbox (e.g. rein-sandbox running an agent) connects to " +
         "it by id.",
+      "--repo is a path (. is this directory), one of the runner's repositories (rein runners lists them); without " +
+        "it, the runner's first. --base is a commit, branch or tag (default: the repository's HEAD). --runner: by id " +
+        "or name; without it, the least busy runner that can.",
       "No runner that can start it (none online, none offering the agent, none serving the repository, all full): " +
         "the server's message says what is missing, and nothing is created."
     ],
     arguments: [["<id>", "the new session's id: letters, digits, . _ -"]],
     options: [
       { flag: "--project", value: "NAME", text: "the session's project" },
-      { flag: "--agent", value: "PROFILE", text: "the agent profile a runner starts for it (rein runners lists them)" },
+      { flag: "--agent", value: "PROFILE", text: "the agent profile a runner starts" },
       repo,
       base,
       { flag: "--prompt", value: "TEXT", text: "the agent's first prompt" },
@@ -105,7 +108,7 @@ export const commands: ReadonlyArray<CommandHelp> = [
       "Exits 0 when the turn ends, 1 when the agent fails or goes away first."
     ],
     arguments: [["<agent>", "the agent profile (rein runners lists them)"], ["<prompt...>", "the first prompt; - reads it from stdin"]],
-    options: [{ flag: "--id", value: "ID", text: "the session's id (default: made up from the prompt)" }, repo, base, runner],
+    options: [{ flag: "--id", value: "ID", text: "the session's id (default: from the prompt)" }, repo, base, runner],
     examples: [["rein run demo --repo . \"fix the login bug\"", ""], ["rein run claude --base main - < task.md", ""]]
   },
   {

@@ -48,7 +48,7 @@ const stateColor = (x: Session, text: string, s: Style) => {
  * summary room.
  */
 export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, now = Date.now()): Array<string> => {
-  const anyAgent = sessions.some((x) => x.agent !== null)
+  const anyAgent = sessions.some((x) => (x.agent ?? null) !== null)
   const rowOf = (x: Listed, branch: boolean) => [
     groupOf(x) === "needs-you" ? "!" : " ",
     x.id,
@@ -63,7 +63,7 @@ export const table = (sessions: ReadonlyArray<Listed>, s: Style, width: number, 
   const headOf = (branch: boolean) => [" ", "ID", "STATE", "PROJECT", ...(anyAgent ? ["AGENT"] : []), ...(branch ? ["BRANCH"] : []), "ACTIVE", "COST", "SUMMARY"]
   const widthsOf = (head: Array<string>, rows: Array<Array<string>>) => head.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
   // The branch when the columns before the summary leave it 30 characters.
-  const withBranch = sessions.some((x) => x.workspace !== null) &&
+  const withBranch = sessions.some((x) => (x.workspace ?? null) !== null) &&
     widthsOf(headOf(true), sessions.map((x) => rowOf(x, true))).slice(0, -1).reduce((n, w) => n + w + 2, 0) + 30 <= width
   const rows = sessions.map((x) => rowOf(x, withBranch))
   const head = headOf(withBranch)
@@ -129,7 +129,7 @@ const updatedFields = (old: Session, x: Session): Record<string, unknown> | unde
   if (old.pendingPermissions !== x.pendingPermissions) fields.pendingPermissions = x.pendingPermissions
   if (old.usage !== x.usage) fields.usage = x.usage
   if (old.lastStopReason !== x.lastStopReason) fields.lastStopReason = x.lastStopReason
-  if (JSON.stringify(old.workspace) !== JSON.stringify(x.workspace)) fields.workspace = x.workspace
+  if (JSON.stringify(old.workspace ?? null) !== JSON.stringify(x.workspace ?? null)) fields.workspace = x.workspace ?? null
   return Object.keys(fields).length === 0 ? undefined : fields
 }
 

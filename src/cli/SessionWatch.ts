@@ -35,9 +35,13 @@ export type WatchEnd = "removed" | "stopped" | "turnEnded"
 
 /** A session's agent, runner and branch in words ("agent demo on runner local, branch rein/a1"), or "" for none. */
 export const launchWords = (s: Session): string => {
+  // A server from before runners sends none of the three.
+  const agent = s.agent ?? null
+  const runner = s.runner ?? null
+  const workspace = s.workspace ?? null
   const parts: Array<string> = []
-  if (s.agent !== null) parts.push(`agent ${s.agent}${s.runner !== null ? ` on runner ${s.runner}` : ""}`)
-  if (s.workspace !== null) parts.push(`branch ${s.workspace.branch}`)
+  if (agent !== null) parts.push(`agent ${agent}${runner !== null ? ` on runner ${runner}` : ""}`)
+  if (workspace !== null) parts.push(`branch ${workspace.branch}`)
   return parts.join(", ")
 }
 
