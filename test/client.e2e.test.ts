@@ -270,6 +270,71 @@ describe("ReinClient.watchSession", () => {
   })
 })
 
+describe("ReinClient paging (issue 23)", () => {
+  it("artifactsPage: the newest page, before, after, more; a bad limit is a ReinError 400", async () => {
+    const server = await open()
+    const client = clientFor(server)
+    await client.createSession("p1")
+    const sandbox = sandboxFor(server.url, "p1")
+    await sandbox.connect()
+    await sandbox.send(Array.from({ length: 30 }, (_, i) => ({ type: "file_change", path: `f${i}`, action: "modify" }) as Event))
+    const all = await client.artifacts("p1")
+    expect(all.length).toBe(30)
+    expect(await client.artifactsPage("p1", { limit: 10 })).toEqual({ artifacts: all.slice(20), more: true })
+    expect(await client.artifactsPage("p1", { before: 21, limit: 10 })).toEqual({ artifacts: all.slice(10, 20), more: true })
+    expect(await client.artifactsPage("p1", { before: 11, limit: 10 })).toEqual({ artifacts: all.slice(0, 10), more: false })
+    expect(await client.artifactsPage("p1", { after: 25, limit: 10 })).toEqual({ artifacts: all.slice(25), more: false })
+    expect(await client.artifactsPage("p1")).toEqual({ artifacts: all, more: false })
+    const bad = await rejection(client.artifactsPage("p1", { limit: 5000 }))
+    expect([bad.status, bad.code]).toEqual([400, "bad_request"])
+    expect(bad.message).toMatch(/^limit: /)
+    expect((await rejection(client.artifactsPage("nobody"))).status).toBe(404)
+  })
+
+  it("watchSession({ tail }): ?tail= on the first connection, then resumes by Last-Event-ID after a restart and converges", async () => {
+    const { dir, cleanup } = tempDir()
+    cleanups.push(cleanup)
+    const dbPath = join(dir, "rein.db")
+    const first = await open({ dbPath })
+    const urls: Array<{ url: string; lastEventId: string | undefined }> = []
+    const client = clientFor(first, {
+      fetch: (input, init) => {
+        urls.push({ url: String(input), lastEventId: new Headers(init?.headers).get("last-event-id") ?? undefined })
+        return fetch(input, init)
+      }
+    })
+    await client.createSession("w1")
+    const sandbox = sandboxFor(first.url, "w1")
+    await sandbox.connect()
+    await sandbox.send([
+      { type: "turn_start" },
+      { type: "tool_call_start", toolCallId: "old", name: "build" },
+      ...Array.from({ length: 20 }, (_, i) => ({ type: "file_change", path: `f${i}`, action: "modify" }) as Event)
+    ])
+    const all = await client.artifacts("w1")
+    const watch = track(client.watchSession("w1", { tail: 3 }))
+    const synced = await watch.until((s) => s.synced)
+    expect(synced.artifacts).toEqual([all[0], ...all.slice(-3)])
+    const streams = () => urls.filter((u) => new URL(u.url).pathname === "/sessions/w1/stream")
+    expect(streams()).toEqual([{ url: `${first.url}/sessions/w1/stream?tail=3`, lastEventId: undefined }])
+
+    await first.close()
+    servers.splice(servers.indexOf(first), 1)
+    await watch.until((s) => s.connection.status === "reconnecting")
+    const second = await open({ dbPath, port: first.port })
+    await watch.until((s) => s.connection.status === "open" && s.synced)
+    expect(streams().at(-1)).toEqual({ url: `${second.url}/sessions/w1/stream`, lastEventId: String(all.length) })
+
+    await sandbox.connect()
+    await eventually(async () => (await client.getSession("w1"))?.status === "live", 15_000, "the sandbox back")
+    await sandbox.send([{ type: "tool_call_end", toolCallId: "old", output: "built" }, { type: "text_delta", delta: "done" }])
+    const stored = await client.artifacts("w1")
+    const converged = await watch.until((s) => same(s.artifacts, stored.filter((a) => a.seq === 1 || a.seq > all.length - 3)))
+    expect(converged.artifacts.at(-1)).toMatchObject({ kind: "text", text: "done" })
+    expect(converged.artifacts[0]).toMatchObject({ kind: "tool_call", status: "done", output: "built" })
+  })
+})
+
 describe("SandboxConnection", () => {
   it("a newer sandbox takes the session over: the older ends superseded and never reconnects (issue 20)", async () => {
     const server = await open()

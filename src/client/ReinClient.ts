@@ -63,6 +63,29 @@ export interface WatchOptions<S> {
   readonly onChange?: (state: S) => void
 }
 
+export interface WatchSessionOptions extends WatchOptions<ArtifactsState> {
+  /**
+   * Start from the last `tail` artifacts (1 to 1000) and the older ones still changing, not the
+   * whole transcript (`?tail=`, on the first connection; reconnects resume by `Last-Event-ID`).
+   * What lies before: `artifactsPage(id, { before })`.
+   */
+  readonly tail?: number | undefined
+}
+
+/** Which page of `artifactsPage`: before or after a seq (not both), or the newest; `limit` 1 to 1000, default 200. */
+export interface PageOptions {
+  readonly before?: number | undefined
+  readonly after?: number | undefined
+  readonly limit?: number | undefined
+}
+
+export interface ArtifactsPage {
+  /** In seq order. */
+  readonly artifacts: ReadonlyArray<Artifact>
+  /** More lie beyond the page in its direction: older (`before`, or the newest page), newer (`after`). */
+  readonly more: boolean
+}
+
 /** Which sessions a list shows: of one project, and/or only those that need someone. */
 export interface SessionFilter {
   readonly project?: string | undefined
@@ -285,6 +308,20 @@ export class ReinClient {
     return (await this.json("GET", `/sessions/${segment(id)}/artifacts`)) as ReadonlyArray<Artifact>
   }
 
+  /**
+   * `GET /sessions/:id/artifacts?before=|after=&limit=`: one page, in seq order. With neither
+   * bound, the newest page. 400 for a bad parameter, 404 when there is no such session.
+   */
+  async artifactsPage(id: string, page: PageOptions = {}): Promise<ArtifactsPage> {
+    const q = new URLSearchParams()
+    if (page.before !== undefined) q.set("before", String(page.before))
+    if (page.after !== undefined) q.set("after", String(page.after))
+    q.set("limit", String(page.limit ?? 200))
+    const res = await this.request("GET", `/sessions/${segment(id)}/artifacts?${q}`)
+    const artifacts = JSON.parse(await res.text()) as ReadonlyArray<Artifact>
+    return { artifacts, more: res.headers.get("x-rein-more") === "1" }
+  }
+
   /** `POST /sessions/:id/commands`: resolves once the sandbox stream has it; 409 `no_sandbox` without one. */
   async sendCommand(id: string, command: Command): Promise<void> {
     await this.json("POST", `/sessions/${segment(id)}/commands`, command)
@@ -346,11 +383,13 @@ export class ReinClient {
    * One session's artifacts, live, resuming with `Last-Event-ID` after a drop.
    * Ends with `connection.status` "gone" when the session is removed.
    */
-  watchSession(id: string, options: WatchOptions<ArtifactsState> = {}): ArtifactsWatch {
+  watchSession(id: string, options: WatchSessionOptions = {}): ArtifactsWatch {
+    const url = joinUrl(this.baseUrl, `/sessions/${segment(id)}/stream`)
     const watch = new ArtifactsWatch(id, (w) =>
       openStream({
         fetch: this.fetchFn,
-        url: joinUrl(this.baseUrl, `/sessions/${segment(id)}/stream`),
+        url,
+        firstUrl: options.tail !== undefined ? `${url}?tail=${options.tail}` : undefined,
         token: this.token,
         retry: this.retry,
         onOpen: () => w.opened(),
@@ -362,7 +401,7 @@ export class ReinClient {
     return watch
   }
 
-  private async json(method: string, path: string, body?: unknown): Promise<unknown> {
+  private async request(method: string, path: string, body?: unknown): Promise<Response> {
     let res: Response
     try {
       res = await this.fetchFn(joinUrl(this.baseUrl, path), {
@@ -374,6 +413,11 @@ export class ReinClient {
       throw networkError(e)
     }
     if (!res.ok) throw await errorFromResponse(res)
+    return res
+  }
+
+  private async json(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await this.request(method, path, body)
     const text = await res.text()
     return text === "" ? undefined : JSON.parse(text)
   }

@@ -8,18 +8,21 @@
  */
 export { ReinError } from "./errors.js"
 export {
+  type ArtifactsPage,
   type ArtifactsState,
   ArtifactsWatch,
   type CreatedSession,
   type CreateSessionOptions,
   type PermissionChoice,
   type PermissionDecision,
+  type PageOptions,
   ReinClient,
   type ReinClientOptions,
   type SessionFilter,
   type SessionsState,
   SessionsWatch,
-  type WatchOptions
+  type WatchOptions,
+  type WatchSessionOptions
 } from "./ReinClient.js"
 export { mergeDeltas, SandboxConnection, type SandboxConnectionOptions } from "./SandboxConnection.js"
 export type { ConnectionState, ConnectionStatus } from "./stream.js"

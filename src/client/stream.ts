@@ -42,6 +42,11 @@ export const isFinal = (status: ConnectionStatus): boolean =>
 export interface StreamOptions {
   readonly fetch: Fetch
   readonly url: string
+  /**
+   * The URL to open while there is no `Last-Event-ID` to resume from (the first connection), e.g.
+   * with `?tail=`; default `url`.
+   */
+  readonly firstUrl?: string | undefined
   readonly token?: string | undefined
   readonly retry?: RetryOptions | undefined
   /** Send `Last-Event-ID` on reconnects (the artifact stream). Default true. */
@@ -106,11 +111,12 @@ export const openStream = (options: StreamOptions): StreamHandle => {
       }
       let res: Response
       try {
-        res = await options.fetch(options.url, {
+        const resuming = options.resume !== false && lastEventId !== undefined
+        res = await options.fetch(resuming ? options.url : options.firstUrl ?? options.url, {
           headers: {
             accept: "text/event-stream",
             ...authHeaders(options.token),
-            ...(options.resume !== false && lastEventId !== undefined ? { "last-event-id": lastEventId } : {})
+            ...(resuming ? { "last-event-id": lastEventId } : {})
           },
           signal
         })
