@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest"
 import { noColors } from "../src/cli/Ansi.js"
 import { JsonPrinter, PlainPrinter, TtyPrinter } from "../src/cli/Printer.js"
+import { artifactLines, diffStat } from "../src/cli/Transcript.js"
 import type { Artifact } from "../src/Domain/Artifact.js"
 
 const art = (seq: number, kind: string, fields: Record<string, unknown>): Artifact =>
@@ -228,5 +229,49 @@ describe("PlainPrinter and the running turn", () => {
     p.update([prompt, plan("completed"), usage(3), art(4, "text", { text: "ok" })], true, false)
     p.end()
     expect(out.text()).toBe("> go\n[plan]\n  [ ] look\nok\n[plan]\n  [x] look\n[usage] tokens in 3 · out 3 · <$0.01\n")
+  })
+})
+
+describe("a runner's session (issue 20): the worktree's changes, a new conversation", () => {
+  const diff = [
+    "diff --git a/notes.txt b/notes.txt",
+    "new file mode 100644",
+    "--- /dev/null",
+    "+++ b/notes.txt",
+    "@@ -0,0 +1,2 @@",
+    "+hello",
+    "+--- not a header",
+    "diff --git a/src/a.txt b/src/a.txt",
+    "--- a/src/a.txt",
+    "+++ b/src/a.txt",
+    "@@ -1,3 +1,2 @@",
+    " one",
+    "-two",
+    "-three",
+    "+3"
+  ].join("\n")
+
+  it("counts files and lines, file headers aside", () => {
+    expect(diffStat(diff)).toEqual({ files: 2, added: 3, removed: 2 })
+    expect(diffStat("")).toEqual({ files: 0, added: 0, removed: 0 })
+  })
+
+  it("watch: the changes as one line, again when a turn replaces them; artifacts: the whole diff", () => {
+    const out = sink()
+    const p = new PlainPrinter(out, sink())
+    const changes = art(2, "changes", { diff, truncated: false })
+    p.update([art(1, "user_message", { text: "go" }), changes])
+    expect(out.text()).toBe("> go\n[changes] 2 files changed, +3 -2\n")
+    p.update([art(1, "user_message", { text: "go" }), { ...changes, diff: "", updatedAt: 9 } as Artifact])
+    expect(out.text()).toBe("> go\n[changes] 2 files changed, +3 -2\n[changes] no changes against the base\n")
+
+    const t = { style: noColors, width: 100, markdown: false, plain: true }
+    expect(artifactLines(art(2, "changes", { diff, truncated: true }), { ...t, fullChanges: true })).toEqual([
+      "[changes] 2 files changed, +3 -2 (truncated)",
+      ...diff.split("\n")
+    ])
+    expect(artifactLines(art(3, "custom", { name: "rein.new_conversation", data: { text: "…" } }), t)).toEqual([
+      "— agent started again: a new conversation —"
+    ])
   })
 })
