@@ -62,6 +62,15 @@ export interface WatchOptions {
    * fails or goes away first; the agent keeps running.
    */
   readonly untilTurnEnds?: boolean
+  /** Start from the last `tail` artifacts (and the older ones still changing); default everything. */
+  readonly tail?: number | undefined
+}
+
+/** The first seq from which the watch holds every artifact to the last (a tail holds older ones apart). */
+const firstContiguous = (artifacts: ReadonlyArray<Artifact>): number => {
+  let i = artifacts.length - 1
+  while (i > 0 && artifacts[i - 1]!.seq === artifacts[i]!.seq - 1) i--
+  return artifacts[i]?.seq ?? 1
 }
 
 export const watchSession = (id: string, options: WatchOptions) =>
@@ -149,6 +158,8 @@ export const watchSession = (id: string, options: WatchOptions) =>
           if (outcome() === undefined) return
           endTimer = setTimeout(() => {
             end = outcome()
+            // The turn's final plan and usage, held back while it ran, go into the transcript first.
+            if (running) setRunning(false)
             endIfSynced()
           }, TURN_END_GRACE_MS)
         }
@@ -179,8 +190,15 @@ export const watchSession = (id: string, options: WatchOptions) =>
               }
             }
           })
+        // A tail: said once, above the transcript, with where the rest is.
+        let toldTail = options.tail === undefined || json !== undefined
         const onState = (state: ArtifactsState) => {
           last = state
+          if (!toldTail && state.synced) {
+            toldTail = true
+            const first = firstContiguous(state.artifacts)
+            if (first > 1) printer.note(`the transcript before #${first} is not shown: rein artifacts ${id} --before ${first} prints it`)
+          }
           printer.update(shown(state.artifacts), state.synced, running)
           pending = state.artifacts.find(isPendingPermission)
           if (state.connection !== connection) {
@@ -196,7 +214,7 @@ export const watchSession = (id: string, options: WatchOptions) =>
           footer()
           endIfSynced()
         }
-        const watch = api.client.watchSession(id, { onChange: onState })
+        const watch = api.client.watchSession(id, { onChange: onState, tail: options.tail })
         void watch.done.then((final) => {
           onState(final)
           if (final.connection.status === "gone") finish({ _tag: "removed" })
