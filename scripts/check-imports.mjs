@@ -17,7 +17,7 @@ const isSessions = (m) => m === "Sessions" || m.startsWith("Sessions/")
 const isHttp = (m) => m.startsWith("Http/")
 
 /** Who may import the cluster from outside it (the store only its wire types). */
-const clusterImporters = new Set(["SessionStore/Pg", "Sessions/Peers", "Sessions/Follower"])
+const clusterImporters = new Set(["SessionStore/Pg", "Sessions/Peers", "Sessions/Follower", "Runners/Peers"])
 
 /**
  * Each rule: which importing modules it governs, and whether importing `to` from `from` breaks
@@ -42,7 +42,7 @@ export const rules = [
         (from === "SessionStore/Pg" && to === "Cluster"))
   },
   {
-    rule: "only SessionStore/Pg, Sessions/Peers and Sessions/Follower import Cluster (the store its Protocol)",
+    rule: "only SessionStore/Pg, Sessions/Peers, Sessions/Follower and Runners/Peers import Cluster (the store its Protocol)",
     applies: (from) => !isCluster(from),
     breaks: (to, from) => isCluster(to) && !clusterImporters.has(from) && !(to === "Cluster/Protocol" && isStore(from))
   },

@@ -43,6 +43,19 @@ export class Cluster extends Context.Tag("@rein-ai/server/Cluster")<Cluster, {
   readonly orphans: Effect.Effect<ReadonlyArray<string>, StoreError>
   /** Forgets log entries and commands nobody can still need. */
   readonly prune: Effect.Effect<void, StoreError>
+  /** Says this instance holds runner `runnerId`'s job stream, with what it offers (a lease, renewed by calling again). */
+  readonly runnerPresent: (runnerId: string, offer: string) => Effect.Effect<void, StoreError>
+  /** Gives runner `runnerId`'s lease back, if this instance holds it. */
+  readonly runnerAbsent: (runnerId: string) => Effect.Effect<void, StoreError>
+  /** The runners some instance holds a live lease on: which instance, what they offer (JSON). */
+  readonly runnersPresent: Effect.Effect<ReadonlyMap<string, { readonly instance: string; readonly offer: string }>, StoreError>
+  /** Queues a job (JSON) for runner `runnerId`, whose stream `instance` holds, and tells it. */
+  readonly sendJob: (instance: string, runnerId: string, body: string) => Effect.Effect<void, StoreError>
+  /** Takes the jobs waiting for this instance's runners, in the order they were sent. */
+  readonly takeJobs: Effect.Effect<ReadonlyArray<{ readonly runnerId: string; readonly body: string }>, StoreError>
+  /** What runs when jobs are announced for this instance (set by Runners; the follower calls it). */
+  readonly jobsArrived: Effect.Effect<void>
+  readonly onJobs: (handler: Effect.Effect<void>) => void
 }>() {}
 
 export interface Lease {
@@ -73,6 +86,7 @@ export const make = (options: ClusterOptions) =>
     const announce = (a: Announcement) => sql`SELECT pg_notify(${channel}, ${encodeAnnouncement(a)})`
     const ttl = `${Math.max(1, Math.round(leaseTtl))} milliseconds`
     const listener = Listener.make({ url: options.url, channel, instance, pingInterval, ping: announce })
+    let jobsHandler: Effect.Effect<void> = Effect.void
 
     return Cluster.of({
       instance,
@@ -130,7 +144,42 @@ export const make = (options: ClusterOptions) =>
         // Instances read the log within moments of a change; one that was away longer resyncs.
         sql`DELETE FROM rein_changes WHERE at < now() - interval '5 minutes'`,
         // A command no instance took within a minute went to an instance that is gone.
-        sql`DELETE FROM rein_commands WHERE at < now() - interval '1 minute'`
-      ], { discard: true }).pipe(StoreError.refail)
+        sql`DELETE FROM rein_commands WHERE at < now() - interval '1 minute'`,
+        sql`DELETE FROM rein_runner_jobs WHERE at < now() - interval '1 minute'`,
+        sql`DELETE FROM rein_runner_presence WHERE expires_at <= now()`
+      ], { discard: true }).pipe(StoreError.refail),
+      runnerPresent: (runnerId, offer) =>
+        sql`INSERT INTO rein_runner_presence (runner_id, instance, offer, expires_at)
+          VALUES (${runnerId}, ${instance}, ${offer}, now() + ${ttl}::interval)
+          ON CONFLICT (runner_id) DO UPDATE
+          SET instance = excluded.instance, offer = excluded.offer, expires_at = excluded.expires_at`.pipe(
+          Effect.asVoid,
+          StoreError.refail
+        ),
+      runnerAbsent: (runnerId) =>
+        sql`DELETE FROM rein_runner_presence WHERE runner_id = ${runnerId} AND instance = ${instance}`.pipe(
+          Effect.asVoid,
+          StoreError.refail
+        ),
+      runnersPresent: sql<{ runner_id: string; instance: string; offer: string }>`SELECT runner_id, instance, offer
+        FROM rein_runner_presence WHERE expires_at > now()`.pipe(
+        Effect.map((rows) => new Map(rows.map((r) => [r.runner_id, { instance: r.instance, offer: r.offer }]))),
+        StoreError.refail
+      ),
+      sendJob: (to, runnerId, body) =>
+        Effect.gen(function*() {
+          yield* sql`INSERT INTO rein_runner_jobs (instance, runner_id, body) VALUES (${to}, ${runnerId}, ${body})`
+          yield* announce({ type: "jobs", instance: to })
+        }).pipe(transaction(sql), StoreError.refail),
+      takeJobs: sql<{ runner_id: string; body: string }>`WITH taken AS (
+          DELETE FROM rein_runner_jobs WHERE instance = ${instance} RETURNING id, runner_id, body
+        ) SELECT runner_id, body FROM taken ORDER BY id`.pipe(
+        Effect.map((rows) => rows.map((r) => ({ runnerId: r.runner_id, body: r.body }))),
+        StoreError.refail
+      ),
+      jobsArrived: Effect.suspend(() => jobsHandler),
+      onJobs: (handler) => {
+        jobsHandler = handler
+      }
     })
   })

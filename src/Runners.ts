@@ -5,17 +5,19 @@
  * runner that offers the agent and repository a session asks for and sends it the job. The
  * embedded runner of `rein-server` is the same client over loopback, registered in memory only.
  *
- * One instance: job streams are held by the instance they reached, so with several instances
- * (PostgreSQL) a runner serves the sessions created on the instance it is connected to.
+ * With several instances (`Runners/Peers`), the instance holding a runner's stream keeps a lease
+ * on it with its offer, so any instance can pick it and send it jobs through the database.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { NoRunner, RunnerNotFound, type StoreError } from "./Domain/Errors.js"
 import type { Job, RunnerInfo, RunnerOffer, StoredRunner } from "./Domain/Runner.js"
+import * as Peers from "./Runners/Peers.js"
 import { SessionStore } from "./SessionStore.js"
 
 const hash = (token: string) => createHash("sha256").update(token).digest("hex")
@@ -42,7 +44,7 @@ export interface Want {
 }
 
 export class Runners extends Context.Tag("@rein-ai/server/Runners")<Runners, {
-  readonly list: Effect.Effect<ReadonlyArray<RunnerInfo>>
+  readonly list: Effect.Effect<ReadonlyArray<RunnerInfo>, StoreError>
   /** Registers a runner: its token is in the answer only, the store keeps the hash. */
   readonly register: (name: string) => Effect.Effect<{ readonly id: string; readonly name: string; readonly token: string }, StoreError>
   /** The server's own runner: known until the server stops, never stored. */
@@ -55,10 +57,9 @@ export class Runners extends Context.Tag("@rein-ai/server/Runners")<Runners, {
   /** The runner's job stream for the scope; a newer connection ends an older one. */
   readonly connect: (id: string) => Effect.Effect<JobFeed, RunnerNotFound, Scope.Scope>
   /** The online runner to start `want` on, and the repository it will use. */
-  readonly pick: (want: Want) => Effect.Effect<{ readonly runner: RunnerInfo; readonly repo: string }, NoRunner>
-  /** Sends a job to an online runner. */
-  readonly dispatch: (id: string, job: Job) => Effect.Effect<void, NoRunner>
-  readonly info: (id: string) => Effect.Effect<RunnerInfo | undefined>
+  readonly pick: (want: Want) => Effect.Effect<{ readonly runner: RunnerInfo; readonly repo: string }, NoRunner | StoreError>
+  /** Sends a job to an online runner (on whichever instance holds its stream). */
+  readonly dispatch: (id: string, job: Job) => Effect.Effect<void, NoRunner | StoreError>
 }>() {}
 
 interface Known {
@@ -68,130 +69,167 @@ interface Known {
   connection: { readonly queue: Queue.Queue<Job>; revoked: boolean } | undefined
 }
 
+/** A runner as every instance sees it: online here, on another instance, or not at all. */
+interface View {
+  readonly stored: Pick<StoredRunner, "id" | "name">
+  readonly embedded: boolean
+  readonly offer: RunnerOffer
+  /** `here`, another instance's id, or undefined: offline. */
+  readonly at: string | undefined
+}
+
 const noOffer: RunnerOffer = { agents: [], repos: [], sessions: 0, running: [], maxSessions: null, freeDisk: null }
+
+const infoOf = (v: View): RunnerInfo => ({
+  id: v.stored.id,
+  name: v.stored.name,
+  online: v.at !== undefined,
+  embedded: v.embedded,
+  agents: v.offer.agents,
+  repos: v.offer.repos,
+  sessions: v.offer.sessions,
+  maxSessions: v.offer.maxSessions,
+  freeDisk: v.offer.freeDisk
+})
+
+/** The online runner for `want` among `all`, or why there is none. */
+const choose = (all: ReadonlyArray<View>, want: Want): { readonly view: View; readonly repo: string } | NoRunner => {
+  let candidates = all.filter((v) => v.at !== undefined)
+  if (want.runner !== undefined) {
+    const named = all.find((v) => v.stored.id === want.runner) ?? all.find((v) => v.stored.name === want.runner)
+    if (named === undefined) return new NoRunner({ message: `no runner named ${want.runner}` })
+    if (named.at === undefined) return new NoRunner({ message: `runner ${named.stored.name} is offline` })
+    candidates = [named]
+  }
+  if (candidates.length === 0) {
+    return new NoRunner({ message: "no runner is online: start one with rein-runner, or run rein-server without --no-runner" })
+  }
+  const offering = candidates.filter((v) => v.offer.agents.some((a) => a.id === want.agent))
+  if (offering.length === 0) {
+    const offered = [...new Set(candidates.flatMap((v) => v.offer.agents.map((a) => a.id)))]
+    return new NoRunner({
+      message: `no online runner offers agent ${want.agent}` + (offered.length > 0 ? ` (offered: ${offered.join(", ")})` : "")
+    })
+  }
+  const serving = want.repo === undefined
+    ? offering.filter((v) => v.offer.repos.length > 0)
+    : offering.filter((v) => v.offer.repos.includes(want.repo!))
+  if (serving.length === 0) {
+    const served = [...new Set(offering.flatMap((v) => v.offer.repos))]
+    return new NoRunner({
+      message: want.repo === undefined
+        ? `no runner offering ${want.agent} serves a repository (start it with --repos <dir>)`
+        : `no runner offering ${want.agent} serves repository ${want.repo}` + (served.length > 0 ? ` (served: ${served.join(", ")})` : "")
+    })
+  }
+  const free = serving.filter((v) => v.offer.maxSessions === null || v.offer.sessions < v.offer.maxSessions)
+  if (free.length === 0) return new NoRunner({ message: `every runner that could start ${want.agent} is full` })
+  const view = free.reduce((a, b) => a.offer.sessions <= b.offer.sessions ? a : b)
+  return { view, repo: want.repo ?? view.offer.repos[0]! }
+}
 
 export const make = Effect.gen(function*() {
   const store = yield* SessionStore
+  const peers = yield* Peers.fromContext
   const known = new Map<string, Known>()
-  for (const stored of yield* store.runners.list) known.set(stored.id, { stored, embedded: false, offer: undefined, connection: undefined })
-
-  const infoOf = (k: Known): RunnerInfo => {
-    const offer = k.offer ?? noOffer
-    return {
-      id: k.stored.id,
-      name: k.stored.name,
-      online: k.connection !== undefined,
-      embedded: k.embedded,
-      agents: offer.agents,
-      repos: offer.repos,
-      sessions: offer.sessions,
-      maxSessions: offer.maxSessions,
-      freeDisk: offer.freeDisk
-    }
+  const remember = (stored: StoredRunner) => {
+    if (!known.has(stored.id)) known.set(stored.id, { stored, embedded: false, offer: undefined, connection: undefined })
   }
+  for (const stored of yield* store.runners.list) remember(stored)
+
+  /** Every runner with where it is online. Clustered, registrations and leases are read from the database. */
+  const views: Effect.Effect<ReadonlyArray<View>, StoreError> = Effect.gen(function*() {
+    if (!peers.shared) {
+      return [...known.values()].map((k): View => ({ ...k, offer: k.offer ?? noOffer, at: k.connection ? "here" : undefined }))
+    }
+    const registered = yield* store.runners.list
+    const online = yield* peers.online
+    const ids = new Set(registered.map((r) => r.id))
+    const local = [...known.values()].filter((k) => k.embedded || ids.has(k.stored.id))
+    for (const r of registered) remember(r)
+    return [...new Map([...registered.map((r) => known.get(r.id)!), ...local].map((k) => [k.stored.id, k])).values()].map((k): View => {
+      if (k.connection !== undefined) return { ...k, offer: k.offer ?? noOffer, at: "here" }
+      const there = online.get(k.stored.id)
+      return { ...k, offer: there?.offer ?? noOffer, at: there?.instance }
+    })
+  })
 
   /** `rrt_<id>.<secret>`: the id travels with the token, so a runner needs nothing else to connect. */
   const newToken = (id: string) => `rrt_${id}.${randomBytes(24).toString("base64url")}`
   const newId = () => `run_${randomBytes(6).toString("hex")}`
 
-  const find = (id: string) => Effect.suspend(() => {
-    const k = known.get(id)
-    return k === undefined ? Effect.fail(new RunnerNotFound({ id })) : Effect.succeed(k)
-  })
+  /** The runner, also one registered on another instance since this one read the store. */
+  const lookup = (id: string) =>
+    Effect.gen(function*() {
+      if (!known.has(id)) for (const stored of yield* Effect.orElseSucceed(store.runners.list, () => [])) remember(stored)
+      return known.get(id)
+    })
+  const find = (id: string) =>
+    Effect.flatMap(lookup(id), (k) => k === undefined ? Effect.fail(new RunnerNotFound({ id })) : Effect.succeed(k))
 
-  const pick = (want: Want) =>
+  /** Ends a runner's local stream, saying it was revoked. */
+  const endRevoked = (k: Known) =>
     Effect.suspend(() => {
-      const all = [...known.values()]
-      let candidates = all.filter((k) => k.connection !== undefined)
-      if (want.runner !== undefined) {
-        const named = all.find((k) => k.stored.id === want.runner) ?? all.find((k) => k.stored.name === want.runner)
-        if (named === undefined) return Effect.fail(new NoRunner({ message: `no runner named ${want.runner}` }))
-        if (named.connection === undefined) {
-          return Effect.fail(new NoRunner({ message: `runner ${named.stored.name} is offline` }))
-        }
-        candidates = [named]
-      }
-      if (candidates.length === 0) {
-        return Effect.fail(
-          new NoRunner({
-            message: "no runner is online: start one with rein-runner, or run rein-server without --no-runner"
-          })
-        )
-      }
-      const offering = candidates.filter((k) => (k.offer ?? noOffer).agents.some((a) => a.id === want.agent))
-      if (offering.length === 0) {
-        const offered = [...new Set(candidates.flatMap((k) => (k.offer ?? noOffer).agents.map((a) => a.id)))]
-        return Effect.fail(
-          new NoRunner({
-            message: `no online runner offers agent ${want.agent}` + (offered.length > 0 ? ` (offered: ${offered.join(", ")})` : "")
-          })
-        )
-      }
-      const serving = want.repo === undefined
-        ? offering.filter((k) => (k.offer ?? noOffer).repos.length > 0)
-        : offering.filter((k) => (k.offer ?? noOffer).repos.includes(want.repo!))
-      if (serving.length === 0) {
-        const served = [...new Set(offering.flatMap((k) => (k.offer ?? noOffer).repos))]
-        return Effect.fail(
-          new NoRunner({
-            message: want.repo === undefined
-              ? `no runner offering ${want.agent} serves a repository (start it with --repos <dir>)`
-              : `no runner offering ${want.agent} serves repository ${want.repo}` +
-                (served.length > 0 ? ` (served: ${served.join(", ")})` : "")
-          })
-        )
-      }
-      const free = serving.filter((k) => {
-        const o = k.offer ?? noOffer
-        return o.maxSessions === null || o.sessions < o.maxSessions
-      })
-      if (free.length === 0) {
-        return Effect.fail(new NoRunner({ message: `every runner that could start ${want.agent} is full` }))
-      }
-      const chosen = free.reduce((a, b) => (a.offer ?? noOffer).sessions <= (b.offer ?? noOffer).sessions ? a : b)
-      return Effect.succeed({ runner: infoOf(chosen), repo: want.repo ?? (chosen.offer ?? noOffer).repos[0]! })
+      known.delete(k.stored.id)
+      if (k.connection === undefined) return Effect.void
+      k.connection.revoked = true
+      return Queue.shutdown(k.connection.queue)
     })
 
+  /** What other instances sent this one's runners. */
+  const deliver = Effect.gen(function*() {
+    for (const { delivery, runnerId } of yield* peers.take) {
+      const k = known.get(runnerId)
+      if (k === undefined) continue
+      if ("revoke" in delivery) yield* endRevoked(k)
+      else if (k.connection !== undefined) yield* Queue.offer(k.connection.queue, delivery.job as Job)
+    }
+  }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not take the jobs sent to this instance's runners", cause)))
+
+  if (peers.shared) {
+    peers.onDeliveries(deliver)
+    // Leases renewed; deliveries whose announcement was missed picked up.
+    const renew = Effect.gen(function*() {
+      for (const k of known.values()) if (k.connection !== undefined) yield* peers.present(k.stored.id, k.offer ?? noOffer)
+    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not renew this instance's runner leases", cause)))
+    yield* Effect.forkScoped(Effect.repeat(Effect.zipRight(renew, deliver), Schedule.spaced(peers.renewEvery)))
+  }
+
   return Runners.of({
-    list: Effect.sync(() => [...known.values()].map(infoOf)),
-    info: (id) => Effect.sync(() => {
-      const k = known.get(id)
-      return k === undefined ? undefined : infoOf(k)
-    }),
+    list: Effect.map(views, (all) => all.map(infoOf)),
     register: (name) =>
       Effect.gen(function*() {
         const id = newId()
         const token = newToken(id)
         const stored: StoredRunner = { id, name, tokenHash: hash(token), createdAt: Date.now() }
         yield* store.runners.create(stored)
-        known.set(stored.id, { stored, embedded: false, offer: undefined, connection: undefined })
-        return { id: stored.id, name, token }
+        remember(stored)
+        return { id, name, token }
       }),
     registerEmbedded: (id, name) =>
       Effect.sync(() => {
         const token = newToken(id)
         const stored: StoredRunner = { id, name, tokenHash: hash(token), createdAt: Date.now() }
-        known.set(stored.id, { stored, embedded: true, offer: undefined, connection: undefined })
-        return { id: stored.id, token }
+        known.set(id, { stored, embedded: true, offer: undefined, connection: undefined })
+        return { id, token }
       }),
     revoke: (id) =>
       Effect.gen(function*() {
         const k = yield* find(id)
         if (!k.embedded) yield* store.runners.remove(id)
-        known.delete(id)
-        if (k.connection !== undefined) {
-          k.connection.revoked = true
-          yield* Queue.shutdown(k.connection.queue)
+        if (k.connection === undefined && peers.shared) {
+          // Its stream may be held elsewhere: that instance ends it.
+          const there = (yield* peers.online).get(id)
+          if (there !== undefined) yield* peers.send(there.instance, id, { revoke: true })
         }
+        yield* endRevoked(k)
       }),
     authenticate: (id, token) =>
-      Effect.sync(() => {
-        const k = known.get(id)
-        return k !== undefined && sameHash(hash(token), k.stored.tokenHash)
-      }),
+      Effect.map(lookup(id), (k) => k !== undefined && sameHash(hash(token), k.stored.tokenHash)),
     setOffer: (id, offer) =>
-      Effect.map(find(id), (k) => {
+      Effect.flatMap(find(id), (k) => {
         k.offer = offer
+        return k.connection === undefined ? Effect.void : Effect.ignore(peers.present(id, offer))
       }),
     connect: (id) =>
       Effect.gen(function*() {
@@ -202,10 +240,13 @@ export const make = Effect.gen(function*() {
         k.connection = connection
         // One stream per runner: a reconnect replaces a half-dead older one.
         if (previous !== undefined) yield* Queue.shutdown(previous.queue)
+        yield* Effect.ignore(peers.present(id, k.offer ?? noOffer))
         yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            if (k.connection === connection) k.connection = undefined
-          }).pipe(Effect.zipRight(Queue.shutdown(queue)))
+          Effect.suspend(() => {
+            if (k.connection !== connection) return Queue.shutdown(queue)
+            k.connection = undefined
+            return Queue.shutdown(queue).pipe(Effect.zipRight(Effect.ignore(peers.absent(id))))
+          })
         )
         return {
           jobs: queue,
@@ -214,16 +255,20 @@ export const make = Effect.gen(function*() {
             connection.revoked || (k.connection !== undefined && k.connection !== connection) ? [] : (k.offer?.running ?? [])
         }
       }),
-    pick,
+    pick: (want) =>
+      Effect.flatMap(views, (all) => {
+        const chosen = choose(all, want)
+        return chosen instanceof NoRunner ? Effect.fail(chosen) : Effect.succeed({ runner: infoOf(chosen.view), repo: chosen.repo })
+      }),
     dispatch: (id, job) =>
-      Effect.suspend(() => {
+      Effect.gen(function*() {
         const k = known.get(id)
-        if (k?.connection === undefined) {
-          return Effect.fail(new NoRunner({ message: `runner ${k?.stored.name ?? id} is offline` }))
-        }
-        return Effect.asVoid(Queue.offer(k.connection.queue, job))
-      })
+        if (k?.connection !== undefined) return yield* Queue.offer(k.connection.queue, job)
+        const there = peers.shared ? (yield* peers.online).get(id) : undefined
+        if (there === undefined) return yield* new NoRunner({ message: `runner ${k?.stored.name ?? id} is offline` })
+        yield* peers.send(there.instance, id, { job })
+      }).pipe(Effect.asVoid)
   })
 })
 
-export const layer: Layer.Layer<Runners, StoreError, SessionStore> = Layer.effect(Runners, make)
+export const layer: Layer.Layer<Runners, StoreError, SessionStore> = Layer.scoped(Runners, make)

@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createRequire } from "node:module"
+import { hostname } from "node:os"
 import * as RunnerFlags from "./runner/Flags.js"
 import * as Server from "./Server.js"
 
@@ -154,6 +155,8 @@ const command = Command.make("rein-server", {
       residentSessions: o.residentSessions,
       idleEvictAfter: o.idleEvictAfter,
       runner: o.noRunner ? undefined : {
+        // Instances sharing a database each run their own: one id per machine.
+        id: store._tag === "pg" ? `local-${hostname()}` : "local",
         repos,
         agentsFile: Option.getOrUndefined(o.agents),
         worktrees: Option.getOrUndefined(o.worktrees),

@@ -10,6 +10,8 @@
  * (test/globalSetup.ts) when PostgreSQL is installed; each
  * test gets its own schema.
  */
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import { createServer as createTcpServer, connect, type Server as TcpServer, type Socket } from "node:net"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
@@ -24,9 +26,13 @@ import {
   sorted,
   sse,
   start,
-  type TestServer
+  type TestServer,
+  until
 } from "./helpers.js"
 import { ensureBuilt, type ServerProcess, spawnServer } from "./process.js"
+import { Runner } from "../src/runner/Runner.js"
+import { cleanup as cleanupRunnerFiles, makeRepo, tempDir } from "./runner-helpers.js"
+import { buildAgent } from "./sandboxBuild.js"
 
 const databaseUrl = process.env.DATABASE_URL
 const noPg = databaseUrl === undefined || databaseUrl === ""
@@ -587,5 +593,44 @@ describe.skipIf(noPg)("losing the database", () => {
     expect(listAgain.events.some((e) => e.event === "session_snapshot" && e.data.session.id === "o2")).toBe(true)
     await sandbox(b, "o2")
     await listAgain.waitFor((e) => e.event === "session_updated" && e.data.id === "o2" && e.data.fields.status === "live")
+  })
+})
+
+describe.skipIf(noPg)("runners across instances (issue 20)", () => {
+  it("a runner connected to one instance serves a session created on another; stop and revoke from there reach it", async () => {
+    cleanups.push(cleanupRunnerFiles)
+    const { a, b } = await pair()
+    const repo = makeRepo()
+    const dir = tempDir()
+    const { id, token } = (await a.request("POST", "/runners", { name: "shared" })).body
+    const runner = new Runner({
+      url: a.url,
+      id,
+      token,
+      profiles: { scripted: { id: "scripted", name: "Scripted", command: process.execPath, args: [buildAgent("acp-agent")], env: {}, passEnv: [] } },
+      repos: [repo],
+      worktrees: join(dir, "worktrees"),
+      minFreeDisk: 0
+    })
+    cleanups.push(() => runner.close())
+    await runner.start()
+    // B knows the runner though A registered it and holds its stream.
+    await until(() => b.request("GET", "/runners"), (r) =>
+      expect(r.body).toEqual([expect.objectContaining({ id, online: true, agents: [{ id: "scripted", name: "Scripted" }], repos: [repo] })]))
+
+    const created = await b.request("POST", "/sessions/across", { agent: "scripted", prompt: "write notes.txt from B" })
+    expect(created.status, created.text).toBe(201)
+    expect(created.body).toMatchObject({ agent: "scripted", runner: id })
+    const done = await until(() => b.request("GET", "/sessions/across"), (r) =>
+      expect(r.body).toMatchObject({ status: "idle", workspace: { path: expect.any(String) } }))
+    expect(readFileSync(join(done.body.workspace.path, "notes.txt"), "utf8")).toBe("from B\n")
+    expect((await artifacts(b, "across")).some((x) => x.kind === "text" && x.text === "wrote notes.txt")).toBe(true)
+
+    expect((await b.request("POST", "/sessions/across/stop")).status).toBe(202)
+    await until(() => b.request("GET", "/sessions/across"), (r) => expect(r.body.status).toBe("disconnected"))
+
+    expect((await b.request("DELETE", `/runners/${id}`)).status).toBe(204)
+    expect(await Promise.race([runner.ended, new Promise((r) => setTimeout(() => r("still running"), 10_000))])).toBe("this runner was revoked")
+    await until(() => a.request("GET", "/runners"), (r) => expect(r.body).toEqual([]))
   })
 })

@@ -16,6 +16,8 @@ export type Announcement =
   | { readonly type: "sandbox"; readonly id: string; readonly instance: string }
   /** Commands wait in `rein_commands` for the sandboxes `instance` holds. */
   | { readonly type: "commands"; readonly instance: string }
+  /** Jobs wait in `rein_runner_jobs` for the runners whose job streams `instance` holds. */
+  | { readonly type: "jobs"; readonly instance: string }
   /** `instance` checking that its listening connection still hears: the `n`th ping it sent. */
   | { readonly type: "ping"; readonly instance: string; readonly n: number }
 

@@ -130,6 +130,8 @@ export const join = (cluster: typeof Cluster.Service, { background, bus, registr
           ? scheduleCatchUp(a.id, a.rev)
           : a.type === "sandbox"
           ? sandboxMoved(a.id, a.instance)
+          : a.type === "jobs"
+          ? (a.instance === cluster.instance ? cluster.jobsArrived : Effect.void)
           : a.instance === cluster.instance
           ? deliverCommands
           : Effect.void,

@@ -14,6 +14,8 @@ import { loadProfiles } from "./Profiles.js"
 import { Runner } from "./Runner.js"
 
 export interface EmbeddedRunnerOptions {
+  /** Its id (default `local`); instances sharing a database each need their own. */
+  readonly id?: string | undefined
   /** Repositories it serves (absolute paths). */
   readonly repos: ReadonlyArray<string>
   /** An agents file that adds or overrides profiles. */
@@ -40,7 +42,7 @@ export const layer = (options: EmbeddedRunnerOptions): Layer.Layer<never, Error,
       try: () => loadProfiles(options.agentsFile),
       catch: (e) => e instanceof Error ? e : new Error(String(e))
     })
-    const { id, token } = yield* runners.registerEmbedded("local", hostname())
+    const { id, token } = yield* runners.registerEmbedded(options.id ?? "local", hostname())
     const host = address.hostname === "0.0.0.0" || address.hostname === "::" ? "127.0.0.1" : address.hostname
     const runner = new Runner({
       url: `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`,
