@@ -240,7 +240,8 @@ export const Transcript = memo((p: TranscriptProps) => {
           {p.synced && n === 0 && (
             <p class="empty">Nothing here yet. Send a prompt below{p.bootstrapping ? " once an agent connects" : ""}.</p>
           )}
-          {atGap && artifacts.slice(0, gap).map(item)}
+          {/* Older artifacts the stream carries because they may still change (a running tool call, the agent), until their page is loaded. */}
+          {atGap && gap > 0 && <div class="transcript-carried">{artifacts.slice(0, gap).map(item)}</div>}
           {atGap && (
             <div class="transcript-older" role="status">
               {p.error !== undefined

@@ -1,34 +1,16 @@
 /**
  * A session's transcript, paged (issue 23): the stream opens on its last `TAIL` artifacts (plus
  * older ones still changing, such as a running tool call), then stays live; older pages come from
- * `artifactsPage` when the reader scrolls up to them. With a typed client that cannot page (no
- * `artifactsPage`), the stream holds the whole transcript and nothing more is loaded.
+ * `artifactsPage` when the reader scrolls up to them.
  */
 import { useCallback, useMemo, useRef, useState } from "preact/hooks"
-import type { Artifact, ArtifactsState, ReinClient, WatchOptions } from "../../src/client/index.js"
+import type { Artifact, ArtifactsState, ReinClient } from "../../src/client/index.js"
 import { useWatch } from "./hooks.js"
 
 /** Artifacts the stream opens with. */
 export const TAIL = 200
 /** Artifacts an older page brings. */
 export const PAGE = 200
-
-interface Page {
-  readonly artifacts: ReadonlyArray<Artifact>
-  readonly more: boolean
-}
-interface PageOptions {
-  readonly before?: number
-  readonly after?: number
-  readonly limit?: number
-}
-type PageOf = (id: string, options: PageOptions) => Promise<Page>
-
-/** The typed client's `artifactsPage`, when this build of the client has it. */
-const pagerOf = (client: ReinClient): PageOf | undefined => {
-  const f = (client as unknown as { artifactsPage?: PageOf }).artifactsPage
-  return typeof f === "function" ? f.bind(client) : undefined
-}
 
 /** The first index whose seq is at least `seq` (artifacts ordered by seq). */
 export const lowerBound = (artifacts: ReadonlyArray<Artifact>, seq: number): number => {
@@ -86,12 +68,7 @@ export interface PagedTranscript {
 const noArtifacts: ReadonlyArray<Artifact> = []
 
 export const usePagedTranscript = (client: ReinClient, sessionId: string): PagedTranscript => {
-  const pager = useMemo(() => pagerOf(client), [client])
-  const state = useWatch(() => {
-    // `tail` is ignored by a client that cannot page, which then streams everything.
-    const options: WatchOptions<ArtifactsState> & { readonly tail?: number } = pager === undefined ? {} : { tail: TAIL }
-    return client.watchSession(sessionId, options)
-  }, [client, sessionId])
+  const state = useWatch(() => client.watchSession(sessionId, { tail: TAIL }), [client, sessionId])
   const live = state?.artifacts ?? noArtifacts
   const [older, setOlder] = useState<ReadonlyArray<Artifact>>(noArtifacts)
   const [pagedMore, setPagedMore] = useState<boolean | undefined>(undefined)
@@ -103,7 +80,7 @@ export const usePagedTranscript = (client: ReinClient, sessionId: string): Paged
   // artifacts are the tail; any before them are older ones still changing.
   const tail = useRef<{ floor: number; more: boolean } | undefined>(undefined)
   if (tail.current === undefined && state?.synced === true) {
-    tail.current = pager === undefined || live.length < TAIL
+    tail.current = live.length < TAIL
       ? { floor: live[0]?.seq ?? 0, more: false }
       : { floor: live[live.length - TAIL]!.seq, more: true }
   }
@@ -117,11 +94,11 @@ export const usePagedTranscript = (client: ReinClient, sessionId: string): Paged
 
   const loadOlder = useCallback((then?: (page: ReadonlyArray<Artifact>) => void) => {
     const before = floorRef.current
-    if (busy.current || pager === undefined || before === undefined) return
+    if (busy.current || before === undefined) return
     busy.current = true
     setLoading(true)
     setError(undefined)
-    pager(sessionId, { before, limit: PAGE }).then(
+    client.artifactsPage(sessionId, { before, limit: PAGE }).then(
       (page) => {
         busy.current = false
         // Only what lies before the loaded run (a server that ignored `before` sends more).
@@ -138,7 +115,7 @@ export const usePagedTranscript = (client: ReinClient, sessionId: string): Paged
         setError(e instanceof Error ? e.message : String(e))
       }
     )
-  }, [pager, sessionId])
+  }, [client, sessionId])
 
   return { state, artifacts, gap, more, loading, error, loadOlder }
 }
