@@ -8,9 +8,9 @@
  * created; the agent's environment holds none of the server's secrets.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { processStartTime } from "../src/runner/Processes.js"
 import { readMarker } from "../src/runner/Worktrees.js"
 import { start, type TestServer, until } from "./helpers.js"
@@ -18,6 +18,8 @@ import { alive, cleanup, commitAll, git, makeRepo, tempDir } from "./runner-help
 import { buildAgent, buildRunnerBin } from "./sandboxBuild.js"
 
 const TOKEN = "server-secret-token"
+/** bubblewrap (Debian's `bubblewrap`; `.ci/run` installs it) confines a profile's agent to its worktree. */
+const bwrap = ["/usr/bin/bwrap", "/bin/bwrap"].find((p) => existsSync(p))
 let agentJs: string
 let runnerJs: string
 beforeAll(() => {
@@ -33,11 +35,20 @@ afterAll(() => cleanup())
 
 const auth = { authorization: `Bearer ${TOKEN}` }
 
-/** A server with its embedded runner serving `repo`, offering `scripted` (the test agent). */
+/** A server with its embedded runner serving `repo`, offering `scripted` (the test agent) and, with bubblewrap, `boxed` (the same, confined). */
 const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) => {
   const dir = tempDir()
   const agentsFile = join(dir, "agents.json")
-  writeFileSync(agentsFile, JSON.stringify({ agents: { scripted: { name: "Scripted", command: process.execPath, args: [agentJs] } } }))
+  const scripted = { name: "Scripted", command: process.execPath, args: [agentJs] }
+  // The documented wrapper: everything read-only but the worktree, a private /tmp.
+  const boxed = bwrap === undefined ? {} : {
+    boxed: {
+      ...scripted,
+      name: "Scripted, confined",
+      wrapper: [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", "{cwd}", "{cwd}", "--die-with-parent", "--"]
+    }
+  }
+  writeFileSync(agentsFile, JSON.stringify({ agents: { scripted, ...boxed } }))
   const worktrees = join(dir, "worktrees")
   const server = await start({
     token: TOKEN,
@@ -171,6 +182,25 @@ describe("runners: agents started by the hub", () => {
     expect(offline.status).toBe(409)
     expect(offline.body.error.message).toMatch(/^no runner is online/)
     expect((await bare.request("GET", "/sessions", undefined, auth)).body).toEqual([])
+  })
+
+  it.skipIf(bwrap === undefined)("a profile's wrapper confines the agent: with bubblewrap it writes in its worktree and nowhere else", async () => {
+    const repo = makeRepo()
+    const { call, worktrees } = await hub(repo)
+    await call("POST", "/sessions/box", { agent: "boxed", prompt: "write inside.txt in the worktree" })
+    const s = await until(() => call("GET", "/sessions/box"), (r) => expect(r.body).toMatchObject({ status: "idle", lastStopReason: "end_turn" }))
+    expect(readFileSync(join(s.body.workspace.path, "inside.txt"), "utf8")).toBe("in the worktree\n")
+    // Its own write outside the worktree (as Claude's Write tool would do) is refused by the file system...
+    const outside = join("/var/tmp", `rein-escape-${process.pid}.txt`)
+    onTestFinished(() => rmSync(outside, { force: true }))
+    expect((await call("POST", "/sessions/box/commands", { type: "prompt", text: `write ${outside} out` })).status).toBe(202)
+    await until(() => call("GET", "/sessions/box"), (r) => expect(r.body.lastStopReason).toBe("error"))
+    expect(existsSync(outside)).toBe(false)
+    expect(JSON.stringify(await artifacts(call, "box"))).toMatch(/EROFS|read-only/i)
+    // ...and what it writes in /tmp stays in its private /tmp.
+    expect((await call("POST", "/sessions/box/commands", { type: "prompt", text: `write ${join(worktrees, "escaped.txt")} out` })).status).toBe(202)
+    await until(() => call("GET", "/sessions/box"), (r) => expect(r.body.lastStopReason).toBe("end_turn"))
+    expect(existsSync(join(worktrees, "escaped.txt"))).toBe(false)
   })
 
   it("the agent's environment is built from an allow-list: none of the server's secrets", async () => {
