@@ -200,6 +200,11 @@ describe("rein run, stop, start, runners (issue 20)", () => {
     expect(named.code, named.stderr).toBe(0)
     expect(named.stdout).toMatch(/^created mine \(/)
     expect(named.stdout).toContain("> echo again\n")
+
+    // The turn's usage, held back while it runs, is printed before run ends.
+    const usage = await rein([...flags, "run", "scripted", "--id", "u1", "usage"])
+    expect(usage.code, usage.stderr).toBe(0)
+    expect(usage.stdout).toMatch(/^\[usage\] tokens in \d+ · out \d+/m)
   })
 
   it("run: an agent that fails to start ends it with exit 1 and why", async () => {
