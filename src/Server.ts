@@ -8,6 +8,8 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { createHash } from "node:crypto"
+import { resolve as resolvePath } from "node:path"
 import type { StoreError } from "./Domain/Errors.js"
 import * as EventBus from "./EventBus.js"
 import * as NodeServer from "./Http/NodeServer.js"
@@ -95,6 +97,16 @@ export const resolve = (options: ServerOptions = {}): ResolvedOptions => {
   return out as ResolvedOptions
 }
 
+/**
+ * Whose worktrees the embedded runner reconciles: named after the store, so a restarted server
+ * finds its own and another server on the machine (another database) never touches them. An
+ * in-memory store forgets its sessions anyway: a fresh owner then.
+ */
+const ownerOf = (o: ResolvedOptions): string | undefined => {
+  const store = o.pgUrl ?? (o.dbPath === ":memory:" || o.store !== undefined ? undefined : resolvePath(o.dbPath))
+  return store === undefined ? undefined : `local@${createHash("sha256").update(store).digest("hex").slice(0, 12)}`
+}
+
 /** Store, bus, reducer, sessions and runners: everything but HTTP. */
 export const layerApp = (options: ServerOptions = {}): Layer.Layer<Sessions.Sessions | SessionStore | Runners.Runners, StoreError> => {
   const o = resolve(options)
@@ -148,7 +160,7 @@ export const layer = (
     // Built first, released last: the ended streams' final bytes reach their clients.
     const closed = Layer.scopedDiscard(Effect.addFinalizer(() => node.closed(o.shutdownGrace)))
     // The runner stops first (its agents' last events still reach the store), then the drain.
-    const runner = o.runner === undefined ? Layer.empty : Embedded.layer(o.runner)
+    const runner = o.runner === undefined ? Layer.empty : Embedded.layer({ owner: ownerOf(o), ...o.runner })
     return runner.pipe(
       Layer.provideMerge(drain),
       Layer.provideMerge(layerHttp(o)),

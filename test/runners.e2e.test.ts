@@ -48,7 +48,9 @@ const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) 
       wrapper: [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", "{cwd}", "{cwd}", "--die-with-parent", "--"]
     }
   }
-  writeFileSync(agentsFile, JSON.stringify({ agents: { scripted, ...boxed } }))
+  // The same agent able to resume a conversation (ACP session/load).
+  const resumable = { ...scripted, name: "Scripted, resumable", args: [agentJs, "--load"] }
+  writeFileSync(agentsFile, JSON.stringify({ agents: { scripted, resumable, ...boxed } }))
   const worktrees = join(dir, "worktrees")
   const server = await start({
     token: TOKEN,
@@ -138,6 +140,38 @@ describe("runners: agents started by the hub", () => {
     expect(git(repo, "branch", "--list", "rein/s2")).toContain("rein/s2")
   })
 
+  it("started again, an agent that can session/load resumes its conversation (its replay not repeated); one that cannot says it starts anew", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    const idOf = async (id: string) => {
+      const before = (await artifacts(call, id)).length
+      expect((await call("POST", `/sessions/${id}/commands`, { type: "prompt", text: "session-id" })).status).toBe(202)
+      const all = await until(() => artifacts(call, id), (a) => expect(a.slice(before).some((x) => x.kind === "text")).toBe(true))
+      return all.slice(before).find((x) => x.kind === "text").text as string
+    }
+    for (const agent of ["resumable", "scripted"]) {
+      const id = `re-${agent}`
+      await call("POST", `/sessions/${id}`, { agent })
+      await until(() => call("GET", `/sessions/${id}`), (r) => expect(r.body.status).toBe("live"))
+      const first = await idOf(id)
+      expect((await call("POST", `/sessions/${id}/stop`)).status).toBe(202)
+      await until(() => call("GET", `/sessions/${id}`), (r) => expect(r.body.status).toBe("disconnected"))
+      expect((await call("POST", `/sessions/${id}/start`)).status).toBe(202)
+      await until(() => call("GET", `/sessions/${id}`), (r) => expect(r.body.status).toBe("live"))
+      const second = await idOf(id)
+      const all = await artifacts(call, id)
+      const notices = all.filter((a) => a.kind === "custom" && String(a.name).endsWith("_conversation")).map((a) => a.name)
+      if (agent === "resumable") {
+        expect(second).toBe(first)
+        expect(notices).toEqual(["rein.resumed_conversation"])
+        expect(JSON.stringify(all)).not.toContain("(replayed history)")
+      } else {
+        expect(notices).toEqual(["rein.new_conversation"])
+        expect(all.find((a) => a.name === "rein.new_conversation").data.text).toMatch(/new conversation \(it cannot resume/)
+      }
+    }
+  })
+
   it("an agent killed is an error that needs someone; started again from the hub it runs", async () => {
     const repo = makeRepo()
     const { call } = await hub(repo)
@@ -169,7 +203,10 @@ describe("runners: agents started by the hub", () => {
     const { call } = await hub(repo)
     const none = await call("POST", "/sessions/x1", { agent: "codex-9000" })
     expect(none.status).toBe(409)
-    expect(none.body.error).toEqual({ code: "no_runner", message: "no online runner offers agent codex-9000 (offered: demo, claude, codex, gemini, scripted)" })
+    expect(none.body.error).toEqual({
+      code: "no_runner",
+      message: `no online runner offers agent codex-9000 (offered: demo, claude, codex, gemini, scripted, resumable${bwrap === undefined ? "" : ", boxed"})`
+    })
     const elsewhere = await call("POST", "/sessions/x2", { agent: "scripted", repo: "/nowhere" })
     expect(elsewhere.body.error.code).toBe("no_runner")
     expect(elsewhere.body.error.message).toContain("serves repository /nowhere")

@@ -7,6 +7,7 @@
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { randomBytes } from "node:crypto"
 import { homedir, hostname } from "node:os"
 import { join } from "node:path"
 import { Runners } from "../Runners.js"
@@ -16,6 +17,12 @@ import { Runner } from "./Runner.js"
 export interface EmbeddedRunnerOptions {
   /** Its id (default `local`); instances sharing a database each need their own. */
   readonly id?: string | undefined
+  /**
+   * Whose worktrees it reconciles (default: a fresh one per process): the server's store names
+   * it, so two servers on one machine sharing `~/.rein/worktrees` never touch each other's
+   * agents, while a restarted server finds its own.
+   */
+  readonly owner?: string | undefined
   /** Repositories it serves (absolute paths). */
   readonly repos: ReadonlyArray<string>
   /** An agents file that adds or overrides profiles. */
@@ -47,6 +54,7 @@ export const layer = (options: EmbeddedRunnerOptions): Layer.Layer<never, Error,
     const runner = new Runner({
       url: `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`,
       id,
+      owner: options.owner ?? `${id}@${randomBytes(6).toString("hex")}`,
       token,
       profiles,
       repos: options.repos,

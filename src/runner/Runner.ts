@@ -16,12 +16,17 @@ import { Bridge } from "../sandbox/Bridge.js"
 import { processStartTime } from "./Processes.js"
 import { agentEnv, type AgentProfile, commandLine, type Profiles } from "./Profiles.js"
 import { reconcile } from "./Reconcile.js"
-import { createWorktree, diffWorktree, freeDisk, recordProcesses, removeWorktree } from "./Worktrees.js"
+import { createWorktree, diffWorktree, freeDisk, recordAcpSession, recordProcesses, removeWorktree } from "./Worktrees.js"
 
 export interface RunnerOptions {
   /** The Rein server. */
   readonly url: string
   readonly id: string
+  /**
+   * Whose worktrees these are (default: `id`): reconciling touches only markers it made, so runners
+   * that share a worktrees directory leave each other's alone.
+   */
+  readonly owner?: string | undefined
   /** The runner's token (null: the server runs without auth). */
   readonly token: string | null
   readonly profiles: Profiles
@@ -63,6 +68,10 @@ export class Runner {
   private resolveEnded!: (reason: string) => void
   /** Resolves when the runner stops for good (closed, or revoked: its token no longer works). */
   readonly ended = new Promise<string>((r) => (this.resolveEnded = r))
+
+  private get owner(): string {
+    return this.o.owner ?? this.o.id
+  }
 
   constructor(options: RunnerOptions) {
     this.o = options
@@ -140,7 +149,7 @@ export class Runner {
   private async reconcile(): Promise<void> {
     const report = await reconcile({
       root: this.o.worktrees,
-      owner: this.o.id,
+      owner: this.owner,
       sessionExists: (id) => this.sessionExists(id),
       graceMs: this.o.graceMs
     })
@@ -213,7 +222,7 @@ export class Runner {
   private async removeWorktreeOf(sessionId: string): Promise<void> {
     const { listWorktrees } = await import("./Worktrees.js")
     for (const w of await listWorktrees(this.o.worktrees)) {
-      if (w.sessionId !== sessionId || (w.owner ?? "") !== this.o.id) continue
+      if (w.sessionId !== sessionId || (w.owner ?? "") !== this.owner) continue
       const result = await removeWorktree({ path: w.path })
       if (result.removed) {
         this.log(`removed the worktree of session ${sessionId}${result.branchKept ? ` (branch ${result.branch} kept: it has commits)` : ""}`)
@@ -264,7 +273,7 @@ export class Runner {
         repo: job.repo,
         sessionId: job.sessionId,
         root: this.o.worktrees,
-        owner: this.o.id,
+        owner: this.owner,
         ...(job.baseRef !== null ? { baseRef: job.baseRef } : {})
       })
     } catch (e) {
@@ -291,6 +300,11 @@ export class Runner {
       log: (line) => this.log(`session ${job.sessionId}: ${line}`),
       ...(job.prompt !== null ? { initialPrompt: job.prompt } : {}),
       ...(job.restart ? { restarted: true } : {}),
+      ...(job.restart && worktree.acpSessionId !== undefined ? { resumeSessionId: worktree.acpSessionId } : {}),
+      onAcpSession: (acpSessionId) =>
+        void recordAcpSession(path, acpSessionId).catch((e) =>
+          this.log(`session ${job.sessionId}: could not record the ACP session: ${(e as Error).message}`)
+        ),
       onSpawned: (pid) =>
         void processStartTime(pid).then((startTime) =>
           startTime === undefined ? undefined : recordProcesses(path, [{ pid, startTime }])

@@ -44,6 +44,8 @@ export interface Worktree {
   readonly owner?: string
   /** The processes started in it (the agent; a bridge), to stop after a restart. */
   readonly processes: ReadonlyArray<ProcessId>
+  /** The agent's last ACP session, which a restarted agent that can `session/load` resumes. */
+  readonly acpSessionId?: string
 }
 
 /** A worktree that cannot be made, or a git command that failed; the message says why. */
@@ -174,10 +176,17 @@ const serially = <A>(key: string, f: () => Promise<A>): Promise<A> => {
  * runner restarted after a crash can stop them (`reconcile`).
  */
 export const recordProcesses = async (path: string, processes: ReadonlyArray<ProcessId>): Promise<Worktree> =>
+  updateMarker(path, (marker) => ({ ...marker, processes: processes.map(({ pid, startTime }) => ({ pid, startTime })) }))
+
+/** Records the agent's ACP session, for the next start to resume. */
+export const recordAcpSession = (path: string, acpSessionId: string): Promise<Worktree> =>
+  updateMarker(path, (marker) => ({ ...marker, acpSessionId }))
+
+const updateMarker = async (path: string, change: (marker: Worktree) => Worktree): Promise<Worktree> =>
   serially((await readMarker(resolve(path)))?.repo ?? resolve(path), async () => {
     const marker = await readMarker(resolve(path))
     if (marker === undefined) throw new WorktreeError(`no worktree marker for ${path}`)
-    const next: Worktree = { ...marker, processes: processes.map(({ pid, startTime }) => ({ pid, startTime })) }
+    const next = change(marker)
     await writeMarker(next)
     return next
   })

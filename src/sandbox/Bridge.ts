@@ -58,8 +58,16 @@ export interface BridgeOptions {
   readonly fetch?: typeof fetch
   /** A first prompt, run once the agent has started a session (a runner's job). */
   readonly initialPrompt?: string | undefined
-  /** The session had an agent before (started again): the transcript says a new conversation begins. */
+  /**
+   * The session had an agent before (started again): the transcript says whether the agent
+   * resumed its conversation (`resumeSessionId`, for an agent that can `session/load`) or
+   * begins a new one.
+   */
   readonly restarted?: boolean | undefined
+  /** The ACP session a restarted agent should resume with `session/load`, when it can. */
+  readonly resumeSessionId?: string | undefined
+  /** The agent's ACP session exists (a runner records it, for a restart to resume). */
+  readonly onAcpSession?: ((acpSessionId: string) => void) | undefined
   /** The agent's process was spawned (a runner records it, to stop it after its own crash). */
   readonly onSpawned?: ((pid: number) => void) | undefined
   /** After each turn: events to post (a runner's worktree diff). */
@@ -104,6 +112,8 @@ export class Bridge {
   }
   private readonly queue: Array<string> = []
   private turn: { cancelled: boolean } | undefined
+  /** While `session/load` replays a conversation the transcript already holds. */
+  private loading = false
   private running = false
   private readonly permissions = new Map<string, PendingPermission>()
   private ending: BridgeExit | undefined
@@ -239,7 +249,8 @@ export class Bridge {
     const o = this.options
     const conn = connect(this.agent, {
       onUpdate: (sessionId, update) => {
-        if (this.ending !== undefined) return
+        // A resumed conversation is replayed while it loads: the transcript has it already.
+        if (this.ending !== undefined || this.loading) return
         if (this.acpSessionId !== undefined && sessionId !== this.acpSessionId) return
         this.send(this.mapper.map(update))
       },
@@ -272,9 +283,34 @@ export class Bridge {
       await conn.agent.request(acp.methods.agent.authenticate, { methodId: method })
       this.log(`authenticated with ${method}`)
     }
-    this.startStep = "session/new"
-    const session = await conn.agent.request(acp.methods.agent.session.new, { cwd: this.fs.cwd, mcpServers: [] })
+    let session: { readonly sessionId: string; readonly modes?: acp.SessionModeState | null | undefined } | undefined
+    let resumed: "resumed" | "cannot" | "failed" | undefined
+    if (o.resumeSessionId !== undefined) {
+      if (init.agentCapabilities?.loadSession === true) {
+        this.startStep = "session/load"
+        this.loading = true
+        try {
+          const loaded = await conn.agent.request(acp.methods.agent.session.load, {
+            sessionId: o.resumeSessionId,
+            cwd: this.fs.cwd,
+            mcpServers: []
+          })
+          session = { sessionId: o.resumeSessionId, modes: loaded?.modes }
+          resumed = "resumed"
+        } catch (e) {
+          this.log(`session/load ${o.resumeSessionId} failed (${errorText(e)}): starting a new session`)
+          resumed = "failed"
+        } finally {
+          this.loading = false
+        }
+      } else resumed = "cannot"
+    }
+    if (session === undefined) {
+      this.startStep = "session/new"
+      session = await conn.agent.request(acp.methods.agent.session.new, { cwd: this.fs.cwd, mcpServers: [] })
+    }
     this.acpSessionId = session.sessionId
+    o.onAcpSession?.(session.sessionId)
     const modes = session.modes
     this.send({
       type: "agent",
@@ -289,11 +325,18 @@ export class Bridge {
         : {})
     })
     this.log(`ACP session ${session.sessionId} in ${this.fs.cwd}`)
-    if (o.restarted === true) {
+    if (resumed === "resumed") {
+      this.send({
+        type: "custom",
+        name: "rein.resumed_conversation",
+        data: { text: "The agent was started again and resumed its conversation (ACP session/load)." }
+      })
+    } else if (o.restarted === true) {
+      const why = resumed === "failed" ? "it could not load the earlier one" : "it cannot resume the earlier one"
       this.send({
         type: "custom",
         name: "rein.new_conversation",
-        data: { text: "The agent was started again: it begins a new conversation and does not remember the earlier one." }
+        data: { text: `The agent was started again: it begins a new conversation (${why}).` }
       })
     }
     if (o.initialPrompt !== undefined) {
