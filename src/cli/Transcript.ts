@@ -284,6 +284,7 @@ export const artifactLines = (a: Artifact, t: TranscriptStyle): Array<string> =>
     case "custom":
       // The runner started the agent again, and it could not resume its conversation.
       if (a.name === "rein.new_conversation") return [s.gray("— agent started again: a new conversation —")]
+      if (a.name === "rein.resumed_conversation") return [s.gray("— agent started again: it resumed its conversation —")]
       return [s.gray(truncate(`[${str(a.name)}] ${str(a.data)}`, t.width))]
 
     default: {

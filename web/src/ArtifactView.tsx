@@ -489,11 +489,12 @@ const Body = ({ a, client, sessionId, toolCall, stopped }: Props) => {
     case "changes":
       return <ChangesLine a={a} />
     default:
-      if (a.kind === "custom" && a.name === "rein.new_conversation") {
+      if (a.kind === "custom" && (a.name === "rein.new_conversation" || a.name === "rein.resumed_conversation")) {
         const data = a.data as { text?: unknown } | null
         return (
           <p class="new-conversation" role="note" title={typeof data?.text === "string" ? data.text : undefined}>
-            <span aria-hidden="true">↻</span> Agent started again: a new conversation
+            <span aria-hidden="true">↻</span>{" "}
+            {a.name === "rein.new_conversation" ? "Agent started again: a new conversation" : "Agent started again: it resumed its conversation"}
           </p>
         )
       }
