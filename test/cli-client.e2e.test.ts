@@ -470,6 +470,82 @@ describe("rein: approve, reject", () => {
   })
 })
 
+describe("rein: paged transcripts (issue 23)", () => {
+  /** A session of 80 file changes (f0 .. f79, seqs 1 .. 80) after a tool call that keeps running (seq 1 is "slow"). */
+  const longSession = async (id: string) => {
+    const s = await startServer()
+    await s.createSession(id)
+    const sb = await sandbox(s.url, id)
+    await sb.post(
+      { type: "turn_start" },
+      { type: "tool_call_start", toolCallId: "slow", name: "build", input: "make" },
+      ...Array.from({ length: 79 }, (_, i) => ({ type: "file_change", path: `f${i + 1}`, action: "modify" }))
+    )
+    return { s, sb }
+  }
+  const files = (out: string) => [...out.matchAll(/\[file\] (?:modify|create) (f\d+)/g)].map((m) => m[1])
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `f${from + i}`)
+
+  it("artifacts --limit, --before, --after: one page, and on stderr how to print the next; bad flags say what to change", async () => {
+    const { s } = await longSession("pg")
+    const url = ["--url", s.url]
+    const last = await rein([...url, "artifacts", "pg", "--limit", "10"])
+    expect(last.code).toBe(0)
+    expect(files(last.stdout)).toEqual(range(70, 79))
+    expect(last.stderr).toBe("rein: more before this page: rein artifacts pg --before 71 --limit 10\n")
+    const before = await rein([...url, "artifacts", "pg", "--before", "71", "--limit", "10"])
+    expect(files(before.stdout)).toEqual(range(60, 69))
+    expect(before.stderr).toBe("rein: more before this page: rein artifacts pg --before 61 --limit 10\n")
+    const first = await rein([...url, "artifacts", "pg", "--before", "5"])
+    expect(first.stdout).toBe("[tool] build make · running\n[file] modify f1\n[file] modify f2\n[file] modify f3\n")
+    expect(first.stderr).toBe("")
+    const after = await rein([...url, "artifacts", "pg", "--after", "70", "--limit", "5", "--json"])
+    expect(after.stdout.trimEnd().split("\n").map((l) => JSON.parse(l).seq)).toEqual([71, 72, 73, 74, 75])
+    expect(after.stderr).toBe("rein: more after this page: rein artifacts pg --after 75 --limit 5\n")
+    expect((await rein([...url, "artifacts", "pg", "--after", "75", "--limit", "5"])).stderr).toBe("")
+    // Without them: the whole transcript, as before.
+    expect(files((await rein([...url, "artifacts", "pg"])).stdout)).toEqual(range(1, 79))
+
+    expect(await rein([...url, "artifacts", "pg", "--before", "5", "--after", "2"])).toMatchObject({
+      code: 1,
+      stderr: "rein: --before and --after cannot be combined: one page is before a seq, or after it\n"
+    })
+    for (const [flag, value, says] of [["--limit", "5000", "--limit must be 1 to 1000; got 5000"], ["--before", "0", "--before must be a seq (1 or more); got 0"]]) {
+      const r = await rein([...url, "artifacts", "pg", flag!, value!])
+      expect(r.code, flag).toBe(1)
+      expect(r.stderr, flag).toContain(says)
+    }
+  })
+
+  it("watch --tail N: the last N and what still runs, a line saying where the rest is; --tail 0 everything; piped, 50 by default", async () => {
+    const { s, sb } = await longSession("wt")
+    const url = ["--url", s.url]
+    const w = spawnRein([...url, "watch", "wt", "--tail", "3"])
+    await w.waitFor((o) => o.includes("f79"), "the tail")
+    expect(w.stdout()).toBe("[tool] build make · running\n[file] modify f77\n[file] modify f78\n[file] modify f79\n")
+    // The old tool call still changes live.
+    await sb.post({ type: "tool_call_end", toolCallId: "slow", output: "built" }, { type: "file_change", path: "f80", action: "create" })
+    await w.waitFor((o) => o.includes("f80"), "live changes")
+    expect(w.stdout()).toContain("[tool] build make · done\n  | built\n")
+    w.child.kill("SIGINT")
+    const done = await w.exited
+    expect(done.stderr).toContain("rein: the transcript before #78 is not shown: rein artifacts wt --before 78 prints it\n")
+
+    const all = spawnRein([...url, "watch", "wt", "--tail", "0"])
+    await all.waitFor((o) => o.includes("f80"), "everything")
+    expect(files(all.stdout())).toEqual([...range(1, 79), "f80"])
+    all.child.kill("SIGINT")
+    expect((await all.exited).stderr).not.toContain("not shown")
+
+    const piped = spawnRein([...url, "watch", "wt"])
+    await piped.waitFor((o) => o.includes("f80"), "a screenful")
+    expect(files(piped.stdout())).toEqual(range(31, 79).concat("f80"))
+    piped.child.kill("SIGINT")
+    expect((await piped.exited).stderr).toContain("rein: the transcript before #32 is not shown: rein artifacts wt --before 32 prints it\n")
+    expect((await rein([...url, "watch", "wt", "--tail", "1001"])).stderr).toContain("--tail must be 0 (everything) to 1000; got 1001")
+  })
+})
+
 describe("rein watch: piped and --json", () => {
   it("piped: append-only plain text, an appended delta prints only what was appended; exits 0 when the session is removed", async () => {
     const s = await startServer()
@@ -664,7 +740,7 @@ describe("rein: --help", () => {
     expect(r.stdout).toMatch(/^ {2}\$ rein watch demo/m)
     expect(r.stdout).not.toMatch(/^ {2}\$ (?!rein |export )/m)
     // Short, as git --help is: the commands and their options one line each, mostly (issue 20 added five commands' worth).
-    expect(r.stdout.split("\n").length).toBeLessThan(66)
+    expect(r.stdout.split("\n").length).toBeLessThan(70)
     expect(await rein(["--version"])).toMatchObject({ code: 0, stdout: "0.1.0\n", stderr: "" })
     // `rein` alone, `rein help` and -h say the same.
     for (const args of [[], ["help"], ["-h"]]) expect((await rein(args)).stdout, args.join(" ")).toBe(r.stdout)

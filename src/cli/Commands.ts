@@ -224,7 +224,29 @@ const rm = Command.make("rm", { id }, (o) =>
     io.out(`removed ${o.id}\n`)
   }))
 
-const watch = Command.make("watch", { id, json, verbose }, (o) => watchSession(o.id, { json: o.json, verbose: o.verbose }))
+/** Most artifacts the server sends in one page or tail. */
+const pageMax = 1000
+
+/** An optional integer flag within `min`..`max`, refused with a message naming it. */
+const bounded = (name: string, min: number, max: number, what: string) =>
+  Options.integer(name).pipe(
+    Options.mapEffect((n) =>
+      n >= min && n <= max ? Effect.succeed(n) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} must be ${what}; got ${n}`)))
+    ),
+    Options.optional
+  )
+
+const watch = Command.make(
+  "watch",
+  { id, json, verbose, tail: bounded("tail", 0, pageMax, `0 (everything) to ${pageMax}`) },
+  (o) =>
+    Effect.gen(function*() {
+      const io = yield* Io
+      // A screenful by default: the terminal's rows, or 50 when not on one.
+      const tail = Option.getOrElse(o.tail, () => Math.min(pageMax, Math.max(1, io.tty ? io.stdout.rows || 50 : 50)))
+      return yield* watchSession(o.id, { json: o.json, verbose: o.verbose, ...(tail > 0 && { tail }) })
+    })
+)
 
 const readStdin = Effect.flatMap(Io, (io) =>
   Effect.async<string>((resume) => {
@@ -321,14 +343,41 @@ const reject = Command.make("reject", { id, requestId }, (o) =>
     io.out(`rejected ${rid}\n`)
   }))
 
-const artifacts = Command.make("artifacts", { id, json, verbose }, (o) =>
+const artifacts = Command.make(
+  "artifacts",
+  {
+    id,
+    json,
+    verbose,
+    before: bounded("before", 1, Number.MAX_SAFE_INTEGER, "a seq (1 or more)"),
+    after: bounded("after", 1, Number.MAX_SAFE_INTEGER, "a seq (1 or more)"),
+    limit: bounded("limit", 1, pageMax, `1 to ${pageMax}`)
+  },
+  (o) =>
   Effect.gen(function*() {
     const api = yield* Api.Api
     const io = yield* Io
-    const list: ReadonlyArray<Artifact> = yield* api.call((c) => c.artifacts(o.id))
-    if (o.json) return io.out(list.map((a) => JSON.stringify(a) + "\n").join(""))
-    const t = { style: io.style, width: io.stdout.columns || 100, markdown: io.tty, plain: !io.tty, fullChanges: true }
-    io.out(list.filter((a) => o.verbose || !hidden(a)).map((a) => artifactLines(a, t).join("\n") + "\n").join(""))
+    if (Option.isSome(o.before) && Option.isSome(o.after)) {
+      return yield* Effect.fail(new Usage({ message: "--before and --after cannot be combined: one page is before a seq, or after it" }))
+    }
+    const paged = [o.before, o.after, o.limit].some(Option.isSome)
+    const page = paged
+      ? yield* api.call((c) =>
+        c.artifactsPage(o.id, { before: Option.getOrUndefined(o.before), after: Option.getOrUndefined(o.after), limit: Option.getOrUndefined(o.limit) })
+      )
+      : undefined
+    const list: ReadonlyArray<Artifact> = page?.artifacts ?? (yield* api.call((c) => c.artifacts(o.id)))
+    if (o.json) io.out(list.map((a) => JSON.stringify(a) + "\n").join(""))
+    else {
+      const t = { style: io.style, width: io.stdout.columns || 100, markdown: io.tty, plain: !io.tty, fullChanges: true }
+      io.out(list.filter((a) => o.verbose || !hidden(a)).map((a) => artifactLines(a, t).join("\n") + "\n").join(""))
+    }
+    // Where the next page starts, on stderr: stdout stays the transcript (or JSON lines).
+    if (page?.more === true && list.length > 0) {
+      const next = Option.isSome(o.after) ? `--after ${list[list.length - 1]!.seq}` : `--before ${list[0]!.seq}`
+      const limit = Option.match(o.limit, { onNone: () => "", onSome: (n) => ` --limit ${n}` })
+      io.err(io.style.gray(`rein: more ${Option.isSome(o.after) ? "after" : "before"} this page: rein artifacts ${o.id} ${next}${limit}`) + "\n")
+    }
   }))
 
 const reinCommand = rein.pipe(

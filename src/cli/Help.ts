@@ -131,11 +131,18 @@ export const commands: ReadonlyArray<CommandHelp> = [
         "a (always), n (reject) or an option's number. Piped, the same transcript as plain text.",
       "A session a runner started: its agent, runner and branch head the watch, and its worktree's changes against " +
         "the base show as one line (files changed, +added -removed), renewed after each turn; rein artifacts prints " +
-        "the whole diff."
+        "the whole diff.",
+      "A long session starts from its last screenful of artifacts (the terminal's rows; 50 when not on one), with " +
+        "the older ones still changing (a running tool call, a pending permission, the turn's plan); a line says " +
+        "where the rest starts (rein artifacts <id> --before N prints it). --tail 0 prints everything."
     ],
     arguments: [idArg],
-    options: [verbose, json],
-    examples: [["rein watch demo", ""], ["rein watch demo --json | jq -c .", ""]]
+    options: [
+      { flag: "--tail", value: "N", text: "the last N artifacts first (0: all; default a screenful)" },
+      verbose,
+      json
+    ],
+    examples: [["rein watch demo", ""], ["rein watch demo --tail 0", "the whole transcript, then live"], ["rein watch demo --json | jq -c .", ""]]
   },
   {
     name: "prompt",
@@ -182,11 +189,23 @@ export const commands: ReadonlyArray<CommandHelp> = [
     summary: "Print the session's transcript so far",
     description: [
       "Prints every artifact of the session once (the transcript), as `watch` shows it, and exits; the worktree's " +
-        "changes (a session a runner started) as their whole diff, where watch shows one line."
+        "changes (a session a runner started) as their whole diff, where watch shows one line.",
+      "With --before, --after or --limit, one page: the last N artifacts before a seq (or of the session), or the " +
+        "first N after one; when more lie beyond it, a line on stderr says how to print the next page."
     ],
     arguments: [idArg],
-    options: [verbose, json],
-    examples: [["rein artifacts demo --json | jq -c 'select(.kind == \"file_change\") | .path'", ""]]
+    options: [
+      { flag: "--before", value: "SEQ", text: "the page just before artifact SEQ" },
+      { flag: "--after", value: "SEQ", text: "the page just after artifact SEQ" },
+      { flag: "--limit", value: "N", text: "N per page, up to 1000 (default 200); alone: the last N" },
+      verbose,
+      json
+    ],
+    examples: [
+      ["rein artifacts demo --json | jq -c 'select(.kind == \"file_change\") | .path'", ""],
+      ["rein artifacts demo --limit 20", "the last 20"],
+      ["rein artifacts demo --before 120 --limit 50", "the 50 before #120"]
+    ]
   },
   {
     name: "stop",
