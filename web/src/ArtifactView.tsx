@@ -70,7 +70,7 @@ export const fencedSegments = (output: string): Array<Segment> => {
 const CLIP_LINES = 24
 const CLIP_CHARS = 3_000
 /** What a collapsed text shows: its first lines, at most HEAD_CHARS characters. */
-const HEAD_LINES = 16
+const HEAD_LINES = 10
 const HEAD_CHARS = 1_500
 
 /** `text`'s head for a collapsed view, and how many lines it has; undefined when it is short enough to show whole. */
