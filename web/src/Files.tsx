@@ -21,16 +21,25 @@ export const changedFiles = (artifacts: ReadonlyArray<Artifact>): Array<ChangedF
   return [...byPath.values()].sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0))
 }
 
-export const FilesView = ({ files }: { files: ReadonlyArray<ChangedFile> }) =>
-  files.length === 0
-    ? <p class="empty">No file changed yet.</p>
-    : (
-      <ul class="files" aria-label="Changed files">
-        {files.map((f) => (
-          <li class="changed-file" data-path={f.path} data-seq={f.latest.seq}>
-            {f.changes > 1 && <p class="muted change-count">{f.changes} changes; the latest:</p>}
-            <FileChange a={f.latest} />
-          </li>
-        ))}
-      </ul>
-    )
+/** `partial`: older pages of the transcript are not loaded, so older changes are not counted. */
+export const FilesView = ({ files, partial = false }: { files: ReadonlyArray<ChangedFile>; partial?: boolean }) => (
+  <>
+    {partial && (
+      <p class="muted files-partial" role="note">
+        From the loaded part of the transcript: scroll it up to load older changes.
+      </p>
+    )}
+    {files.length === 0
+      ? <p class="empty">No file changed yet.</p>
+      : (
+        <ul class="files" aria-label="Changed files">
+          {files.map((f) => (
+            <li class="changed-file" data-path={f.path} data-seq={f.latest.seq}>
+              {f.changes > 1 && <p class="muted change-count">{f.changes} changes; the latest:</p>}
+              <FileChange a={f.latest} />
+            </li>
+          ))}
+        </ul>
+      )}
+  </>
+)

@@ -212,7 +212,7 @@ export const SessionView = (
 
       {tab === "files" && (
         <div class="files-panel" role="tabpanel" aria-label="Files">
-          <FilesView files={files} />
+          <FilesView files={files} partial={paged.more} />
         </div>
       )}
       {tab === "changes" && (
