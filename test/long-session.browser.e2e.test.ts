@@ -376,4 +376,46 @@ describe.skipIf(!haveChromium && !process.env.CI)("a long session in Chromium", 
     expect(pageErrors).toEqual([])
     await page.close()
   }, 300_000)
+
+  it("an older artifact still changing (a running tool call and its pending permission) is there from the start, then in its place once its page is loaded, and updates live", async () => {
+    await newSession("carried", [
+      { type: "user_message", text: "Deploy it" },
+      { type: "tool_call_start", toolCallId: "deploy", name: "run_command", title: "Deploy to staging" },
+      { type: "permission_request", requestId: "p-deploy", toolCallId: "deploy", title: "Run the deploy?" },
+      ...transcript(400).slice(1)
+    ])
+    const all = (await server.request("GET", "/sessions/carried/artifacts")).body as Array<{ seq: number; kind: string }>
+    const last = all[all.length - 1]!.seq
+    const [tool, permission] = [all[1]!, all[2]!]
+    expect([tool.kind, permission.kind]).toEqual(["tool_call", "permission"])
+    const page = await newPage()
+    await openAt(page, "carried", last)
+    // Loaded: the tail and the two still changing (and the last text before the tail).
+    expect(Number(await page.locator(".transcript").getAttribute("data-loaded"))).toBeLessThan(210)
+    // Up to the oldest loaded: the carried ones show above the older messages' row.
+    for (let i = 0; i < 20; i++) {
+      if ((await page.locator(".transcript-carried .kind-permission").count()) > 0) break
+      await page.locator(".transcript").evaluate((e: any) => (e.scrollTop = 0))
+      await settle(page)
+    }
+    const carried = page.locator(".transcript-carried")
+    await carried.locator(".kind-permission .permission.pending", { hasText: "Run the deploy?" }).waitFor()
+    expect(await carried.locator(".kind-tool_call .badge.status-running").count()).toBe(1)
+    // Read on up to the start: each artifact once, in order, the carried ones in their place.
+    for (let i = 0; i < 100; i++) {
+      const shown = await seqs(page)
+      if (shown[0] === 1) break
+      await scrollToTop(page)
+    }
+    const shown = await seqs(page)
+    expect(shown.slice(0, 3)).toEqual([1, tool.seq, permission.seq])
+    expect(shown.every((s, k) => k === 0 || s === shown[k - 1]! + 1)).toBe(true)
+    expect(await page.locator(".transcript-carried").count()).toBe(0)
+    // They still follow the stream: the call ends, the permission expires with it.
+    expect((await server.request("POST", "/sessions/carried/events", [{ type: "tool_call_end", toolCallId: "deploy", output: "deployed" }])).status).toBe(202)
+    await page.locator(`.transcript [data-seq="${tool.seq}"] .badge.status-done`).waitFor()
+    await page.locator(`.transcript [data-seq="${permission.seq}"] .decision-expired`).waitFor()
+    expect(pageErrors).toEqual([])
+    await page.close()
+  }, 300_000)
 })
