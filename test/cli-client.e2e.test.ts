@@ -932,7 +932,8 @@ describe.skipIf(!hasTmux)("rein watch on a terminal (tmux)", () => {
         res.writeHead(200, { "content-type": "application/json" })
         return res.end(JSON.stringify({ id: "race", status: "live", summary: null, project: null, createdAt: 1, lastHeartbeat: 1 }))
       }
-      if (req.method === "GET" && req.url === "/sessions/race/stream") {
+      // The watch opens with ?tail= (a screenful).
+      if (req.method === "GET" && req.url?.split("?")[0] === "/sessions/race/stream") {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
         return res.write(`id: 1\nevent: artifact_snapshot\ndata: ${JSON.stringify({ artifact: permission })}\n\nevent: snapshot_complete\ndata: {}\n\n`)
       }
