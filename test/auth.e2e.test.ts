@@ -358,15 +358,18 @@ describe("without a token", () => {
     expect(created.status).toBe(201)
     expect(created.body).not.toHaveProperty("sandboxToken")
     expect(Object.keys(created.body).sort()).toEqual([
+      "agent",
       "createdAt",
       "id",
       "lastHeartbeat",
       "lastStopReason",
       "pendingPermissions",
       "project",
+      "runner",
       "status",
       "summary",
-      "usage"
+      "usage",
+      "workspace"
     ])
     await server.createSession("doomed")
     expect((await server.request("GET", "/sessions")).status).toBe(200)

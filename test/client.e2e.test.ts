@@ -498,15 +498,14 @@ describe("SandboxConnection", () => {
     expect(new Set(posts.map((p) => p.key)).size).toBe(1)
     expect(posts[0]!.key).toMatch(/.{8,}/)
 
-    // The next batch has a new key.
+    // The next batch has a new key (usage is metadata: the reply goes on in the same text, issue 21).
     failures = []
     await sandbox.send({ type: "text_delta", delta: " more" })
     expect(posts[3]!.key).not.toBe(posts[0]!.key)
     const stored = await client.artifacts("i1")
     expect(stored.map((a) => [a.kind, a.text ?? a.inputTokens])).toEqual([
-      ["text", "once"],
-      ["usage", 5],
-      ["text", " more"]
+      ["text", "once more"],
+      ["usage", 5]
     ])
   })
 

@@ -18,7 +18,8 @@ import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
-import { delimiter, join } from "node:path"
+import { delimiter, dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 
 /** Set in the main process for the reporter: `given`, `started` or `missing`. */
 export const pgStatusVariable = "REIN_TEST_POSTGRES"
@@ -123,6 +124,8 @@ const startCluster = async (bin: string): Promise<Cluster> => {
 }
 
 export default async function setup() {
+  // The test bundles (test/sandboxBuild.ts) are per process: last run's go before this one's.
+  rmSync(join(dirname(fileURLToPath(import.meta.url)), "..", "dist-test"), { recursive: true, force: true })
   const given = process.env.DATABASE_URL
   if (given !== undefined && given !== "") {
     process.env[pgStatusVariable] = "given"

@@ -10,10 +10,14 @@ import { fileURLToPath } from "node:url"
 export const root = fileURLToPath(new URL("..", import.meta.url))
 const out = join(root, "dist-test")
 
-/** Bundles the bin `src/<dir>/bin.ts` (its packages left to node_modules) into dist-test/<dir>/bin.js; returns its path. */
+/**
+ * Bundles the bin `src/<dir>/bin.ts` (its packages left to node_modules) into
+ * dist-test/<dir>-<pid>/bin.js; returns its path. Each test process builds its own: test files run
+ * in parallel, and one rewriting a file another is starting would pull it from under it.
+ */
 const buildBin = (dir: string): string => {
-  // Under dist-test/<dir>/, as under dist/<dir>/: the bin reads ../../package.json.
-  const outfile = join(out, dir, "bin.js")
+  // Two levels down, as under dist/<dir>/: the bin reads ../../package.json.
+  const outfile = join(out, `${dir}-${process.pid}`, "bin.js")
   buildSync({
     entryPoints: [join(root, "src", dir, "bin.ts")],
     outfile,
@@ -32,9 +36,9 @@ export const buildSandboxBin = (): string => buildBin("sandbox")
 /** `rein-runner`. */
 export const buildRunnerBin = (): string => buildBin("runner")
 
-/** Builds a test agent of test/fixtures/ (`name` without `.ts`) into one file; returns its path. */
+/** Builds a test agent of test/fixtures/ (`name` without `.ts`) into one file (one per test process); returns its path. */
 export const buildAgent = (name: string): string => {
-  const outfile = join(out, `${name}.js`)
+  const outfile = join(out, `${name}-${process.pid}.js`)
   buildSync({ entryPoints: [join(root, "test/fixtures", `${name}.ts`)], outfile, format: "esm", platform: "node", target: "node20" })
   return outfile
 }
