@@ -15,7 +15,7 @@ import { processStartTime } from "../src/runner/Processes.js"
 import { readMarker } from "../src/runner/Worktrees.js"
 import { start, type TestServer, until } from "./helpers.js"
 import { alive, cleanup, commitAll, git, makeRepo, tempDir } from "./runner-helpers.js"
-import { buildAgent, buildRunnerBin } from "./sandboxBuild.js"
+import { buildAgent, buildRunnerBin, root } from "./sandboxBuild.js"
 
 const TOKEN = "server-secret-token"
 /** bubblewrap (Debian's `bubblewrap`; `.ci/run` installs it) confines a profile's agent to its worktree. */
@@ -40,12 +40,16 @@ const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) 
   const dir = tempDir()
   const agentsFile = join(dir, "agents.json")
   const scripted = { name: "Scripted", command: process.execPath, args: [agentJs] }
-  // The documented wrapper: everything read-only but the worktree, a private /tmp.
+  // The documented wrapper: everything read-only but the worktree, a private /tmp. (This checkout,
+  // which holds the test agent, is bound back read-only, as it may itself live under /tmp.)
   const boxed = bwrap === undefined ? {} : {
     boxed: {
       ...scripted,
       name: "Scripted, confined",
-      wrapper: [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", "{cwd}", "{cwd}", "--die-with-parent", "--"]
+      wrapper: [
+        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", root, root, "--bind", "{cwd}", "{cwd}", "--die-with-parent", "--"
+      ]
     }
   }
   // The same agent able to resume a conversation (ACP session/load).
