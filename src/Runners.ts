@@ -182,7 +182,8 @@ export const make = Effect.gen(function*() {
       const k = known.get(runnerId)
       if (k === undefined) continue
       if ("revoke" in delivery) yield* endRevoked(k)
-      else if (k.connection !== undefined) yield* Queue.offer(k.connection.queue, delivery.job as Job)
+      // A stream ending meanwhile takes nothing (offering to it would interrupt this loop).
+      else if (k.connection !== undefined) k.connection.queue.unsafeOffer(delivery.job as Job)
     }
   }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not take the jobs sent to this instance's runners", cause)))
 
@@ -263,7 +264,8 @@ export const make = Effect.gen(function*() {
     dispatch: (id, job) =>
       Effect.gen(function*() {
         const k = known.get(id)
-        if (k?.connection !== undefined) return yield* Queue.offer(k.connection.queue, job)
+        // An unbounded queue takes it, unless its stream is ending: then the runner is as good as offline.
+        if (k?.connection !== undefined && k.connection.queue.unsafeOffer(job)) return
         const there = peers.shared ? (yield* peers.online).get(id) : undefined
         if (there === undefined) return yield* new NoRunner({ message: `runner ${k?.stored.name ?? id} is offline` })
         yield* peers.send(there.instance, id, { job })
