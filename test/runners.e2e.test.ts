@@ -36,7 +36,7 @@ afterAll(() => cleanup())
 const auth = { authorization: `Bearer ${TOKEN}` }
 
 /** A server with its embedded runner serving `repo`, offering `scripted` (the test agent) and, with bubblewrap, `boxed` (the same, confined). */
-const hub = async (repo: string, extra: { readonly maxSessions?: number } = {}) => {
+const hub = async (repo: string, extra: { readonly maxSessions?: number; readonly minFreeDisk?: number } = {}) => {
   const dir = tempDir()
   const agentsFile = join(dir, "agents.json")
   const scripted = { name: "Scripted", command: process.execPath, args: [agentJs] }
@@ -200,6 +200,23 @@ describe("runners: agents started by the hub", () => {
     const error = (await artifacts(call, "nr")).find((a) => a.kind === "error")
     expect(error.message).toMatch(/worktree/)
     expect(error.message).toMatch(/git/)
+  })
+
+  it("below its free-disk threshold a runner refuses the start and says why; at its session cap it is full", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo, { minFreeDisk: 2 ** 60, maxSessions: 1 })
+    expect((await call("POST", "/sessions/d1", { agent: "scripted" })).status).toBe(201)
+    await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((s: any) => s.id)).toEqual(["d1"]))
+    const error = (await artifacts(call, "d1")).find((a) => a.kind === "error")
+    expect(error).toMatchObject({ fatal: true, message: expect.stringMatching(/^not starting: \d+ MiB free in .+, below this runner's \d+ MiB$/) })
+    expect((await call("GET", "/sessions/d1")).body.workspace.path).toBeNull()
+
+    const capped = await hub(makeRepo(), { maxSessions: 1 })
+    expect((await capped.call("POST", "/sessions/c1", { agent: "scripted" })).status).toBe(201)
+    await until(() => capped.call("GET", "/runners"), (r) => expect(r.body[0]).toMatchObject({ sessions: 1, maxSessions: 1 }))
+    const full = await capped.call("POST", "/sessions/c2", { agent: "scripted" })
+    expect(full.body.error).toEqual({ code: "no_runner", message: "every runner that could start scripted is full" })
+    expect((await capped.call("GET", "/sessions/c2")).status).toBe(404)
   })
 
   it("no runner that can: 409 no_runner naming what is missing, and nothing created", async () => {
