@@ -30,10 +30,10 @@ export interface JobFeed {
   readonly revoked: () => boolean
   /**
    * Once the stream ended: the sessions whose agents the runner said it ran when it went away
-   * without a newer connection taking its place (empty when it stopped them first, as a runner
-   * that stops cleanly does).
+   * without a newer connection taking its place, here or on another instance (empty when it
+   * stopped them first, as a runner that stops cleanly does).
    */
-  readonly orphaned: () => ReadonlyArray<string>
+  readonly orphaned: Effect.Effect<ReadonlyArray<string>, StoreError>
 }
 
 /** What a session asks for: an agent, maybe a repository, maybe a runner (id or name). */
@@ -226,7 +226,16 @@ export const make = Effect.gen(function*() {
         yield* endRevoked(k)
       }),
     authenticate: (id, token) =>
-      Effect.map(lookup(id), (k) => k !== undefined && sameHash(hash(token), k.stored.tokenHash)),
+      Effect.gen(function*() {
+        const k = yield* lookup(id)
+        if (k === undefined || !sameHash(hash(token), k.stored.tokenHash)) return false
+        // Clustered, it may have been revoked on another instance: the store says whether it still is.
+        if (!peers.shared || k.embedded) return true
+        const registered = yield* Effect.orElseSucceed(store.runners.list, () => undefined)
+        if (registered === undefined || registered.some((r) => r.id === id)) return true
+        yield* endRevoked(k)
+        return false
+      }),
     setOffer: (id, offer) =>
       Effect.flatMap(find(id), (k) => {
         k.offer = offer
@@ -252,8 +261,12 @@ export const make = Effect.gen(function*() {
         return {
           jobs: queue,
           revoked: () => connection.revoked,
-          orphaned: () =>
-            connection.revoked || (k.connection !== undefined && k.connection !== connection) ? [] : (k.offer?.running ?? [])
+          orphaned: Effect.suspend(() => {
+            if (connection.revoked || k.connection !== undefined) return Effect.succeed([])
+            const running = k.offer?.running ?? []
+            if (running.length === 0 || !peers.shared) return Effect.succeed(running)
+            return Effect.map(peers.online, (online) => online.has(id) ? [] : running)
+          })
         }
       }),
     pick: (want) =>

@@ -36,7 +36,10 @@ afterAll(() => cleanup())
 const auth = { authorization: `Bearer ${TOKEN}` }
 
 /** A server with its embedded runner serving `repo`, offering `scripted` (the test agent) and, with bubblewrap, `boxed` (the same, confined). */
-const hub = async (repo: string, extra: { readonly maxSessions?: number; readonly minFreeDisk?: number } = {}) => {
+const hub = async (
+  repo: string,
+  { bootstrapTimeout = 600_000, ...extra }: { readonly maxSessions?: number; readonly minFreeDisk?: number; readonly bootstrapTimeout?: number } = {}
+) => {
   const dir = tempDir()
   const agentsFile = join(dir, "agents.json")
   const scripted = { name: "Scripted", command: process.execPath, args: [agentJs] }
@@ -58,7 +61,7 @@ const hub = async (repo: string, extra: { readonly maxSessions?: number; readonl
   const worktrees = join(dir, "worktrees")
   const server = await start({
     token: TOKEN,
-    bootstrapTimeout: 600_000,
+    bootstrapTimeout,
     runner: {
       repos: [repo],
       agentsFile,
@@ -204,12 +207,17 @@ describe("runners: agents started by the hub", () => {
 
   it("below its free-disk threshold a runner refuses the start and says why; at its session cap it is full", async () => {
     const repo = makeRepo()
-    const { call } = await hub(repo, { minFreeDisk: 2 ** 60, maxSessions: 1 })
+    const { call } = await hub(repo, { minFreeDisk: 2 ** 60, maxSessions: 1, bootstrapTimeout: 300 })
     expect((await call("POST", "/sessions/d1", { agent: "scripted" })).status).toBe(201)
+    expect((await call("POST", "/sessions/plain")).status).toBe(201)
     await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((s: any) => s.id)).toEqual(["d1"]))
     const error = (await artifacts(call, "d1")).find((a) => a.kind === "error")
     expect(error).toMatchObject({ fatal: true, message: expect.stringMatching(/^not starting: \d+ MiB free in .+, below this runner's \d+ MiB$/) })
     expect((await call("GET", "/sessions/d1")).body.workspace.path).toBeNull()
+    // A session without an agent is removed at its bootstrap timeout; one the hub starts waits for
+    // its agent or for a person, with the error that says why.
+    await until(() => call("GET", "/sessions/plain"), (r) => expect(r.status).toBe(404))
+    expect((await call("GET", "/sessions/d1")).body).toMatchObject({ status: "bootstrapping", lastStopReason: "error" })
 
     const capped = await hub(makeRepo(), { maxSessions: 1 })
     expect((await capped.call("POST", "/sessions/c1", { agent: "scripted" })).status).toBe(201)
@@ -271,6 +279,37 @@ describe("runners: agents started by the hub", () => {
     for (const secret of ["REIN_TOKEN", "DATABASE_URL", "OPENAI_API_KEY"]) expect(env[secret]).toBeUndefined()
     expect(JSON.stringify(env)).not.toContain(TOKEN)
     expect(JSON.stringify(env)).not.toContain("rst_")
+  })
+
+  it("a runner's offer speaks only for its own sessions: vanishing, it cannot make another's session need someone", async () => {
+    const repo = makeRepo()
+    const { call, server } = await hub(repo)
+    expect((await call("POST", "/sessions/not-yours")).status).toBe(201)
+    const { id, token } = (await call("POST", "/runners", { name: "liar" })).body
+    const runnerAuth = { authorization: `Bearer ${token}` }
+    const offer = { agents: [], repos: [], sessions: 1, running: ["not-yours"], maxSessions: null, freeDisk: null }
+    const jobs = new AbortController()
+    await fetch(`${server.url}/runners/${id}/jobs`, { headers: runnerAuth, signal: jobs.signal })
+    expect((await server.request("PUT", `/runners/${id}/offer`, offer, runnerAuth)).status).toBe(204)
+    jobs.abort()
+    await until(() => call("GET", "/runners"), (r) => expect(r.body.find((x: any) => x.id === id).online).toBe(false))
+    await new Promise((r) => setTimeout(r, 2_500))
+    expect((await call("GET", "/sessions?attention=1")).body).toEqual([])
+    expect((await artifacts(call, "not-yours"))).toEqual([])
+  })
+
+  it("a runner starts agents only in the repositories it serves", async () => {
+    const repo = makeRepo()
+    const other = makeRepo("other")
+    const { call } = await hub(repo)
+    expect((await call("POST", "/sessions/r1", { agent: "scripted" })).status).toBe(201)
+    await until(() => call("GET", "/sessions/r1"), (r) => expect(r.body.status).toBe("live"))
+    expect((await call("POST", "/sessions/r1/stop")).status).toBe(202)
+    await until(() => call("GET", "/sessions/r1"), (r) => expect(r.body.status).toBe("disconnected"))
+    // The sandbox token may say anything about its workspace; a start still goes only where the runner serves.
+    expect((await call("POST", "/sessions/r1/events", { type: "workspace", repo: other, path: "/x", branch: "rein/r1", baseRef: "HEAD" })).status).toBe(202)
+    expect((await call("POST", "/sessions/r1/start")).status).toBe(202)
+    await until(() => artifacts(call, "r1"), (a) => expect(a.at(-1)).toMatchObject({ kind: "error", message: `this runner does not serve repository ${other}` }))
   })
 
   it("POST /runners answers a token once; a revoked runner's job stream ends and its token stops working", async () => {

@@ -254,16 +254,20 @@ export const make = (options: RouterOptions) =>
           // someone. Nothing is started elsewhere behind the user's back.
           const sessions = yield* Sessions
           // A moment's grace first: a runner whose connection blinked is back by then.
+          // Only sessions this runner runs: its offer's word is not taken for anyone else's.
           yield* Effect.addFinalizer(() =>
             Effect.sleep("2 seconds").pipe(
-              Effect.zipRight(Effect.suspend(() =>
-                Effect.forEach(feed.orphaned(), (sessionId) =>
-                  Effect.ignore(sessions.ingest(sessionId, [{
-                    type: "error",
-                    fatal: true,
-                    message: `the runner running this session's agent went away (runner ${id}); start the session again once it is back`
-                  }])), { discard: true })
-              )),
+              Effect.zipRight(feed.orphaned),
+              Effect.flatMap((orphans) =>
+                Effect.forEach(orphans, (sessionId) =>
+                  Effect.flatMap(sessions.get(sessionId), (session) =>
+                    session.runner !== id ? Effect.void : sessions.ingest(sessionId, [{
+                      type: "error",
+                      fatal: true,
+                      message: `the runner running this session's agent went away (runner ${id}); start the session again once it is back`
+                    }])).pipe(Effect.ignore), { discard: true })
+              ),
+              Effect.ignore,
               Effect.forkDaemon,
               Effect.asVoid
             )

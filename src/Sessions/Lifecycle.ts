@@ -52,7 +52,9 @@ export const make = ({ bootstrapTimeout, peers, reducer, registry, sandboxes, st
         if (entries.has(id)) return session
         entries.set(id, newEntry({ session, rev: 0, sandboxTokenHash }, reducer.initial))
         yield* publishNotice(project, { _tag: "created", session })
-        yield* startTimer(id, now + bootstrapTimeout)
+        // A runner starts its agent, which may take long (a checkout, an `npx` install) or fail
+        // (said in its transcript): such a session waits for its agent, or for a person.
+        if (session.agent === null) yield* startTimer(id, now + bootstrapTimeout)
         return session
       }))
     })
@@ -84,7 +86,9 @@ export const make = ({ bootstrapTimeout, peers, reducer, registry, sandboxes, st
       const { session } = stored
       const entry = newEntry(stored, undefined)
       entries.set(session.id, entry)
-      if (session.status === "bootstrapping") yield* startTimer(session.id, session.createdAt + bootstrapTimeout)
+      if (session.status === "bootstrapping" && session.agent === null) {
+        yield* startTimer(session.id, session.createdAt + bootstrapTimeout)
+      }
       else yield* sandboxes.disconnectedAtStart(entry)
     }
   })

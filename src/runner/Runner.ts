@@ -7,6 +7,8 @@
  * through the same Bridge as `rein-sandbox`. Before it takes jobs it reconciles: agents it
  * started that still run (after a `kill -9`) are stopped, worktrees of deleted sessions removed.
  */
+import { realpath } from "node:fs/promises"
+import { resolve } from "node:path"
 import { ReinClient } from "../client/ReinClient.js"
 import { openStream, type StreamHandle } from "../client/stream.js"
 import { authHeaders, defaultFetch, type Fetch, joinUrl, segment } from "../client/util.js"
@@ -110,6 +112,8 @@ export class Runner {
     })
     void this.stream.done.then(async (s) => {
       if (this.closing) return
+      this.closing = true
+      await Promise.all([...this.busy.values()])
       const why = s.status === "removed" ? "this runner was revoked" : `its job stream ended (${s.status}${s.error ? `: ${s.error.message}` : ""})`
       this.log(`stopping: ${why}`)
       await this.stopAll()
@@ -122,7 +126,9 @@ export class Runner {
   async close(): Promise<void> {
     if (this.closing) return
     this.closing = true
-    // Agents first, and the hub told, so that the job stream ending after says nothing went wrong.
+    // Jobs in progress first (a start half-way must not leave an agent behind), then the agents,
+    // and the hub told, so that the job stream ending after says nothing went wrong.
+    await Promise.all([...this.busy.values()])
     await this.stopAll()
     await this.sendOffer()
     this.stream?.close()
@@ -246,6 +252,14 @@ export class Runner {
     return this.post(job.sessionId, job.sandboxToken, [{ type: "error", message, fatal: true }])
   }
 
+  /** Whether `repo` is one of its repositories (the same directory, however it is spelled). */
+  private async serves(repo: string): Promise<boolean> {
+    const real = (p: string) => realpath(p).catch(() => resolve(p))
+    const wanted = await real(repo)
+    for (const r of this.o.repos) if ((await real(r)) === wanted) return true
+    return false
+  }
+
   private agentCommand(profile: AgentProfile, cwd: string): { readonly command: string; readonly args: ReadonlyArray<string> } {
     const line = commandLine(profile, cwd)
     if (line !== undefined) return line
@@ -259,6 +273,7 @@ export class Runner {
     if (this.closing || this.running.has(job.sessionId)) return
     const profile = this.o.profiles[job.agent]
     if (profile === undefined) return this.fail(job, `this runner has no agent ${job.agent}`)
+    if (!(await this.serves(job.repo))) return this.fail(job, `this runner does not serve repository ${job.repo}`)
     const minFree = this.o.minFreeDisk ?? 1024 ** 3
     const free = await freeDisk(this.o.worktrees).catch(() => undefined)
     if (free !== undefined && free < minFree) {
@@ -280,6 +295,7 @@ export class Runner {
       return this.fail(job, `could not make the session's worktree: ${(e as Error).message}`)
     }
     const path = worktree.path
+    if (this.closing) return
     await this.post(job.sessionId, job.sandboxToken, [{
       type: "workspace",
       repo: worktree.repo,
@@ -287,6 +303,7 @@ export class Runner {
       branch: worktree.branch,
       baseRef: worktree.baseRef
     }])
+    if (this.closing) return
     const { args, command } = this.agentCommand(profile, path)
     const bridge = new Bridge({
       url: this.o.url,
