@@ -28,6 +28,8 @@ export interface JobFeed {
   readonly jobs: Queue.Dequeue<Job>
   /** True once the runner was revoked while connected: its stream says so and it stops. */
   readonly revoked: () => boolean
+  /** True once a newer connection of the same runner took its place: its stream says so and it stops. */
+  readonly superseded: () => boolean
   /**
    * Once the stream ended: the sessions whose agents the runner said it ran when it went away
    * without a newer connection taking its place, here or on another instance (empty when it
@@ -66,7 +68,7 @@ interface Known {
   readonly stored: StoredRunner
   readonly embedded: boolean
   offer: RunnerOffer | undefined
-  connection: { readonly queue: Queue.Queue<Job>; revoked: boolean } | undefined
+  connection: { readonly queue: Queue.Queue<Job>; revoked: boolean; superseded: boolean } | undefined
 }
 
 /** A runner as every instance sees it: online here, on another instance, or not at all. */
@@ -246,10 +248,14 @@ export const make = Effect.gen(function*() {
         const k = yield* find(id)
         const queue = yield* Queue.unbounded<Job>()
         const previous = k.connection
-        const connection = { queue, revoked: false }
+        const connection = { queue, revoked: false, superseded: false }
         k.connection = connection
-        // One stream per runner: a reconnect replaces a half-dead older one.
-        if (previous !== undefined) yield* Queue.shutdown(previous.queue)
+        // One stream per runner: a reconnect replaces a half-dead older one, which is told so (two
+        // processes run with one token would otherwise take the stream from each other forever).
+        if (previous !== undefined) {
+          previous.superseded = true
+          yield* Queue.shutdown(previous.queue)
+        }
         yield* Effect.ignore(peers.present(id, k.offer ?? noOffer))
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
@@ -261,6 +267,7 @@ export const make = Effect.gen(function*() {
         return {
           jobs: queue,
           revoked: () => connection.revoked,
+          superseded: () => connection.superseded,
           orphaned: Effect.suspend(() => {
             if (connection.revoked || k.connection !== undefined) return Effect.succeed([])
             const running = k.offer?.running ?? []

@@ -298,6 +298,53 @@ describe("runners: agents started by the hub", () => {
     expect((await artifacts(call, "not-yours"))).toEqual([])
   })
 
+  it("deleting keeps a worktree with uncommitted work; a new session under that id is refused it rather than handed it", async () => {
+    const repo = makeRepo()
+    const { call } = await hub(repo)
+    expect((await call("POST", "/sessions/twice", { agent: "scripted", prompt: "write draft.txt unsaved work" })).status).toBe(201)
+    const s = await until(() => call("GET", "/sessions/twice"), (r) => expect(r.body).toMatchObject({ status: "idle", workspace: { path: expect.any(String) } }))
+    const path = s.body.workspace.path as string
+    expect((await call("DELETE", "/sessions/twice")).status).toBe(204)
+    await until(async () => (await readMarker(path))?.processes ?? [], (p) => expect(p.every((x) => !alive(x.pid))).toBe(true))
+    expect(readFileSync(join(path, "draft.txt"), "utf8")).toBe("unsaved work\n")
+    expect((await call("POST", "/sessions/twice", { agent: "scripted" })).status).toBe(201)
+    const refused = await until(() => artifacts(call, "twice"), (a) => expect(a.some((x) => x.kind === "error")).toBe(true))
+    expect(refused.find((x) => x.kind === "error").message).toBe(
+      `an earlier session named twice left its worktree at ${path} (uncommitted changes: 1 changed: draft.txt); it is kept`
+    )
+    expect(readFileSync(join(path, "draft.txt"), "utf8")).toBe("unsaved work\n")
+  })
+
+  it("after the server's token changes (or auth is turned on), an agent session still starts again", async () => {
+    const repo = makeRepo()
+    const dir = tempDir()
+    const agentsFile = join(dir, "agents.json")
+    writeFileSync(agentsFile, JSON.stringify({ agents: { scripted: { command: process.execPath, args: [agentJs] } } }))
+    const options = (token?: string) => ({
+      dbPath: join(dir, "rein.db"),
+      ...(token !== undefined ? { token } : {}),
+      runner: { repos: [repo], agentsFile, worktrees: join(dir, "worktrees"), minFreeDisk: 0, log: () => {} }
+    })
+    const ready = async (server: TestServer, headers: Record<string, string>) =>
+      until(() => server.request("GET", "/runners", undefined, headers), (r) => expect(r.body[0]?.agents?.length ?? 0).toBeGreaterThan(0))
+    for (const [before, after] of [[undefined, "first-token"], ["first-token", "second-token"]] as const) {
+      const headersOf = (t: string | undefined): Record<string, string> => t === undefined ? {} : { authorization: `Bearer ${t}` }
+      const one = await start(options(before))
+      await ready(one, headersOf(before))
+      const id = `rot-${after}`
+      expect((await one.request("POST", `/sessions/${id}`, { agent: "scripted" }, headersOf(before))).status).toBe(201)
+      await until(() => one.request("GET", `/sessions/${id}`, undefined, headersOf(before)), (r) => expect(r.body.status).toBe("live"))
+      await one.close()
+      const two = await start(options(after))
+      servers.push(two)
+      await ready(two, headersOf(after))
+      expect((await two.request("POST", `/sessions/${id}/start`, undefined, headersOf(after))).status).toBe(202)
+      await until(() => two.request("GET", `/sessions/${id}`, undefined, headersOf(after)), (r) => expect(r.body.status).toBe("live"))
+      await two.close()
+      servers.splice(servers.indexOf(two), 1)
+    }
+  })
+
   it("a runner starts agents only in the repositories it serves", async () => {
     const repo = makeRepo()
     const other = makeRepo("other")
@@ -406,10 +453,18 @@ describe("rein-runner: a remote runner", () => {
       pids[id] = (await until(() => readMarker(s.body.workspace.path), (m) => expect(m?.processes).toHaveLength(1)))!.processes[0]!.pid
     }
     const gonePath = join(worktrees, "app", "gone")
+    // Each agent starts a long-running child in its process group: an agent may exit when its stdin
+    // closes with the runner, what it started does not.
+    const children: Record<string, number> = {}
+    for (const id of ["gone", "kept"]) {
+      const pidFile = join(dir, `${id}.pid`)
+      expect((await call("POST", `/sessions/${id}/commands`, { type: "prompt", text: `spawn-child ${pidFile}` })).status).toBe(202)
+      children[id] = Number(await until(async () => existsSync(pidFile) ? readFileSync(pidFile, "utf8") : "", (t) => expect(t).toMatch(/^\d+$/)))
+    }
     first.child.kill("SIGKILL")
     await first.exited
-    // The runner is gone; the agents it started are not (their own process groups).
-    expect(alive(pids.gone!) && alive(pids.kept!)).toBe(true)
+    // The runner is gone; what its agents started is not (their own process groups).
+    expect(alive(children.gone!) && alive(children.kept!)).toBe(true)
     await until(() => call("GET", "/runners"), (r) => expect(r.body[0].online).toBe(false))
     // A runner that went away took its agents along: both sessions need someone, nothing restarts them elsewhere.
     const needy = await until(() => call("GET", "/sessions?attention=1"), (r) => expect(r.body.map((x: any) => x.id).sort()).toEqual(["gone", "kept"]))
@@ -419,7 +474,8 @@ describe("rein-runner: a remote runner", () => {
 
     const second = runnerProcess(server.url, token, args)
     await until(() => call("GET", "/runners"), (r) => expect(r.body[0].online).toBe(true))
-    await until(async () => [alive(pids.gone!), alive(pids.kept!), existsSync(gonePath)], (v) => expect(v).toEqual([false, false, false]))
+    await until(async () => [alive(pids.gone!), alive(pids.kept!), alive(children.gone!), alive(children.kept!), existsSync(gonePath)], (v) =>
+      expect(v).toEqual([false, false, false, false, false]))
     expect(second.stderr()).toContain("removed the worktree of deleted session gone")
     expect(existsSync(join(worktrees, "app", "kept"))).toBe(true)
     await until(() => call("GET", "/sessions/kept"), (r) => expect(r.body.status).toBe("disconnected"))
@@ -447,6 +503,15 @@ describe("rein-runner: a remote runner", () => {
     expect((await server.request("DELETE", `/runners/${id}`, undefined, auth)).status).toBe(204)
     expect(await r.exited).toBe(1)
     expect(r.stderr()).toContain("this runner was revoked")
+    // Two processes with one token: the newer holds the stream, the older is told and stops.
+    const again = (await server.request("POST", "/runners", { name: "vm-4" }, auth)).body
+    const older = runnerProcess(server.url, again.token, ["--repos", repo, "--worktrees", join(tempDir(), "w")])
+    await until(() => server.request("GET", "/runners", undefined, auth), (res) =>
+      expect(res.body.find((x: any) => x.id === again.id)?.online).toBe(true))
+    const newer = runnerProcess(server.url, again.token, ["--repos", repo, "--worktrees", join(tempDir(), "w")])
+    expect(await older.exited).toBe(1)
+    expect(older.stderr()).toContain("another process with this runner's token took its job stream over")
+    expect(newer.child.exitCode).toBeNull()
     const bad = runnerProcess(server.url, "rrt_run_nope.secret", ["--repos", repo])
     expect(await bad.exited).toBe(1)
     expect(bad.stderr()).toMatch(/403|forbidden|not grant/i)

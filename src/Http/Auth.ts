@@ -63,13 +63,14 @@ export const make = (token: string | undefined): Guard => {
   const clientHash = hashToken(token)
   const sandboxTokenFor = (s: Pick<Session, "id" | "createdAt">) =>
     `rst_${createHmac("sha256", token).update(`sandbox:${s.id}:${s.createdAt}`).digest("base64url")}`
-  const check = <R = never>(query: boolean, sessionHash?: Effect.Effect<string | null, never, R>) =>
+  const check = <R = never>(query: boolean, sessionHashes?: ReadonlyArray<Effect.Effect<string | null, never, R>>) =>
     Effect.gen(function*() {
       const given = yield* presented(query)
       if (given === undefined) return yield* new Unauthorized()
       const hash = hashToken(given)
       if (sameHash(hash, clientHash)) return
-      if (sessionHash !== undefined) {
+      // In order, and only as far as needed: the stored hash is the common case.
+      for (const sessionHash of sessionHashes ?? []) {
         const expected = yield* sessionHash
         if (expected !== null && sameHash(hash, expected)) return
       }
@@ -89,9 +90,14 @@ export const make = (token: string | undefined): Guard => {
       }),
     client: (options) => check(options?.query ?? false),
     sandbox: (id, options) =>
-      check(
-        options?.query ?? false,
-        Effect.flatMap(Sessions, (s) => s.sandboxTokenHash(id)).pipe(Effect.orElseSucceed(() => null))
-      )
+      check(options?.query ?? false, [
+        Effect.flatMap(Sessions, (s) => s.sandboxTokenHash(id)).pipe(Effect.orElseSucceed(() => null)),
+        // A session the hub starts: the token derived from the server token now, so a restart after
+        // the token changed (or auth was turned on) still reaches it.
+        Effect.flatMap(Sessions, (s) => s.get(id)).pipe(
+          Effect.map((session) => session.agent === null ? null : hashToken(sandboxTokenFor(session))),
+          Effect.orElseSucceed(() => null)
+        )
+      ])
   }
 }

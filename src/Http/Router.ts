@@ -246,6 +246,7 @@ export const make = (options: RouterOptions) =>
             Stream.runForEach((job) => Effect.sync(() => void c.offer(Sse.job(job)))),
             Effect.ensuring(Effect.sync(() => {
               if (feed.revoked()) c.write(Sse.runnerRevoked(id))
+              else if (feed.superseded()) c.write(Sse.superseded(id))
               c.end("ended")
             })),
             Effect.forkScoped

@@ -18,7 +18,7 @@ import { Bridge } from "../sandbox/Bridge.js"
 import { processStartTime } from "./Processes.js"
 import { agentEnv, type AgentProfile, commandLine, type Profiles } from "./Profiles.js"
 import { reconcile } from "./Reconcile.js"
-import { createWorktree, diffWorktree, freeDisk, recordAcpSession, recordProcesses, removeWorktree } from "./Worktrees.js"
+import { createWorktree, diffWorktree, freeDisk, listWorktrees, recordAcpSession, recordProcesses, removeWorktree } from "./Worktrees.js"
 
 export interface RunnerOptions {
   /** The Rein server. */
@@ -66,6 +66,7 @@ export class Runner {
   /** Sessions with a job in progress (start, stop, remove): one at a time each. */
   private readonly busy = new Map<string, Promise<void>>()
   private stream: StreamHandle | undefined
+  private opens = 0
   private closing = false
   private resolveEnded!: (reason: string) => void
   /** Resolves when the runner stops for good (closed, or revoked: its token no longer works). */
@@ -96,7 +97,13 @@ export class Runner {
       token: this.o.token ?? undefined,
       resume: false,
       finalEvent: "runner_revoked",
-      onOpen: () => void this.sendOffer().finally(ready),
+      supersededEvent: "superseded",
+      onOpen: () => {
+        // Back after a drop: what was deleted meanwhile (its remove job never came) is tidied first.
+        const again = this.opens++ > 0
+        void (again ? this.reconcile().catch((e) => this.log(`could not reconcile: ${(e as Error).message}`)) : Promise.resolve())
+          .then(() => this.sendOffer()).finally(ready)
+      },
       onMessage: (m) => {
         if (m.event !== "job") return
         try {
@@ -114,7 +121,11 @@ export class Runner {
       if (this.closing) return
       this.closing = true
       await Promise.all([...this.busy.values()])
-      const why = s.status === "removed" ? "this runner was revoked" : `its job stream ended (${s.status}${s.error ? `: ${s.error.message}` : ""})`
+      const why = s.status === "removed"
+        ? "this runner was revoked"
+        : s.status === "superseded"
+        ? "another process with this runner's token took its job stream over"
+        : `its job stream ended (${s.status}${s.error ? `: ${s.error.message}` : ""})`
       this.log(`stopping: ${why}`)
       await this.stopAll()
       this.resolveEnded(why)
@@ -157,6 +168,8 @@ export class Runner {
       root: this.o.worktrees,
       owner: this.owner,
       sessionExists: (id) => this.sessionExists(id),
+      // What it runs or is starting now is its own business, not a leftover.
+      active: new Set([...this.running.keys(), ...this.busy.keys()]),
       graceMs: this.o.graceMs
     })
     for (const p of report.stopped) this.log(`stopped agent ${p.pid} left running for session ${p.sessionId}`)
@@ -226,7 +239,6 @@ export class Runner {
   }
 
   private async removeWorktreeOf(sessionId: string): Promise<void> {
-    const { listWorktrees } = await import("./Worktrees.js")
     for (const w of await listWorktrees(this.o.worktrees)) {
       if (w.sessionId !== sessionId || (w.owner ?? "") !== this.owner) continue
       const result = await removeWorktree({ path: w.path })
@@ -281,6 +293,17 @@ export class Runner {
         job,
         `not starting: ${Math.floor(free / 1024 ** 2)} MiB free in ${this.o.worktrees}, below this runner's ${Math.floor(minFree / 1024 ** 2)} MiB`
       )
+    }
+    if (!job.restart) {
+      // A session created again under an earlier one's id starts clean: that one's worktree goes
+      // (by the usual rule: kept, and this start refused, when it holds uncommitted work).
+      for (const w of await listWorktrees(this.o.worktrees)) {
+        if (w.sessionId !== job.sessionId || (w.owner ?? "") !== this.owner) continue
+        const removed = await removeWorktree({ path: w.path })
+        if (!removed.removed) {
+          return this.fail(job, `an earlier session named ${job.sessionId} left its worktree at ${removed.path} (${removed.kept}: ${removed.detail}); it is kept`)
+        }
+      }
     }
     let worktree
     try {
