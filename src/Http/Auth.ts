@@ -84,6 +84,8 @@ export const make = (token: string | undefined): Guard => {
         const given = yield* presented(options?.query ?? false)
         if (given === undefined) return yield* new Unauthorized()
         if (sameHash(hashToken(given), clientHash)) return
+        // A runner token names its runner (`rrt_<id>.<secret>`): another runner's is refused before any lookup.
+        if (!given.startsWith(`rrt_${id}.`)) return yield* new Forbidden()
         const runners = yield* Runners
         if (yield* runners.authenticate(id, given)) return
         return yield* new Forbidden()
