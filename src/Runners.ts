@@ -146,10 +146,10 @@ export const make = Effect.gen(function*() {
     }
     const registered = yield* store.runners.list
     const online = yield* peers.online
-    const ids = new Set(registered.map((r) => r.id))
-    const local = [...known.values()].filter((k) => k.embedded || ids.has(k.stored.id))
     for (const r of registered) remember(r)
-    return [...new Map([...registered.map((r) => known.get(r.id)!), ...local].map((k) => [k.stored.id, k])).values()].map((k): View => {
+    // Registered now (a runner revoked elsewhere is gone from the store), or this instance's own.
+    const ids = new Set(registered.map((r) => r.id))
+    return [...known.values()].filter((k) => k.embedded || ids.has(k.stored.id)).map((k): View => {
       if (k.connection !== undefined) return { ...k, offer: k.offer ?? noOffer, at: "here" }
       const there = online.get(k.stored.id)
       return { ...k, offer: there?.offer ?? noOffer, at: there?.instance }

@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { idFromPrompt } from "../src/cli/Commands.js"
-import { start, type TestServer } from "./helpers.js"
+import { start, type TestServer, until } from "./helpers.js"
 import { cleanup, makeRepo, tempDir } from "./runner-helpers.js"
 import { buildAgent } from "./sandboxBuild.js"
 
@@ -76,21 +76,6 @@ const rein = (args: ReadonlyArray<string>, options: { cwd?: string } = {}): Prom
       resolve({ code, stdout, stderr })
     })
   })
-
-/** Polls until `check` passes on what `read` gives; the last failure is the error. */
-const until = async <T>(read: () => Promise<T>, check: (value: T) => void, timeoutMs = 20_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await read()
-    try {
-      check(value)
-      return value
-    } catch (e) {
-      if (Date.now() > deadline) throw e
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
-}
 
 /** A server with auth and its embedded runner serving `repo`: `scripted` (the test agent) and `broken` (dies at start). */
 const hub = async (repo: string) => {
